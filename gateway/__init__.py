@@ -1,0 +1,1 @@
+"""Convênio authorization gateway: the checkout terminals' HTTP API over live balances in Redis."""

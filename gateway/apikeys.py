@@ -1,0 +1,113 @@
+"""API keys (stored as SHA-256 digests, never in clear) and the integration key.
+
+A key is `cvk_` + 43 random URL-safe characters: high entropy, so a plain digest is enough
+to store it safely. Gateways cache a looked-up key briefly, so authentication costs no Redis
+round trip on the hot path; a revocation takes effect within that cache time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+
+from gateway.core import Gateway
+from gateway.errors import ApiError, ErrorCode
+from gateway.keys import GLOBAL
+from gateway.passwords import digest
+from gateway.permissions import Permission
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    permissions: frozenset[Permission]
+
+    def allows(self, needed: frozenset[Permission]) -> bool:
+        return not needed or bool(self.permissions & needed)
+
+
+def key_id(token: str) -> str:
+    return "k" + digest(token)[:15]
+
+
+async def create(
+    gw: Gateway, permissions: frozenset[Permission], name: str = "", token: str | None = None
+) -> tuple[str, ApiKey]:
+    """Register a new key (or the given token, for the demo) and return it in clear, once."""
+    token = token or "cvk_" + secrets.token_urlsafe(32)
+    d = digest(token)
+    codes = ",".join(str(int(p)) for p in sorted(permissions))
+    res = await gw.run(
+        "apikey_create",
+        [gw.keys.api_key(d), gw.keys.api_key_ids(), gw.keys.events(GLOBAL)],
+        [gw.now_ms(), gw.protocol(), key_id(token), d, codes, name],
+    )
+    r = res["r"]
+    perms = frozenset(Permission(int(c)) for c in r["permissions"].split(",") if c)
+    return token, ApiKey(r["id"], perms)
+
+
+async def revoke(gw: Gateway, kid: str) -> None:
+    d = await gw.redis.hget(gw.keys.api_key_ids(), kid)
+    if d is None:
+        raise ApiError(ErrorCode.UNKNOWN_API_KEY)
+    res = await gw.run(
+        "apikey_revoke",
+        [gw.keys.api_key(d.decode()), gw.keys.events(GLOBAL)],
+        [gw.now_ms(), gw.protocol(), kid],
+    )
+    if not res["ok"]:
+        raise ApiError(res["code"])
+
+
+class ApiKeyCache:
+    def __init__(self, gw: Gateway) -> None:
+        self._gw = gw
+        self._ttl = gw.settings.apikey_cache_s
+        self._entries: dict[str, tuple[float, ApiKey | None]] = {}
+
+    async def authenticate(self, authorization: str | None) -> ApiKey:
+        if not authorization or not authorization.startswith("Bearer "):
+            raise ApiError(ErrorCode.UNAUTHORIZED)
+        token = authorization[7:].strip()
+        if not token or len(token) > 256:
+            raise ApiError(ErrorCode.UNAUTHORIZED)
+        d = digest(token)
+        now = time.monotonic()
+        hit = self._entries.get(d)
+        if hit is not None and hit[0] > now:
+            key = hit[1]
+        else:
+            key = await self._lookup(d)
+            if len(self._entries) > 10_000:
+                self._entries.clear()
+            self._entries[d] = (now + self._ttl, key)
+        if key is None:
+            raise ApiError(ErrorCode.UNAUTHORIZED)
+        return key
+
+    async def _lookup(self, d: str) -> ApiKey | None:
+        kid, perms, revoked = await self._gw.redis.hmget(
+            self._gw.keys.api_key(d), "id", "permissions", "revoked"
+        )
+        if kid is None or revoked == b"1":
+            return None
+        codes = frozenset(Permission(int(c)) for c in perms.decode().split(",") if c)
+        return ApiKey(kid.decode(), codes)
+
+
+async def set_integration_key(gw: Gateway, integration_key: str, only_if_unset: bool) -> bool:
+    res = await gw.run(
+        "integration_set",
+        [gw.keys.integration(), gw.keys.events(GLOBAL)],
+        [gw.now_ms(), gw.protocol(), digest(integration_key), "1" if only_if_unset else "0"],
+    )
+    return bool(res["r"]["set"])
+
+
+async def check_integration_key(gw: Gateway, integration_key: str) -> None:
+    stored = await gw.redis.hget(gw.keys.integration(), "digest")
+    if stored is None or not hmac.compare_digest(stored.decode(), digest(integration_key)):
+        raise ApiError(ErrorCode.INTEGRATION_KEY_INVALID)

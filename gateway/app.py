@@ -1,0 +1,115 @@
+"""The Starlette application: routes from the endpoint table, operations endpoints, the
+expiry sweeper, and contract-shaped answers for unknown paths and methods."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from importlib.metadata import PackageNotFoundError, version
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway import metrics, openapi, sweeper
+from gateway.apikeys import ApiKeyCache
+from gateway.config import Settings
+from gateway.core import Gateway
+from gateway.errors import ApiError, ErrorCode
+from gateway.http import JSON, UNAVAILABLE, Call, Endpoint, Reply, error_response, wrap
+from gateway.routes import ENDPOINTS
+from gateway.schemas import Health
+
+log = logging.getLogger("convenio.app")
+
+try:
+    VERSION = version("convenio-gateway")
+except PackageNotFoundError:  # running from a source tree
+    VERSION = "0"
+
+
+async def healthz(c: Call) -> Reply:
+    return Reply(Health(status="ok"))
+
+
+async def readyz(c: Call) -> Reply:
+    try:
+        await c.gw.redis.ping()
+    except UNAVAILABLE:
+        raise ApiError(ErrorCode.SERVICE_UNAVAILABLE, "Redis is not reachable.") from None
+    return Reply(Health(status="ready", checks={"redis": "ok"}))
+
+
+OPERATIONS = (
+    Endpoint("GET", "/healthz", "healthz", "The process is up.", healthz, Health, public=True, tag="operations"),
+    Endpoint(
+        "GET", "/readyz", "readyz", "Redis is reachable; the gateway can decide.", readyz, Health,
+        public=True, tag="operations",
+    ),
+)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """Application factory (uvicorn --factory); settings come from the environment by default."""
+    settings = settings or Settings.from_env()
+    holder: dict[str, Gateway] = {}
+
+    def gw() -> Gateway:
+        return holder["gw"]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        gateway = await Gateway.open(settings)
+        holder["gw"] = gateway
+        app.state.gateway = gateway
+        app.state.apikeys = keys_cache.bind(gateway)
+        try:
+            await gateway.start()
+        except UNAVAILABLE as exc:
+            # Start anyway: /readyz says not ready, requests get 503 until Redis answers.
+            log.warning("Redis not reachable at start-up (%s); serving 503 until it is", exc)
+        task = asyncio.create_task(sweeper.run(gateway))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await gateway.close()
+
+    keys_cache = _LazyKeys()
+    endpoints = ENDPOINTS + OPERATIONS
+    routes = [Route(ep.path, wrap(ep, keys_cache, gw), methods=[ep.method], name=ep.name) for ep in endpoints]
+    spec = msgspec.json.encode(openapi.document(endpoints, VERSION))
+
+    async def openapi_json(request: Request) -> Response:
+        return Response(spec, media_type=JSON)
+
+    async def metrics_text(request: Request) -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    routes += [Route("/openapi.json", openapi_json), Route("/metrics", metrics_text)]
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = ErrorCode.METHOD_NOT_ALLOWED if exc.status_code == 405 else ErrorCode.NOT_FOUND
+        return error_response(ApiError(code))
+
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
+
+
+class _LazyKeys(ApiKeyCache):
+    """The API-key cache, bound to the Gateway once the lifespan has opened it."""
+
+    def __init__(self) -> None:  # noqa: D107 - bound later
+        pass
+
+    def bind(self, gw: Gateway) -> _LazyKeys:
+        ApiKeyCache.__init__(self, gw)
+        return self

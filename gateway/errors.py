@@ -1,0 +1,129 @@
+"""Every way a request can fail: one enumeration, one HTTP status table, one default message.
+
+Lua scripts return these codes by name, the HTTP layer maps them to statuses here, and
+`/openapi.json` lists them from here; nothing else invents an error code.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+
+class ErrorCode(enum.StrEnum):
+    # request shape and transport
+    INVALID_REQUEST = "INVALID_REQUEST"
+    BODY_TOO_LARGE = "BODY_TOO_LARGE"
+    NOT_FOUND = "NOT_FOUND"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    # authentication and permission
+    UNAUTHORIZED = "UNAUTHORIZED"
+    FORBIDDEN = "FORBIDDEN"
+    INTEGRATION_KEY_INVALID = "INTEGRATION_KEY_INVALID"
+    # registry
+    UNKNOWN_CONVENIO = "UNKNOWN_CONVENIO"
+    UNKNOWN_PARTICIPANT = "UNKNOWN_PARTICIPANT"
+    UNKNOWN_VEHICLE = "UNKNOWN_VEHICLE"
+    UNKNOWN_API_KEY = "UNKNOWN_API_KEY"
+    CONVENIO_EXISTS = "CONVENIO_EXISTS"
+    PARTICIPANT_EXISTS = "PARTICIPANT_EXISTS"
+    LIMIT_ALLOCATION_EXCEEDED = "LIMIT_ALLOCATION_EXCEEDED"
+    SHARING_MODE_LOCKED = "SHARING_MODE_LOCKED"
+    # password
+    PASSWORD_LOCKED = "PASSWORD_LOCKED"
+    PASSWORD_NOT_SET = "PASSWORD_NOT_SET"
+    # empenho decisions
+    INSUFFICIENT_LIMIT = "INSUFFICIENT_LIMIT"
+    PARTICIPANT_BLOCKED = "PARTICIPANT_BLOCKED"
+    CONVENIO_BLOCKED = "CONVENIO_BLOCKED"
+    PASSWORD_PROOF_REQUIRED = "PASSWORD_PROOF_REQUIRED"
+    PASSWORD_PROOF_INVALID = "PASSWORD_PROOF_INVALID"
+    VEHICLE_NOT_REGISTERED = "VEHICLE_NOT_REGISTERED"
+    IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
+    UNKNOWN_EMPENHO = "UNKNOWN_EMPENHO"
+    EMPENHO_NOT_PENDING = "EMPENHO_NOT_PENDING"
+    COMMIT_CONFLICT = "COMMIT_CONFLICT"
+    COMMIT_EXCEEDS_HOLD = "COMMIT_EXCEEDS_HOLD"
+    # service health
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+
+
+#: HTTP status and the message a client sees when the raiser gives none.
+ERRORS: dict[ErrorCode, tuple[int, str]] = {
+    ErrorCode.INVALID_REQUEST: (422, "The request is not valid."),
+    ErrorCode.BODY_TOO_LARGE: (413, "The request body is larger than 64 KiB."),
+    ErrorCode.NOT_FOUND: (404, "No such endpoint."),
+    ErrorCode.METHOD_NOT_ALLOWED: (405, "Method not allowed on this endpoint."),
+    ErrorCode.UNAUTHORIZED: (401, "A valid API key is required (Authorization: Bearer <key>)."),
+    ErrorCode.FORBIDDEN: (403, "This API key lacks the permission this endpoint needs."),
+    ErrorCode.INTEGRATION_KEY_INVALID: (403, "The integration key is not valid."),
+    ErrorCode.UNKNOWN_CONVENIO: (404, "No convênio with this code."),
+    ErrorCode.UNKNOWN_PARTICIPANT: (404, "No participant with this code in this convênio."),
+    ErrorCode.UNKNOWN_VEHICLE: (404, "No vehicle with this plate for this participant."),
+    ErrorCode.UNKNOWN_API_KEY: (404, "No API key with this id."),
+    ErrorCode.CONVENIO_EXISTS: (409, "A convênio with this code already exists."),
+    ErrorCode.PARTICIPANT_EXISTS: (409, "This participant already exists in this convênio."),
+    ErrorCode.LIMIT_ALLOCATION_EXCEEDED: (
+        422,
+        "The participants' limits would add up to more than the convênio's total limit.",
+    ),
+    ErrorCode.SHARING_MODE_LOCKED: (
+        422,
+        "The sharing mode cannot change once the convênio has participants.",
+    ),
+    ErrorCode.PASSWORD_LOCKED: (423, "Too many failed password checks; try again later."),
+    ErrorCode.PASSWORD_NOT_SET: (422, "This participant has no password set."),
+    ErrorCode.INSUFFICIENT_LIMIT: (422, "The amount is more than the available limit."),
+    ErrorCode.PARTICIPANT_BLOCKED: (422, "The participant is blocked."),
+    ErrorCode.CONVENIO_BLOCKED: (422, "The convênio is blocked."),
+    ErrorCode.PASSWORD_PROOF_REQUIRED: (422, "A password proof is required to place a hold."),
+    ErrorCode.PASSWORD_PROOF_INVALID: (
+        422,
+        "The password proof is unknown, expired, already used, or for another participant.",
+    ),
+    ErrorCode.VEHICLE_NOT_REGISTERED: (
+        422,
+        "The vehicle plate is not registered for this participant.",
+    ),
+    ErrorCode.IDEMPOTENCY_CONFLICT: (
+        409,
+        "This Idempotency-Key was already used with a different request.",
+    ),
+    ErrorCode.UNKNOWN_EMPENHO: (404, "No empenho with this id."),
+    ErrorCode.EMPENHO_NOT_PENDING: (409, "The empenho is not pending."),
+    ErrorCode.COMMIT_CONFLICT: (
+        409,
+        "The empenho was already committed with a different coupon or amount.",
+    ),
+    ErrorCode.COMMIT_EXCEEDS_HOLD: (422, "The commit amount is more than the held amount."),
+    ErrorCode.SERVICE_UNAVAILABLE: (503, "A backing service is unavailable; retry shortly."),
+    ErrorCode.INTERNAL_ERROR: (
+        500,
+        "Unexpected error; it was logged. Retrying with the same Idempotency-Key is safe.",
+    ),
+}
+
+assert set(ERRORS) == set(ErrorCode), "every error code needs a status and a message"
+
+
+class ApiError(Exception):
+    """Raised anywhere below a handler; the HTTP layer renders it as the contract's error body."""
+
+    def __init__(
+        self,
+        code: ErrorCode | str,
+        message: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        self.code = ErrorCode(code)
+        self.status, default = ERRORS[self.code]
+        self.message = message or default
+        self.headers = headers or {}
+        self.extra = {k: v for k, v in extra.items() if v is not None}
+        super().__init__(f"{self.code}: {self.message}")
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"code": str(self.code), "message": self.message, **self.extra}}

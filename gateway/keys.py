@@ -1,0 +1,84 @@
+"""The one place Redis keys are built.
+
+Every key of a convênio carries its shard's hash tag (`{s7}`), so one script only ever touches
+one hash slot and runs unchanged on Redis Cluster. Process-wide records (API keys, the
+integration key) live under the global tag `{g}`, with their own event stream.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+GLOBAL = "g"
+
+
+class Keys:
+    def __init__(self, prefix: str, shards: int) -> None:
+        self.prefix = prefix
+        self.shards = shards
+
+    # -- sharding ---------------------------------------------------------------------------
+    def shard_of(self, convenio: str) -> int:
+        return zlib.crc32(convenio.encode()) % self.shards
+
+    def tag(self, shard: int | str) -> str:
+        return f"{self.prefix}:{{s{shard}}}" if shard != GLOBAL else f"{self.prefix}:{{g}}"
+
+    def all_tags(self) -> list[str]:
+        return [self.tag(s) for s in range(self.shards)] + [self.tag(GLOBAL)]
+
+    # -- per shard --------------------------------------------------------------------------
+    def events(self, shard: int | str) -> str:
+        return f"{self.tag(shard)}:events"
+
+    def pending(self, shard: int) -> str:
+        """Sorted set of PENDING empenho ids scored by their expiry (ms)."""
+        return f"{self.tag(shard)}:pending"
+
+    def convenio(self, convenio: str) -> str:
+        return f"{self.tag(self.shard_of(convenio))}:conv:{convenio}"
+
+    def members(self, convenio: str) -> str:
+        """Set of the convênio's participant codes."""
+        return f"{self.tag(self.shard_of(convenio))}:members:{convenio}"
+
+    def participant(self, convenio: str, participant: str) -> str:
+        return f"{self.tag(self.shard_of(convenio))}:part:{convenio}:{participant}"
+
+    def vehicles(self, convenio: str, participant: str) -> str:
+        """Hash plate -> JSON of the vehicle (description, last km)."""
+        return f"{self.tag(self.shard_of(convenio))}:veh:{convenio}:{participant}"
+
+    def proof(self, convenio: str, proof_digest: str) -> str:
+        return f"{self.tag(self.shard_of(convenio))}:proof:{proof_digest}"
+
+    def idempotency(self, convenio: str, api_key_id: str, idem_digest: str) -> str:
+        return f"{self.tag(self.shard_of(convenio))}:idem:{api_key_id}:{idem_digest}"
+
+    def empenho(self, shard: int, empenho_id: str) -> str:
+        return f"{self.tag(shard)}:emp:{empenho_id}"
+
+    def empenho_history(self, shard: int, empenho_id: str) -> str:
+        return f"{self.tag(shard)}:emph:{empenho_id}"
+
+    # -- cross-shard indexes (single-key commands only) -------------------------------------
+    def idempotency_claim(self, api_key_id: str, idem_digest: str) -> str:
+        """Which request first used an Idempotency-Key, whatever convênio it named."""
+        return f"{self.prefix}:idemclaim:{api_key_id}:{idem_digest}"
+
+    def participant_convenios(self, participant: str) -> str:
+        return f"{self.prefix}:pconv:{participant}"
+
+    def meta(self) -> str:
+        return f"{self.prefix}:meta"
+
+    # -- global tag -------------------------------------------------------------------------
+    def api_key(self, digest: str) -> str:
+        return f"{self.tag(GLOBAL)}:apikey:{digest}"
+
+    def api_key_ids(self) -> str:
+        """Hash api key id -> digest, so a key can be revoked by its id."""
+        return f"{self.tag(GLOBAL)}:apikeyids"
+
+    def integration(self) -> str:
+        return f"{self.tag(GLOBAL)}:integration"

@@ -1,0 +1,84 @@
+-- commit.lua: post a PENDING empenho: debit the committed amount (all or part of the hold)
+-- from the balance and release the hold.
+--
+-- 1. Unknown id -> UNKNOWN_EMPENHO. Already COMMITTED: same coupon and amount -> replay the
+--    first answer; otherwise COMMIT_CONFLICT. PENDING past its expiry -> expire it now,
+--    then EMPENHO_NOT_PENDING. Any other status -> EMPENHO_NOT_PENDING.
+-- 2. Amount over the hold -> COMMIT_EXCEEDS_HOLD.
+-- 3. reserved -= held, balance -= committed; status COMMITTED; the vehicle's last km is kept;
+--    the empenho leaves the expiry index; append empenho.committed.
+--
+-- KEYS[1] empenho hash   KEYS[2] empenho history  KEYS[3] convênio hash
+-- KEYS[4] participant hash  KEYS[5] participant vehicles  KEYS[6] pending zset
+-- KEYS[7] event stream
+-- ARGV[1] empenho id   ARGV[2] now (ms)   ARGV[3] protocol   ARGV[4] coupon
+-- ARGV[5] amount or "" for the whole hold   ARGV[6] ttl (s) of a final empenho in Redis
+-- ARGV[7] convênio   ARGV[8] participant
+--
+-- Returns JSON {ok=true, r={s=200, id, status, amount, balance, protocol, replay}} or
+-- {ok=false, code, x={status?, held?, protocol}}; every refusal is an event too.
+--!include lib/common.lua
+--!include lib/empenho.lua
+
+local emp_key, hist_key, conv_key, part_key, veh_key, pending_key, stream =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local id, now, protocol, coupon = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local final_ttl = tonumber(ARGV[6])
+
+local function refuse(code, extra)
+  extra.protocol = protocol
+  emit(stream, 'empenho.commit_refused', protocol, now,
+       {id = id, error = code, coupon = coupon, amount = ARGV[5]})
+  return fail(code, extra)
+end
+
+local emp = hgetall(emp_key)
+if not emp.status or emp.convenio ~= ARGV[7] or emp.participant ~= ARGV[8] then
+  return refuse('UNKNOWN_EMPENHO', {})
+end
+local held = tonumber(emp.amount)
+local amount = held
+if ARGV[5] ~= '' then amount = tonumber(ARGV[5]) end
+
+if emp.status == 'COMMITTED' then
+  if emp.coupon == coupon and tonumber(emp.committed_amount) == amount then
+    local r = cjson.decode(emp.commit_result)
+    r.replay = true
+    return ok(r)
+  end
+  return refuse('COMMIT_CONFLICT', {status = emp.status})
+end
+if emp.status == 'PENDING' and tonumber(emp.expires_at) <= tonumber(now) then
+  expire_now(emp, emp_key, hist_key, conv_key, part_key, pending_key, stream, id, now,
+             protocol, final_ttl)
+  return fail('EMPENHO_NOT_PENDING', {status = 'EXPIRED', protocol = protocol})
+end
+if emp.status ~= 'PENDING' then return refuse('EMPENHO_NOT_PENDING', {status = emp.status}) end
+
+if amount > held then return refuse('COMMIT_EXCEEDS_HOLD', {held = held}) end
+
+-- every check passed: write
+local pkey = pool_key(emp, conv_key, part_key)
+redis.call('HINCRBY', pkey, 'reserved', -held)
+local balance = redis.call('HINCRBY', pkey, 'balance', -amount)
+if emp.plate ~= '' and emp.odometer_km ~= '' then
+  local raw = redis.call('HGET', veh_key, emp.plate)
+  if raw then
+    local v = cjson.decode(raw)
+    v.last_km = tonumber(emp.odometer_km)
+    v.last_km_at = tonumber(now)
+    redis.call('HSET', veh_key, emp.plate, cjson.encode(v))
+  end
+end
+local result = {s = 200, id = id, status = 'COMMITTED', amount = amount, balance = balance,
+                protocol = protocol}
+redis.call('HSET', emp_key, 'status', 'COMMITTED', 'committed_amount', amount,
+           'coupon', coupon, 'ended_at', now, 'commit_result', cjson.encode(result))
+redis.call('ZREM', pending_key, id)
+push_history(hist_key, 'COMMITTED', now, protocol, amount)
+retire(emp_key, hist_key, final_ttl)
+emit(stream, 'empenho.committed', protocol, now,
+     {id = id, convenio = emp.convenio, participant = emp.participant, held = held,
+      amount = amount, coupon = coupon, balance = balance, pool = emp.pool,
+      plate = emp.plate, odometer_km = emp.odometer_km})
+return ok(result)

@@ -1,0 +1,31 @@
+-- lib/common.lua: helpers included (by gateway/scripts.py) at the top of every script.
+-- Every script checks everything before its first write: Lua in Redis has no rollback.
+
+-- A missing hash field comes back as false; treat it as zero.
+local function num(v)
+  if not v then return 0 end
+  return tonumber(v) or 0
+end
+
+-- HGETALL's flat reply as a table (empty table when the key does not exist).
+local function hgetall(key)
+  local flat = redis.call('HGETALL', key)
+  local t = {}
+  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
+  return t
+end
+
+-- Append the event that describes this script's change to the shard's stream.
+-- Its protocol is the event's unique id in the ledger.
+local function emit(stream, etype, protocol, now, data)
+  redis.call('XADD', stream, '*', 'type', etype, 'protocol', protocol, 'at', now,
+             'data', cjson.encode(data))
+end
+
+local function ok(result)
+  return cjson.encode({ok = true, r = result})
+end
+
+local function fail(code, extra)
+  return cjson.encode({ok = false, code = code, x = extra or {}})
+end

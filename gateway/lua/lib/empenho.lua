@@ -1,0 +1,34 @@
+-- lib/empenho.lua: the pieces of an empenho's life shared by commit, cancel and expire.
+
+-- The hash that holds the balance an empenho draws on: the convênio's pool in shared mode,
+-- the participant's own in individual mode (fixed when the hold was placed).
+local function pool_key(emp, conv_key, part_key)
+  if emp.pool == 'C' then return conv_key end
+  return part_key
+end
+
+local function push_history(hist_key, status, now, protocol, amount)
+  redis.call('RPUSH', hist_key,
+             cjson.encode({status = status, at = tonumber(now), protocol = protocol,
+                           amount = tonumber(amount)}))
+end
+
+-- A final empenho stays hot in Redis for a while, then lives on in Postgres.
+local function retire(emp_key, hist_key, ttl_s)
+  redis.call('EXPIRE', emp_key, ttl_s)
+  redis.call('EXPIRE', hist_key, ttl_s)
+end
+
+-- Release a PENDING hold whose time ran out. Caller has checked status and time.
+local function expire_now(emp, emp_key, hist_key, conv_key, part_key, pending_key, stream,
+                          id, now, protocol, final_ttl)
+  local amount = tonumber(emp.amount)
+  redis.call('HINCRBY', pool_key(emp, conv_key, part_key), 'reserved', -amount)
+  redis.call('HSET', emp_key, 'status', 'EXPIRED', 'ended_at', now)
+  redis.call('ZREM', pending_key, id)
+  push_history(hist_key, 'EXPIRED', now, protocol, amount)
+  retire(emp_key, hist_key, final_ttl)
+  emit(stream, 'empenho.expired', protocol, now,
+       {id = id, convenio = emp.convenio, participant = emp.participant, amount = amount,
+        hold_protocol = emp.protocol})
+end

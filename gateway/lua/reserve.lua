@@ -1,0 +1,103 @@
+-- reserve.lua: place an empenho (authorization hold) for one sale, or decline it.
+--
+-- 1. An idempotency record for this key exists: same fingerprint -> replay its answer,
+--    other fingerprint -> IDEMPOTENCY_CONFLICT. Nothing else happens.
+-- 2. Checks, in order: convênio known and ACTIVE, participant known and ACTIVE, password
+--    proof given and bound to this convênio and participant, vehicle registered (when the
+--    convênio requires one, or a plate is given), amount within available =
+--    balance + tolerance - reserved (of the pool in shared mode, of the participant otherwise).
+-- 3. Approved: reserve the amount, create the empenho PENDING until ARGV[5], index it for
+--    expiry, consume the proof. Approved or declined: store the answer under the idempotency
+--    key and append the decision's event (empenho.held / empenho.declined).
+--
+-- KEYS[1] convênio hash          KEYS[2] participant hash       KEYS[3] participant vehicles
+-- KEYS[4] password proof         KEYS[5] idempotency record     KEYS[6] new empenho hash
+-- KEYS[7] new empenho history    KEYS[8] shard's pending zset   KEYS[9] shard's event stream
+-- ARGV[1] convênio code   ARGV[2] participant code   ARGV[3] amount (centavos)
+-- ARGV[4] now (ms)        ARGV[5] expires at (ms)    ARGV[6] new empenho id
+-- ARGV[7] protocol        ARGV[8] request fingerprint ARGV[9] idempotency ttl (s)
+-- ARGV[10] terminal       ARGV[11] store             ARGV[12] sale
+-- ARGV[13] plate or ""    ARGV[14] odometer km or "" ARGV[15] api key id
+-- ARGV[16] "1" when a proof was given
+--
+-- Returns JSON: {ok=true, r={s=status, replay=bool, body...}}; declines are ok=true too with
+-- r.s = 404/422 and r.error = code, because a decline is a decision, stored and replayed
+-- like an approval. ok=false only for IDEMPOTENCY_CONFLICT.
+--!include lib/common.lua
+
+local conv_key, part_key, veh_key, proof_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local idem_key, emp_key, hist_key, pending_key, stream =
+  KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local convenio, participant, amount = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local now, expires_at, id, protocol = ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7]
+local fingerprint, idem_ttl = ARGV[8], tonumber(ARGV[9])
+local plate, km = ARGV[13], ARGV[14]
+
+local stored = redis.call('GET', idem_key)
+if stored then
+  local rec = cjson.decode(stored)
+  if rec.fp ~= fingerprint then return fail('IDEMPOTENCY_CONFLICT') end
+  rec.r.replay = true
+  return ok(rec.r)
+end
+
+local request = {convenio = convenio, participant = participant, amount = amount,
+                 terminal = ARGV[10], store = ARGV[11], sale = ARGV[12], plate = plate,
+                 odometer_km = km, api_key = ARGV[15]}
+
+local function decide(result)
+  result.protocol = protocol
+  redis.call('SET', idem_key, cjson.encode({fp = fingerprint, r = result}), 'EX', idem_ttl)
+  return ok(result)
+end
+
+local function decline(status, code, available)
+  request.error = code
+  request.available = available
+  emit(stream, 'empenho.declined', protocol, now, request)
+  return decide({s = status, error = code, available = available})
+end
+
+local conv = redis.call('HMGET', conv_key, 'status', 'shared', 'tolerance', 'balance',
+                        'reserved', 'requires_vehicle')
+if not conv[1] then return decline(404, 'UNKNOWN_CONVENIO') end
+local part = redis.call('HMGET', part_key, 'status', 'balance', 'reserved')
+if not part[1] then return decline(404, 'UNKNOWN_PARTICIPANT') end
+
+local shared = conv[2] == '1'
+local balance, reserved = num(part[2]), num(part[3])
+local pool_key, pool = part_key, 'P'
+if shared then balance, reserved, pool_key, pool = num(conv[4]), num(conv[5]), conv_key, 'C' end
+local available = balance + num(conv[3]) - reserved
+
+if conv[1] ~= 'ACTIVE' then return decline(422, 'CONVENIO_BLOCKED', available) end
+if part[1] ~= 'ACTIVE' then return decline(422, 'PARTICIPANT_BLOCKED', available) end
+if ARGV[16] ~= '1' then return decline(422, 'PASSWORD_PROOF_REQUIRED', available) end
+if redis.call('GET', proof_key) ~= convenio .. '\n' .. participant then
+  return decline(422, 'PASSWORD_PROOF_INVALID', available)
+end
+if plate ~= '' or conv[6] == '1' then
+  if plate == '' or redis.call('HEXISTS', veh_key, plate) == 0 then
+    return decline(422, 'VEHICLE_NOT_REGISTERED', available)
+  end
+end
+if amount > available then return decline(422, 'INSUFFICIENT_LIMIT', available) end
+
+-- every check passed: write
+redis.call('HINCRBY', pool_key, 'reserved', amount)
+redis.call('DEL', proof_key)
+redis.call('HSET', emp_key, 'id', id, 'convenio', convenio, 'participant', participant,
+           'amount', amount, 'status', 'PENDING', 'pool', pool, 'created_at', now,
+           'expires_at', expires_at, 'terminal', ARGV[10], 'store', ARGV[11],
+           'sale', ARGV[12], 'plate', plate, 'odometer_km', km, 'protocol', protocol)
+redis.call('RPUSH', hist_key, cjson.encode({status = 'PENDING', at = tonumber(now),
+                                            protocol = protocol, amount = amount}))
+redis.call('ZADD', pending_key, expires_at, id)
+available = available - amount
+request.id = id
+request.expires_at = expires_at
+request.available = available
+request.pool = pool
+emit(stream, 'empenho.held', protocol, now, request)
+return decide({s = 201, id = id, status = 'PENDING', amount = amount, available = available,
+               expires_at = expires_at})

@@ -1,0 +1,275 @@
+"""Request and response bodies: typed msgspec Structs, the one source for decoding,
+encoding and the OpenAPI document. Amounts are integer centavos, always."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+# R$ 1 bilhão: far above any sale, and well inside Lua's exact-integer range (2^53).
+MAX_AMOUNT = 100_000_000_000
+
+Code = Annotated[
+    str,
+    Meta(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$",
+        description="A code: letters, digits, '_', '.', '-'; 1 to 64 characters.",
+        examples=["EMP001"],
+    ),
+]
+Amount = Annotated[int, Meta(gt=0, le=MAX_AMOUNT, description="Centavos, > 0.")]
+Money = Annotated[int, Meta(ge=0, le=MAX_AMOUNT, description="Centavos, >= 0.")]
+SignedMoney = Annotated[int, Meta(description="Centavos; may be negative after tolerance use.")]
+Text = Annotated[str, Meta(min_length=1, max_length=64)]
+Plate = Annotated[
+    str, Meta(pattern=r"^[A-Za-z0-9\-]{1,16}$", description="Vehicle plate.", examples=["ABC1D23"])
+]
+Timestamp = Annotated[str, Meta(description="RFC 3339, UTC.", examples=["2026-11-23T14:05:00.000Z"])]
+Status = Literal["ACTIVE", "BLOCKED"]
+
+
+class Frozen(Struct, frozen=True, forbid_unknown_fields=True):
+    pass
+
+
+class Out(Struct, omit_defaults=True):
+    pass
+
+
+# --- errors --------------------------------------------------------------------------------
+class ErrorDetail(Struct):
+    code: str
+    message: str
+    field: str | UnsetType = UNSET
+    available: int | UnsetType = UNSET
+    protocol: str | UnsetType = UNSET
+    status: str | UnsetType = UNSET
+    retry_after: int | UnsetType = UNSET
+
+
+class ErrorBody(Struct):
+    error: ErrorDetail
+
+
+# --- limit query ---------------------------------------------------------------------------
+class LimitView(Struct):
+    convenio: str
+    participant: str
+    status: str
+    shared: bool
+    limit: int
+    tolerance: int
+    balance: SignedMoney
+    reserved: int
+    available: SignedMoney
+
+
+class ConveniosOfParticipant(Struct):
+    convenios: list[LimitView]
+
+
+# --- password check ------------------------------------------------------------------------
+class PasswordCheck(Frozen):
+    password: Annotated[str, Meta(min_length=1, max_length=128)]
+    integration_key: Annotated[str, Meta(min_length=1, max_length=256)]
+
+
+class PasswordResult(Out):
+    valid: bool
+    proof: str | UnsetType = UNSET
+    expires_in: int | UnsetType = UNSET
+    attempts_left: int | UnsetType = UNSET
+    protocol: str | UnsetType = UNSET
+
+
+# --- empenho -------------------------------------------------------------------------------
+class Vehicle(Frozen):
+    plate: Plate
+    odometer_km: Annotated[int, Meta(ge=0, le=10_000_000)] | None = None
+
+
+class EmpenhoRequest(Frozen):
+    convenio: Code
+    participant: Code
+    amount: Amount
+    terminal: Text
+    store: Text
+    sale: Text
+    proof: Annotated[str, Meta(max_length=256)] | None = None
+    vehicle: Vehicle | None = None
+
+
+class EmpenhoHeld(Struct):
+    id: str
+    status: str
+    amount: int
+    available: SignedMoney
+    expires_at: Timestamp
+    protocol: str
+
+
+class CommitRequest(Frozen):
+    coupon: Text
+    amount: Amount | None = None
+
+
+class CancelRequest(Frozen):
+    reason: Annotated[str, Meta(max_length=256)] | None = None
+
+
+class EmpenhoOutcome(Struct):
+    id: str
+    status: str
+    amount: int
+    balance: SignedMoney
+    protocol: str
+
+
+class HistoryEntry(Struct):
+    status: str
+    at: Timestamp
+    protocol: str
+    amount: int
+
+
+class EmpenhoView(Out):
+    id: str
+    convenio: str
+    participant: str
+    status: str
+    amount: int
+    terminal: str
+    store: str
+    sale: str
+    created_at: Timestamp
+    expires_at: Timestamp
+    protocol: str
+    history: list[HistoryEntry]
+    committed_amount: int | UnsetType = UNSET
+    coupon: str | UnsetType = UNSET
+    vehicle: Vehicle | UnsetType = UNSET
+    cancel_reason: str | UnsetType = UNSET
+
+
+# --- back-office registry ------------------------------------------------------------------
+class Rollover(Frozen):
+    policy: Literal["MONTHLY", "ON_BILLING", "ON_SETTLEMENT"] = "MONTHLY"
+    day: Annotated[int, Meta(ge=1, le=31)] | None = None
+
+
+class Billing(Frozen):
+    automatic: bool = False
+    period: Literal["DAILY", "MONTHLY"] = "MONTHLY"
+    in_participant_name: bool = False
+    payment_method: Annotated[str, Meta(max_length=64)] = "BOLETO"
+
+
+class ConvenioCreate(Frozen):
+    code: Code
+    name: Annotated[str, Meta(min_length=1, max_length=128)]
+    total_limit: Money
+    tolerance: Money = 0
+    shared: bool = False
+    rollover: Rollover = Rollover(policy="MONTHLY", day=1)
+    billing: Billing = Billing()
+    requires_vehicle: bool = False
+    status: Status = "ACTIVE"
+
+
+class ConvenioUpdate(Frozen):
+    name: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
+    total_limit: Money | None = None
+    tolerance: Money | None = None
+    shared: bool | None = None
+    rollover: Rollover | None = None
+    billing: Billing | None = None
+    requires_vehicle: bool | None = None
+    status: Status | None = None
+
+
+class ConvenioView(Struct):
+    code: str
+    name: str
+    total_limit: int
+    tolerance: int
+    shared: bool
+    rollover: Rollover
+    billing: Billing
+    requires_vehicle: bool
+    status: str
+    allocated: int
+    balance: SignedMoney
+    reserved: int
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+Password = Annotated[str, Meta(min_length=4, max_length=128)]
+
+
+class ParticipantCreate(Frozen):
+    code: Code
+    name: Annotated[str, Meta(min_length=1, max_length=128)]
+    document: Annotated[str, Meta(max_length=32)] = ""
+    limit: Money = 0
+    password: Password | None = None
+    status: Status = "ACTIVE"
+
+
+class ParticipantUpdate(Frozen):
+    name: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
+    document: Annotated[str, Meta(max_length=32)] | None = None
+    limit: Money | None = None
+    password: Password | None = None
+    status: Status | None = None
+
+
+class ParticipantView(Struct):
+    convenio: str
+    code: str
+    name: str
+    document: str
+    limit: int
+    balance: SignedMoney
+    reserved: int
+    status: str
+    password_set: bool
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class ParticipantList(Struct):
+    participants: list[ParticipantView]
+    next_after: str | None
+
+
+class VehicleSave(Frozen):
+    plate: Plate
+    description: Annotated[str, Meta(max_length=128)] = ""
+
+
+class VehicleView(Out):
+    plate: str
+    description: str
+    registered_at: Timestamp
+    last_km: int | UnsetType = UNSET
+    last_km_at: Timestamp | UnsetType = UNSET
+
+
+class VehicleList(Struct):
+    vehicles: list[VehicleView]
+
+
+class IntegrationKeySet(Frozen):
+    integration_key: Annotated[str, Meta(min_length=8, max_length=256)]
+
+
+class Done(Struct):
+    ok: bool = True
+
+
+class Health(Struct):
+    status: str
+    checks: dict[str, str] = msgspec.field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""Ledger side of the product: Postgres migrations, the operator CLI, local services."""

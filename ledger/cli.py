@@ -1,0 +1,249 @@
+"""`convenio`: the operators' command line. Configuration comes from the environment
+(REDIS_URL, DATABASE_URL, CONVENIO_*), each overridable by an option."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+T = TypeVar("T")
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+
+
+def _run(coro: Awaitable[T]) -> T:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+async def _with_gateway(fn: Callable[[Any], Awaitable[T]]) -> T:
+    from gateway.config import Settings
+    from gateway.core import Gateway
+
+    gw = await Gateway.open(Settings.from_env())
+    try:
+        await gw.start()
+        return await fn(gw)
+    finally:
+        await gw.close()
+
+
+def _fail(message: str, code: int = EXIT_FAILURE) -> None:
+    click.echo(f"convenio: {message}", err=True)
+    sys.exit(code)
+
+
+def _guard(fn: Callable[[], T]) -> T:
+    """Turn the usual operator mistakes into one clear line and an exit code."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    try:
+        return fn()
+    except RedisConnectionError as exc:
+        _fail(f"cannot reach Redis at {os.environ.get('REDIS_URL', 'REDIS_URL (unset)')}: {exc}", EXIT_UNAVAILABLE)
+    except (OSError, ConnectionError) as exc:
+        _fail(f"cannot reach a service: {exc}", EXIT_UNAVAILABLE)
+    except RuntimeError as exc:
+        _fail(str(exc))
+    raise AssertionError("unreachable")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--redis-url", envvar="REDIS_URL", help="Redis holding the live balances [env REDIS_URL].")
+@click.option("--database-url", envvar="DATABASE_URL", help="Postgres holding the ledger [env DATABASE_URL].")
+def main(redis_url: str | None, database_url: str | None) -> None:
+    """Convênio authorization gateway: operator commands."""
+    if redis_url:
+        os.environ["REDIS_URL"] = redis_url
+    if database_url:
+        os.environ["DATABASE_URL"] = database_url
+
+
+@main.command()
+def migrate() -> None:
+    """Apply the SQL migrations not applied yet (safe to repeat)."""
+    from gateway.config import Settings
+    from ledger.migrate import migrate as run_migrate
+
+    url = os.environ.get("DATABASE_URL", Settings.database_url)
+    applied = _guard(lambda: _run(run_migrate(url)))
+    for name in applied:
+        click.echo(f"applied {name}", err=True)
+    click.echo(f"{len(applied)} migration(s) applied; the database is up to date.", err=True)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--log-level", default="info", show_default=True)
+def serve(host: str, port: int, workers: int, log_level: str) -> None:
+    """Run the gateway (HTTP API for terminals and back-office)."""
+    import uvicorn
+
+    from gateway.config import Settings
+
+    _guard(lambda: Settings.from_env())  # fail here, clearly, not in every worker
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="convenio-metrics-")
+    uvicorn.run(
+        "gateway.app:create_app", factory=True, host=host, port=port, workers=workers,
+        loop="uvloop", http="httptools", access_log=False, log_level=log_level,
+        h11_max_incomplete_event_size=16 * 1024,
+    )
+
+
+@main.group()
+def apikey() -> None:
+    """Create and revoke API keys (stored hashed; the key is shown once)."""
+
+
+@apikey.command("create")
+@click.option("--permissions", required=True, help="Comma-separated codes, e.g. 3183,3184,3185,3186.")
+@click.option("--name", default="", help="Who or what the key is for.")
+def apikey_create(permissions: str, name: str) -> None:
+    """Print a new API key alone on stdout (its id goes to stderr)."""
+    from gateway import apikeys
+    from gateway.permissions import parse
+
+    try:
+        perms = parse(permissions)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--permissions") from None
+    if not perms:
+        raise click.BadParameter("give at least one permission code", param_hint="--permissions")
+    token, key = _guard(lambda: _run(_with_gateway(lambda gw: apikeys.create(gw, perms, name))))
+    click.echo(f"api key id {key.id} with permissions {','.join(str(int(p)) for p in sorted(key.permissions))}", err=True)
+    click.echo(token)
+
+
+@apikey.command("revoke")
+@click.argument("key_id")
+def apikey_revoke(key_id: str) -> None:
+    """Revoke the API key with this id (as `apikey create` printed it)."""
+    from gateway import apikeys
+    from gateway.errors import ApiError
+
+    try:
+        _guard(lambda: _run(_with_gateway(lambda gw: apikeys.revoke(gw, key_id))))
+    except ApiError as exc:
+        _fail(exc.message)
+    click.echo(f"revoked {key_id}", err=True)
+
+
+@main.command()
+@click.option("--convenio", default="EMP001", show_default=True)
+@click.option("--participant", default="CLI001", show_default=True)
+def demo(convenio: str, participant: str) -> None:
+    """Load the seed's example and print it as JSON (repeatable: changes nothing twice)."""
+    from ledger import demo as demo_data
+
+    loaded = _guard(lambda: _run(_with_gateway(lambda gw: demo_data.load(gw, convenio, participant))))
+    click.echo(json.dumps(loaded))
+
+
+@main.command()
+def ledger() -> None:
+    """Run the ledger writer until stopped (Postgres journal; not built yet)."""
+    _fail("the ledger writer is not built yet (issue: durable ledger)", EXIT_FAILURE)
+
+
+@main.command()
+def verify() -> None:
+    """Compare Redis with Postgres; exit 0 only when there is no drift (not built yet)."""
+    _fail("verify is not built yet (issue: durable ledger)", EXIT_FAILURE)
+
+
+@main.command()
+def rebuild() -> None:
+    """Rebuild Redis from Postgres (not built yet)."""
+    _fail("rebuild is not built yet (issue: durable ledger)", EXIT_FAILURE)
+
+
+def _pepper(data_dir: Path) -> str:
+    path = data_dir / "pepper"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--data-dir", default=".data", show_default=True, type=click.Path(path_type=Path),
+              help="Where private Redis/Postgres keep their files when no URL is configured.")
+def up(host: str, port: int, workers: int, data_dir: Path) -> None:
+    """Run the whole product locally: services (private ones when REDIS_URL/DATABASE_URL are
+    unset), migrations, the demo data, and the gateway. Ctrl-C stops everything it started."""
+    from ledger import embedded
+
+    data_dir = data_dir.resolve()
+    started: list[Any] = []
+    children: list[subprocess.Popen] = []
+    env = dict(os.environ)
+    try:
+        if not env.get("REDIS_URL") or not env.get("DATABASE_URL"):
+            _guard(lambda: embedded.ensure_installed(lambda m: click.echo(m, err=True)))
+        if not env.get("REDIS_URL"):
+            redis = _guard(lambda: embedded.EmbeddedRedis(data_dir / "redis").start())
+            started.append(redis)
+            env["REDIS_URL"] = redis.url
+            click.echo(f"started private Redis (AOF appendfsync always) at {redis.url}", err=True)
+        if not env.get("DATABASE_URL"):
+            pg = _guard(lambda: embedded.EmbeddedPostgres(data_dir / "postgres").start())
+            started.append(pg)
+            env["DATABASE_URL"] = pg.url
+            click.echo(f"started private Postgres at {pg.url}", err=True)
+        if not env.get("CONVENIO_PEPPER") and not env.get("CONVENIO_PEPPER_FILE"):
+            env["CONVENIO_PEPPER"] = _pepper(data_dir)
+        os.environ.update(env)
+        cli = [sys.executable, "-m", "ledger.cli"]
+        subprocess.run([*cli, "migrate"], check=True, env=env)
+        loaded = subprocess.run([*cli, "demo"], check=True, env=env, capture_output=True, text=True).stdout
+        click.echo(loaded.strip())
+        demo_data = json.loads(loaded)
+        click.echo(
+            f"\nGateway on http://{host}:{port}  (OpenAPI: /openapi.json)\n"
+            f"Try:  curl -s -H 'Authorization: Bearer {demo_data['api_key']}' "
+            f"http://{host}:{port}/v1/convenios/{demo_data['convenio']}/participants/{demo_data['participant']}/limit\n"
+            "Ctrl-C stops everything.\n",
+            err=True,
+        )
+        children.append(subprocess.Popen([*cli, "serve", "--host", host, "--port", str(port), "--workers", str(workers)], env=env))
+        while all(c.poll() is None for c in children):
+            try:
+                children[0].wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                pass
+        sys.exit(next(c.returncode for c in children if c.poll() is not None) or 0)
+    except subprocess.CalledProcessError as exc:
+        _fail(f"a start-up step failed: {' '.join(map(str, exc.cmd[3:]))} (exit {exc.returncode})")
+    except KeyboardInterrupt:
+        click.echo("\nstopping ...", err=True)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGINT)
+        for child in children:
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        for service in reversed(started):
+            service.stop()
+
+
+if __name__ == "__main__":
+    main()
