@@ -89,9 +89,7 @@ class ApiKeyCache:
         return key
 
     async def _lookup(self, d: str) -> ApiKey | None:
-        kid, perms, revoked = await self._gw.redis.hmget(
-            self._gw.keys.api_key(d), "id", "permissions", "revoked"
-        )
+        kid, perms, revoked = await self._gw.redis.hmget(self._gw.keys.api_key(d), "id", "permissions", "revoked")
         if kid is None or revoked == b"1":
             return None
         codes = frozenset(Permission(int(c)) for c in perms.decode().split(",") if c)

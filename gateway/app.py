@@ -48,8 +48,14 @@ async def readyz(c: Call) -> Reply:
 OPERATIONS = (
     Endpoint("GET", "/healthz", "healthz", "The process is up.", healthz, Health, public=True, tag="operations"),
     Endpoint(
-        "GET", "/readyz", "readyz", "Redis is reachable; the gateway can decide.", readyz, Health,
-        public=True, tag="operations",
+        "GET",
+        "/readyz",
+        "readyz",
+        "Redis is reachable; the gateway can decide.",
+        readyz,
+        Health,
+        public=True,
+        tag="operations",
     ),
 )
 

@@ -54,9 +54,7 @@ class Settings:
             "proof_ttl_s": _int("CONVENIO_PROOF_TTL", cls.proof_ttl_s),
             "idempotency_ttl_s": _int("CONVENIO_IDEMPOTENCY_TTL", cls.idempotency_ttl_s),
             "final_empenho_ttl_s": _int("CONVENIO_FINAL_EMPENHO_TTL", cls.final_empenho_ttl_s),
-            "password_max_failures": _int(
-                "CONVENIO_PASSWORD_MAX_FAILURES", cls.password_max_failures
-            ),
+            "password_max_failures": _int("CONVENIO_PASSWORD_MAX_FAILURES", cls.password_max_failures),
             "password_lock_s": _int("CONVENIO_PASSWORD_LOCK", cls.password_lock_s),
             "password_threads": _int("CONVENIO_PASSWORD_THREADS", cls.password_threads),
             "apikey_cache_s": _int("CONVENIO_APIKEY_CACHE", cls.apikey_cache_s),

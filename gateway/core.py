@@ -54,9 +54,7 @@ class Gateway:
         await self.redis.hsetnx(meta, "shards", self.settings.shards)
         stored = int(await self.redis.hget(meta, "shards"))
         if stored != self.settings.shards:
-            raise ShardMismatch(
-                f"Redis was set up with {stored} shards but CONVENIO_SHARDS={self.settings.shards}"
-            )
+            raise ShardMismatch(f"Redis was set up with {stored} shards but CONVENIO_SHARDS={self.settings.shards}")
 
     async def close(self) -> None:
         self.passwords.close()

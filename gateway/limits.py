@@ -33,9 +33,7 @@ async def limit_of(gw: Gateway, convenio: str, participant: str) -> LimitView:
 
 async def convenios_of(gw: Gateway, participant: str) -> list[LimitView]:
     codes = sorted(c.decode() for c in await gw.redis.smembers(gw.keys.participant_convenios(participant)))
-    results = await asyncio.gather(
-        *(limit_of(gw, c, participant) for c in codes), return_exceptions=True
-    )
+    results = await asyncio.gather(*(limit_of(gw, c, participant) for c in codes), return_exceptions=True)
     views = []
     for r in results:
         if isinstance(r, LimitView):

@@ -41,8 +41,20 @@ def document(endpoints: tuple[Endpoint, ...], version: str) -> dict[str, Any]:
         params: list[dict[str, Any]] = [
             {"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in _PARAM.findall(ep.path)
         ]
-        params += [{"name": n, "in": "header", "required": True, "description": d, "schema": {"type": "string", "minLength": 1, "maxLength": 128}} for n, d in ep.headers]
-        params += [{"name": n, "in": "query", "required": False, "description": d, "schema": {"type": "string"}} for n, d in ep.query]
+        params += [
+            {
+                "name": n,
+                "in": "header",
+                "required": True,
+                "description": d,
+                "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+            }
+            for n, d in ep.headers
+        ]
+        params += [
+            {"name": n, "in": "query", "required": False, "description": d, "schema": {"type": "string"}}
+            for n, d in ep.query
+        ]
         codes = list(ep.errors) + [ErrorCode.INVALID_REQUEST, ErrorCode.SERVICE_UNAVAILABLE]
         if not ep.public:
             codes += [ErrorCode.UNAUTHORIZED, ErrorCode.FORBIDDEN]
@@ -54,16 +66,24 @@ def document(endpoints: tuple[Endpoint, ...], version: str) -> dict[str, Any]:
             "tags": [ep.tag],
             "parameters": params,
             "responses": {
-                str(ep.status): {"description": "Success", "content": {"application/json": {"schema": ref[ep.response]}}},
+                str(ep.status): {
+                    "description": "Success",
+                    "content": {"application/json": {"schema": ref[ep.response]}},
+                },
                 **_error_responses(codes, error_ref),
             },
         }
         if ep.permissions:
-            op["description"] = "Needs one of the permissions: " + ", ".join(str(int(p)) for p in sorted(ep.permissions))
+            op["description"] = "Needs one of the permissions: " + ", ".join(
+                str(int(p)) for p in sorted(ep.permissions)
+            )
         if not ep.public:
             op["security"] = [{"apiKey": []}]
         if ep.request is not None:
-            op["requestBody"] = {"required": not ep.body_optional, "content": {"application/json": {"schema": ref[ep.request]}}}
+            op["requestBody"] = {
+                "required": not ep.body_optional,
+                "content": {"application/json": {"schema": ref[ep.request]}},
+            }
         paths.setdefault(ep.path, {})[ep.method.lower()] = op
 
     return {
@@ -72,7 +92,7 @@ def document(endpoints: tuple[Endpoint, ...], version: str) -> dict[str, Any]:
             "title": "Convênio authorization gateway",
             "version": version,
             "description": "Checkout terminals' API (contract v1) and the back-office registry. "
-            "Amounts are integer centavos. Every error: {\"error\": {\"code\", \"message\", ...}}.",
+            'Amounts are integer centavos. Every error: {"error": {"code", "message", ...}}.',
         },
         "paths": paths,
         "components": {

@@ -11,9 +11,7 @@ from gateway.passwords import digest
 from gateway.schemas import PasswordCheck, PasswordResult
 
 
-async def verify_password(
-    gw: Gateway, convenio: str, participant: str, body: PasswordCheck
-) -> PasswordResult:
+async def verify_password(gw: Gateway, convenio: str, participant: str, body: PasswordCheck) -> PasswordResult:
     await check_integration_key(gw, body.integration_key)
     s, k = gw.settings, gw.keys
     conv_key, part_key, stream = (

@@ -48,14 +48,10 @@ class PasswordHasher:
             return False
 
     async def hash(self, password: str) -> str:
-        return await asyncio.get_running_loop().run_in_executor(
-            self._pool, self.hash_sync, password
-        )
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self.hash_sync, password)
 
     async def verify(self, stored_hash: str, password: str) -> bool:
-        return await asyncio.get_running_loop().run_in_executor(
-            self._pool, self.verify_sync, stored_hash, password
-        )
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self.verify_sync, stored_hash, password)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

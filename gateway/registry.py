@@ -181,7 +181,9 @@ async def list_participants(gw: Gateway, convenio: str, after: str, limit: int) 
 
 
 def _vehicle_view(v: dict[str, Any]) -> VehicleView:
-    view = VehicleView(plate=v["plate"], description=v.get("description", ""), registered_at=rfc3339(v["registered_at"]))
+    view = VehicleView(
+        plate=v["plate"], description=v.get("description", ""), registered_at=rfc3339(v["registered_at"])
+    )
     if v.get("last_km") is not None:
         view.last_km = int(v["last_km"])
         view.last_km_at = rfc3339(int(v["last_km_at"]))

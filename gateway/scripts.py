@@ -31,9 +31,7 @@ def names() -> list[str]:
 
 class Scripts:
     def __init__(self, redis: Redis) -> None:
-        self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(source(name)) for name in names()
-        }
+        self._scripts: dict[str, AsyncScript] = {name: redis.register_script(source(name)) for name in names()}
 
     async def load(self, redis: Redis) -> None:
         """Load every script at start-up so the first request pays no SCRIPT LOAD."""

@@ -96,8 +96,15 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="convenio-metrics-")
     uvicorn.run(
-        "gateway.app:create_app", factory=True, host=host, port=port, workers=workers,
-        loop="uvloop", http="httptools", access_log=False, log_level=log_level,
+        "gateway.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level=log_level,
         h11_max_incomplete_event_size=16 * 1024,
     )
 
@@ -122,7 +129,9 @@ def apikey_create(permissions: str, name: str) -> None:
     if not perms:
         raise click.BadParameter("give at least one permission code", param_hint="--permissions")
     token, key = _guard(lambda: _run(_with_gateway(lambda gw: apikeys.create(gw, perms, name))))
-    click.echo(f"api key id {key.id} with permissions {','.join(str(int(p)) for p in sorted(key.permissions))}", err=True)
+    click.echo(
+        f"api key id {key.id} with permissions {','.join(str(int(p)) for p in sorted(key.permissions))}", err=True
+    )
     click.echo(token)
 
 
@@ -182,8 +191,13 @@ def _pepper(data_dir: Path) -> str:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
-@click.option("--data-dir", default=".data", show_default=True, type=click.Path(path_type=Path),
-              help="Where private Redis/Postgres keep their files when no URL is configured.")
+@click.option(
+    "--data-dir",
+    default=".data",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Where private Redis/Postgres keep their files when no URL is configured.",
+)
 def up(host: str, port: int, workers: int, data_dir: Path) -> None:
     """Run the whole product locally: services (private ones when REDIS_URL/DATABASE_URL are
     unset), migrations, the demo data, and the gateway. Ctrl-C stops everything it started."""
@@ -205,7 +219,7 @@ def up(host: str, port: int, workers: int, data_dir: Path) -> None:
             pg = _guard(lambda: embedded.EmbeddedPostgres(data_dir / "postgres").start())
             started.append(pg)
             env["DATABASE_URL"] = pg.url
-            click.echo(f"started private Postgres at {pg.url}", err=True)
+            click.echo(f"started private Postgres at {pg.url} (data in {pg.data_dir})", err=True)
         if not env.get("CONVENIO_PEPPER") and not env.get("CONVENIO_PEPPER_FILE"):
             env["CONVENIO_PEPPER"] = _pepper(data_dir)
         os.environ.update(env)
@@ -221,7 +235,9 @@ def up(host: str, port: int, workers: int, data_dir: Path) -> None:
             "Ctrl-C stops everything.\n",
             err=True,
         )
-        children.append(subprocess.Popen([*cli, "serve", "--host", host, "--port", str(port), "--workers", str(workers)], env=env))
+        children.append(
+            subprocess.Popen([*cli, "serve", "--host", host, "--port", str(port), "--workers", str(workers)], env=env)
+        )
         while all(c.poll() is None for c in children):
             try:
                 children[0].wait(timeout=1)

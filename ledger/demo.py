@@ -54,7 +54,9 @@ async def load(gw: Gateway, convenio: str = "EMP001", participant: str = "CLI001
             gw,
             convenio,
             participant,
-            ParticipantCreate(code=participant, name="CLIENTE 001", document="000.000.001-91", limit=10_000, password=password),
+            ParticipantCreate(
+                code=participant, name="CLIENTE 001", document="000.000.001-91", limit=10_000, password=password
+            ),
         )
     except ApiError as exc:
         if exc.code != ErrorCode.PARTICIPANT_EXISTS:

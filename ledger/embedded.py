@@ -8,6 +8,7 @@ as the `postgres` system user (created by Debian's package) with the folder owne
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import pwd
 import shutil
@@ -51,7 +52,8 @@ def ensure_installed(say=print) -> None:
         return
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         raise MissingServer(
-            "Missing servers. Install them with:  sudo apt-get install -y " + " ".join(missing)
+            "Missing servers. Install them with:  sudo apt-get install -y "
+            + " ".join(missing)
             + "  (or set REDIS_URL and DATABASE_URL to servers you already run)"
         )
     say(f"installing {' '.join(missing)} from Debian's packages ...")
@@ -77,6 +79,11 @@ def _wait(check, what: str, proc: subprocess.Popen, log: Path, seconds: float = 
     raise RuntimeError(f"{problem}; see {log}")
 
 
+def _reachable_by_others(path: Path) -> bool:
+    """Every existing folder above `path` lets other users pass through."""
+    return all(os.stat(p).st_mode & 0o001 for p in path.resolve().parents if p.exists())
+
+
 def _accepts(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
@@ -96,10 +103,28 @@ class EmbeddedRedis:
 
     def start(self) -> EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        aof = ["--appendonly", "no"] if self.appendfsync == "off" else ["--appendonly", "yes", "--appendfsync", self.appendfsync]
+        aof = (
+            ["--appendonly", "no"]
+            if self.appendfsync == "off"
+            else ["--appendonly", "yes", "--appendfsync", self.appendfsync]
+        )
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
-             "--save", "", *aof, "--daemonize", "no", "--logfile", str(self.data_dir / "redis.log")],
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.data_dir),
+                "--save",
+                "",
+                *aof,
+                "--daemonize",
+                "no",
+                "--logfile",
+                str(self.data_dir / "redis.log"),
+            ],
             stdout=subprocess.DEVNULL,
         )
         _wait(lambda: _accepts(self.port), "redis-server", self.proc, self.data_dir / "redis.log")
@@ -129,7 +154,9 @@ class EmbeddedPostgres:
         try:
             pwd.getpwnam("postgres")
         except KeyError:
-            raise MissingServer("running as root needs the `postgres` system user (apt-get install postgresql)") from None
+            raise MissingServer(
+                "running as root needs the `postgres` system user (apt-get install postgresql)"
+            ) from None
         return {"user": "postgres", "group": "postgres"}
 
     def start(self) -> EmbeddedPostgres:
@@ -137,22 +164,31 @@ class EmbeddedPostgres:
         if bindir is None:
             raise MissingServer("postgres is not installed (apt-get install postgresql)")
         owner = self._as_owner()
+        if owner and not _reachable_by_others(self.data_dir):
+            # e.g. a checkout under /root: the postgres user could not reach it
+            tag = hashlib.sha256(str(self.data_dir.resolve()).encode()).hexdigest()[:12]
+            self.data_dir = Path("/var/tmp") / f"convenio-postgres-{tag}"  # noqa: S108 - ours, by name
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if owner:
-            # the postgres user must reach and own its folder
             shutil.chown(self.data_dir, "postgres", "postgres")
-            for parent in self.data_dir.resolve().parents:
-                if not os.stat(parent).st_mode & 0o001:
-                    raise MissingServer(
-                        f"{parent} is not searchable by the postgres user; choose a data folder elsewhere "
-                        "(convenio up --data-dir) or run Postgres yourself and set DATABASE_URL"
-                    )
         pgdata = self.data_dir / "pgdata"
         if not (pgdata / "PG_VERSION").exists():
             subprocess.run(
-                [str(bindir / "initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                 "--locale=C", *([] if self.durable else ["--no-sync"])],
-                check=True, stdout=subprocess.DEVNULL, **owner,
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(pgdata),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    *([] if self.durable else ["--no-sync"]),
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                **owner,
             )
         opts = ["-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.data_dir}"]
         if not self.durable:
@@ -160,7 +196,9 @@ class EmbeddedPostgres:
         log = open(self.data_dir / "postgres.log", "ab")  # noqa: SIM115 - lives as long as the server
         self.proc = subprocess.Popen(
             [str(bindir / "postgres"), "-D", str(pgdata), "-p", str(self.port), *opts],
-            stdout=log, stderr=log, **owner,
+            stdout=log,
+            stderr=log,
+            **owner,
         )
         ready = [str(bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)]
         _wait(lambda: subprocess.run(ready).returncode == 0, "postgres", self.proc, self.data_dir / "postgres.log", 60)

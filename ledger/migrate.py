@@ -70,9 +70,7 @@ async def migrate(database_url: str, sql_dir: Path = SQL_DIR) -> list[str]:
                 continue
             async with conn.transaction():
                 await conn.execute(path.read_text(encoding="utf-8"))
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version_, path.name
-                )
+                await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version_, path.name)
             applied_now.append(path.name)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK)

@@ -1,7 +1,7 @@
 -- password_result.lua: close a password check opened by password_attempt.lua.
 --
 -- Valid: failures reset, a single-use proof bound to this convênio and participant is stored
--- (only its digest) for ARGV[6] ms, event password.verified.
+-- (only its digest) until now + ARGV[6] ms, event password.verified.
 -- Invalid: the attempt already counted; at the maximum the participant is locked for
 -- ARGV[5] ms (event password.locked), otherwise event password.failed.
 --
@@ -17,8 +17,9 @@ local now, protocol = tonumber(ARGV[2]), ARGV[3]
 local who = {convenio = ARGV[7], participant = ARGV[8]}
 if ARGV[1] == '1' then
   redis.call('HSET', KEYS[1], 'pw_failures', 0)
-  redis.call('SET', KEYS[2], ARGV[7] .. '\n' .. ARGV[8], 'PX', ARGV[6])
   who.proof_expires_at = now + tonumber(ARGV[6])
+  redis.call('SET', KEYS[2], ARGV[7] .. '\n' .. ARGV[8] .. '\n' .. who.proof_expires_at,
+             'PX', ARGV[6])
   emit(KEYS[3], 'password.verified', protocol, ARGV[2], who)
   return ok({valid = true})
 end

@@ -73,7 +73,11 @@ local available = balance + num(conv[3]) - reserved
 if conv[1] ~= 'ACTIVE' then return decline(422, 'CONVENIO_BLOCKED', available) end
 if part[1] ~= 'ACTIVE' then return decline(422, 'PARTICIPANT_BLOCKED', available) end
 if ARGV[16] ~= '1' then return decline(422, 'PASSWORD_PROOF_REQUIRED', available) end
-if redis.call('GET', proof_key) ~= convenio .. '\n' .. participant then
+-- a proof reads "convênio\nparticipant\ndeadline ms"; Redis's TTL only cleans it up
+local proof = redis.call('GET', proof_key)
+local bound = convenio .. '\n' .. participant .. '\n'
+if not proof or string.sub(proof, 1, #bound) ~= bound
+   or tonumber(string.sub(proof, #bound + 1)) <= tonumber(now) then
   return decline(422, 'PASSWORD_PROOF_INVALID', available)
 end
 if plate ~= '' or conv[6] == '1' then

@@ -1,0 +1,206 @@
+"""What a checkout terminal and a back-office operator do, as small helpers, so that tests
+read like the scenario they check."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+import httpx
+
+from gateway import apikeys
+from gateway.core import Gateway
+from gateway.permissions import Permission
+
+_sales = itertools.count(1)
+
+
+class Clock:
+    """Milliseconds since the epoch that only move when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = time.time_ns() // 1_000_000
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += int(seconds * 1000)
+
+
+class Terminal:
+    """A checkout terminal holding the demo's credentials (or any others)."""
+
+    def __init__(self, client: httpx.AsyncClient, creds: dict[str, Any]) -> None:
+        self.client = client
+        self.creds = creds
+        self.convenio = creds["convenio"]
+        self.participant = creds["participant"]
+        self.password = creds["password"]
+        self.integration_key = creds["integration_key"]
+        self.headers = {"Authorization": f"Bearer {creds['api_key']}"}
+
+    def as_participant(self, convenio: str, participant: str, password: str | None = None) -> Terminal:
+        return Terminal(
+            self.client, {**self.creds, "convenio": convenio, "participant": participant, "password": password}
+        )
+
+    async def limit(self, convenio: str | None = None, participant: str | None = None) -> httpx.Response:
+        c, p = convenio or self.convenio, participant or self.participant
+        return await self.client.get(f"/v1/convenios/{c}/participants/{p}/limit", headers=self.headers)
+
+    async def available(self) -> int:
+        r = await self.limit()
+        assert r.status_code == 200, r.text
+        return r.json()["available"]
+
+    async def check_password(
+        self,
+        password: str | None = None,
+        integration_key: str | None = None,
+        convenio: str | None = None,
+        participant: str | None = None,
+    ) -> httpx.Response:
+        c, p = convenio or self.convenio, participant or self.participant
+        return await self.client.post(
+            f"/v1/convenios/{c}/participants/{p}/password/verify",
+            json={
+                "password": password if password is not None else self.password,
+                "integration_key": integration_key or self.integration_key,
+            },
+            headers=self.headers,
+        )
+
+    async def proof(self) -> str:
+        r = await self.check_password()
+        assert r.status_code == 200 and r.json()["valid"], r.text
+        return r.json()["proof"]
+
+    def sale(self, amount: int, proof: str | None, **extra: Any) -> dict[str, Any]:
+        body = {
+            "convenio": self.convenio,
+            "participant": self.participant,
+            "amount": amount,
+            "terminal": "PDV01",
+            "store": "LOJA01",
+            "sale": f"V{next(_sales)}",
+            "proof": proof,
+        }
+        body.update(extra)
+        return body
+
+    async def hold(
+        self,
+        amount: int,
+        proof: str | None = "auto",
+        idempotency_key: str | None = None,
+        body: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> httpx.Response:
+        if proof == "auto" and body is None:
+            proof = await self.proof()
+        body = body or self.sale(amount, proof, **extra)
+        key = idempotency_key or f"idem-{body['sale']}-{time.perf_counter_ns()}"
+        return await self.client.post("/v1/empenhos", json=body, headers={**self.headers, "Idempotency-Key": key})
+
+    async def commit(self, empenho_id: str, coupon: str = "CUPOM-1", amount: int | None = None) -> httpx.Response:
+        body: dict[str, Any] = {"coupon": coupon}
+        if amount is not None:
+            body["amount"] = amount
+        return await self.client.post(f"/v1/empenhos/{empenho_id}/commit", json=body, headers=self.headers)
+
+    async def cancel(self, empenho_id: str, reason: str | None = None) -> httpx.Response:
+        body = {} if reason is None else {"reason": reason}
+        return await self.client.post(f"/v1/empenhos/{empenho_id}/cancel", json=body, headers=self.headers)
+
+    async def get(self, empenho_id: str) -> httpx.Response:
+        return await self.client.get(f"/v1/empenhos/{empenho_id}", headers=self.headers)
+
+
+class BackOffice:
+    """An operator with the admin permission (and registry reads)."""
+
+    def __init__(self, gw: Gateway, client: httpx.AsyncClient, api_key: str) -> None:
+        self.gw = gw
+        self.client = client
+        self.api_key = api_key
+        self.headers = {"Authorization": f"Bearer {api_key}"}
+
+    @classmethod
+    async def create(cls, gw: Gateway, client: httpx.AsyncClient) -> BackOffice:
+        token, _ = await apikeys.create(gw, frozenset(Permission), name="test back-office")
+        return cls(gw, client, token)
+
+    async def key(self, *permissions: int) -> str:
+        token, _ = await apikeys.create(self.gw, frozenset(Permission(p) for p in permissions), name="test key")
+        return token
+
+    async def create_convenio(
+        self, code: str, total_limit: int, tolerance: int = 0, shared: bool = False, expect: int = 201, **extra: Any
+    ) -> dict[str, Any]:
+        body = {
+            "code": code,
+            "name": f"EMPRESA {code}",
+            "total_limit": total_limit,
+            "tolerance": tolerance,
+            "shared": shared,
+            **extra,
+        }
+        r = await self.client.post("/v1/convenios", json=body, headers=self.headers)
+        assert r.status_code == expect, r.text
+        return r.json()
+
+    async def update_convenio(self, code: str, **fields: Any) -> httpx.Response:
+        return await self.client.patch(f"/v1/convenios/{code}", json=fields, headers=self.headers)
+
+    async def add_participant(
+        self, convenio: str, code: str, limit: int = 0, password: str | None = None, expect: int = 201, **extra: Any
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": code, "name": f"CLIENTE {code}", "limit": limit, **extra}
+        if password is not None:
+            body["password"] = password
+        r = await self.client.post(f"/v1/convenios/{convenio}/participants", json=body, headers=self.headers)
+        assert r.status_code == expect, r.text
+        return r.json()
+
+    async def update_participant(self, convenio: str, code: str, **fields: Any) -> httpx.Response:
+        return await self.client.patch(
+            f"/v1/convenios/{convenio}/participants/{code}", json=fields, headers=self.headers
+        )
+
+    async def add_vehicle(self, convenio: str, participant: str, plate: str, description: str = "") -> httpx.Response:
+        return await self.client.post(
+            f"/v1/convenios/{convenio}/participants/{participant}/vehicles",
+            json={"plate": plate, "description": description},
+            headers=self.headers,
+        )
+
+    async def set_integration_key(self, key: str) -> httpx.Response:
+        return await self.client.put("/v1/integration/key", json={"integration_key": key}, headers=self.headers)
+
+
+async def mint_proof(gw: Gateway, convenio: str, participant: str) -> str:
+    """A proof as a valid password check leaves it, through the same script, without paying
+    argon2's ~30 ms each: for tests that need hundreds of holds at once."""
+    import secrets
+
+    from gateway.passwords import digest
+
+    proof = secrets.token_urlsafe(32)
+    k, s = gw.keys, gw.settings
+    await gw.run(
+        "password_result",
+        [k.participant(convenio, participant), k.proof(convenio, digest(proof)), k.events(k.shard_of(convenio))],
+        [
+            "1",
+            gw.now_ms(),
+            gw.protocol(),
+            s.password_max_failures,
+            s.password_lock_s * 1000,
+            s.proof_ttl_s * 1000,
+            convenio,
+            participant,
+        ],
+    )
+    return proof

@@ -1,0 +1,103 @@
+"""The password check: lockout after repeated failures, and the single-use proof that a hold
+must present (bound to its convênio and participant, short-lived)."""
+
+import asyncio
+
+from tests.checkout import Clock, Terminal
+
+
+async def test_a_wrong_password_says_how_many_attempts_are_left(seed: Terminal, gw) -> None:
+    r = await seed.check_password("000000" if seed.password != "000000" else "111111")
+    assert r.status_code == 200
+    assert r.json()["valid"] is False
+    assert r.json()["attempts_left"] == gw.settings.password_max_failures - 1
+    assert "proof" not in r.json()
+
+
+async def test_repeated_guessing_locks_the_participant(seed: Terminal, gw, clock: Clock) -> None:
+    wrong = "999999" if seed.password != "999999" else "888888"
+    attempts = gw.settings.password_max_failures
+    answers = [await seed.check_password(wrong) for _ in range(attempts)]
+    assert [a.json()["attempts_left"] for a in answers] == list(range(attempts - 1, -1, -1))
+    locked = await seed.check_password()  # even the right password, now
+    assert locked.status_code == 423
+    assert locked.json()["error"]["code"] == "PASSWORD_LOCKED"
+    assert 0 < locked.json()["error"]["retry_after"] <= gw.settings.password_lock_s
+    clock.advance(gw.settings.password_lock_s + 1)
+    assert (await seed.check_password()).json()["valid"] is True
+
+
+async def test_a_burst_of_parallel_guesses_cannot_exceed_the_allowed_failures(seed: Terminal, gw) -> None:
+    wrong = "999999" if seed.password != "999999" else "888888"
+    answers = await asyncio.gather(*(seed.check_password(wrong) for _ in range(20)))
+    verified = [a for a in answers if a.status_code == 200]
+    assert len(verified) == gw.settings.password_max_failures
+    assert all(a.status_code == 423 for a in answers if a.status_code != 200)
+
+
+async def test_a_right_password_resets_the_failure_count(seed: Terminal, gw) -> None:
+    wrong = "999999" if seed.password != "999999" else "888888"
+    for _ in range(gw.settings.password_max_failures - 1):
+        await seed.check_password(wrong)
+    assert (await seed.check_password()).json()["valid"] is True
+    assert (await seed.check_password(wrong)).json()["attempts_left"] == gw.settings.password_max_failures - 1
+
+
+async def test_the_wrong_integration_key_is_refused(seed: Terminal) -> None:
+    r = await seed.check_password(integration_key="not-the-key")
+    assert r.status_code == 403
+    assert r.json()["error"]["code"] == "INTEGRATION_KEY_INVALID"
+
+
+async def test_a_hold_needs_a_proof(seed: Terminal) -> None:
+    r = await seed.hold(578, proof=None)
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "PASSWORD_PROOF_REQUIRED"
+    r = await seed.hold(578, proof="made-up")
+    assert r.json()["error"]["code"] == "PASSWORD_PROOF_INVALID"
+    assert (await seed.available()) == 11000
+
+
+async def test_a_proof_is_single_use(seed: Terminal) -> None:
+    proof = await seed.proof()
+    assert (await seed.hold(578, proof=proof)).status_code == 201
+    reuse = await seed.hold(578, proof=proof)
+    assert reuse.status_code == 422
+    assert reuse.json()["error"]["code"] == "PASSWORD_PROOF_INVALID"
+    assert (await seed.available()) == 11000 - 578
+
+
+async def test_a_declined_hold_does_not_spend_the_proof(seed: Terminal) -> None:
+    proof = await seed.proof()
+    assert (await seed.hold(50000, proof=proof)).json()["error"]["code"] == "INSUFFICIENT_LIMIT"
+    assert (await seed.hold(578, proof=proof)).status_code == 201
+
+
+async def test_a_proof_expires(seed: Terminal, clock: Clock, gw) -> None:
+    proof = await seed.proof()
+    clock.advance(gw.settings.proof_ttl_s + 1)
+    r = await seed.hold(578, proof=proof)
+    assert r.json()["error"]["code"] == "PASSWORD_PROOF_INVALID"
+
+
+async def test_a_proof_is_bound_to_its_participant_and_convenio(seed: Terminal, backoffice) -> None:
+    await backoffice.add_participant("EMP001", "CLI002", limit=5000, password="4321")
+    proof_of_cli001 = await seed.proof()
+    someone_else = seed.as_participant("EMP001", "CLI002", "4321")
+    r = await someone_else.hold(100, proof=proof_of_cli001)
+    assert r.json()["error"]["code"] == "PASSWORD_PROOF_INVALID"
+
+    await backoffice.create_convenio("EMP002", total_limit=20000)
+    await backoffice.add_participant("EMP002", "CLI001", limit=5000, password="4321")
+    same_customer_other_convenio = seed.as_participant("EMP002", "CLI001", "4321")
+    r = await same_customer_other_convenio.hold(100, proof=proof_of_cli001)
+    assert r.json()["error"]["code"] == "PASSWORD_PROOF_INVALID"
+    # and the proof still works where it belongs
+    assert (await seed.hold(100, proof=proof_of_cli001)).status_code == 201
+
+
+async def test_a_participant_without_password_cannot_be_checked(seed: Terminal, backoffice) -> None:
+    await backoffice.add_participant("EMP001", "SEMSENHA", limit=100)
+    r = await seed.check_password("1234", participant="SEMSENHA")
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "PASSWORD_NOT_SET"
