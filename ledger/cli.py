@@ -203,6 +203,13 @@ def up(host: str, port: int, workers: int, data_dir: Path) -> None:
     unset), migrations, the demo data, and the gateway. Ctrl-C stops everything it started."""
     from ledger import embedded
 
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # Ctrl-C, `kill` and service managers all mean "stop everything": also when the shell
+    # that started us left SIGINT ignored (a background job) or sends SIGTERM.
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     data_dir = data_dir.resolve()
     started: list[Any] = []
     children: list[subprocess.Popen] = []
@@ -229,10 +236,13 @@ def up(host: str, port: int, workers: int, data_dir: Path) -> None:
         click.echo(loaded.strip())
         demo_data = json.loads(loaded)
         click.echo(
-            f"\nGateway on http://{host}:{port}  (OpenAPI: /openapi.json)\n"
-            f"Try:  curl -s -H 'Authorization: Bearer {demo_data['api_key']}' "
-            f"http://{host}:{port}/v1/convenios/{demo_data['convenio']}/participants/{demo_data['participant']}/limit\n"
-            "Ctrl-C stops everything.\n",
+            f"\nGateway on http://{host}:{port}  (OpenAPI: /openapi.json). Ctrl-C stops everything.\n"
+            "For the README's curl walk-through, paste in another shell:\n"
+            f"  export B=http://{host}:{port} API_KEY={demo_data['api_key']} "
+            f"PASSWORD={demo_data['password']} INTEGRATION_KEY={demo_data['integration_key']} "
+            f"REDIS_URL={env['REDIS_URL']} DATABASE_URL={env['DATABASE_URL']}"
+            + (f" CONVENIO_PEPPER_FILE={data_dir / 'pepper'}" if (data_dir / "pepper").exists() else "")
+            + "\n",
             err=True,
         )
         children.append(

@@ -1,0 +1,131 @@
+"""The operator CLI as operators' scripts call it: real processes, real servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from ledger import embedded
+
+CLI = [sys.executable, "-m", "ledger.cli"]
+
+
+@pytest.fixture
+def cli_env(redis_url: str, postgres_server) -> dict[str, str]:
+    database = f"cli_{uuid.uuid4().hex[:8]}"
+    return {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": postgres_server.url.rsplit("/", 1)[0] + "/" + database,
+        "CONVENIO_KEY_PREFIX": f"cli{uuid.uuid4().hex[:8]}",
+        "CONVENIO_SHARDS": "4",
+        "CONVENIO_PEPPER": "cli-test-pepper",
+    }
+
+
+def convenio(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+async def test_migrate_from_empty_then_again_changes_nothing(cli_env) -> None:
+    first = convenio(cli_env, "migrate")
+    assert first.returncode == 0, first.stderr
+    assert "applied 001_journal.sql" in first.stderr
+    again = convenio(cli_env, "migrate")
+    assert again.returncode == 0
+    assert "0 migration(s) applied" in again.stderr
+    conn = await asyncpg.connect(cli_env["DATABASE_URL"])
+    try:
+        versions = [r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY 1")]
+        assert versions == ["001"]
+        assert await conn.fetchval("SELECT count(*) FROM journal") == 0
+    finally:
+        await conn.close()
+
+
+def test_apikey_create_prints_the_key_alone_and_revoke_takes_it_away(cli_env) -> None:
+    created = convenio(cli_env, "apikey", "create", "--permissions", "3183,3184", "--name", "PDV loja 1")
+    assert created.returncode == 0, created.stderr
+    lines = created.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cvk_")
+    key_id = created.stderr.split("api key id ")[1].split()[0]
+
+    bad = convenio(cli_env, "apikey", "create", "--permissions", "3183,42")
+    assert bad.returncode == 2
+    assert "unknown permission" in bad.stderr
+
+    assert convenio(cli_env, "apikey", "revoke", key_id).returncode == 0
+    unknown = convenio(cli_env, "apikey", "revoke", "k-nope")
+    assert unknown.returncode == 1
+    assert "No API key" in unknown.stderr
+
+
+def test_demo_prints_the_same_example_every_time(cli_env) -> None:
+    first = convenio(cli_env, "demo")
+    assert first.returncode == 0, first.stderr
+    loaded = json.loads(first.stdout)
+    assert set(loaded) == {"convenio", "participant", "password", "integration_key", "api_key"}
+    assert (loaded["convenio"], loaded["participant"]) == ("EMP001", "CLI001")
+    assert json.loads(convenio(cli_env, "demo").stdout) == loaded
+    other = json.loads(convenio(cli_env, "demo", "--convenio", "EMP777", "--participant", "CLI777").stdout)
+    assert (other["convenio"], other["participant"]) == ("EMP777", "CLI777")
+
+
+def test_a_missing_redis_is_one_clear_line_and_exit_3(cli_env) -> None:
+    env = {**cli_env, "REDIS_URL": f"redis://127.0.0.1:{embedded.free_port()}/0"}
+    r = convenio(env, "demo")
+    assert r.returncode == 3
+    assert "cannot reach Redis" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_up_runs_the_product_and_ctrl_c_stops_everything(tmp_path_factory) -> None:
+    """What `./run` does: private servers, migrations, demo, gateway; Ctrl-C ends it all."""
+    data = Path(tmp_path_factory.mktemp("up"))
+    port = embedded.free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "CONVENIO_PEPPER")}
+    proc = subprocess.Popen(
+        [*CLI, "up", "--port", str(port), "--data-dir", str(data)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        demo = json.loads(proc.stdout.readline())
+        headers = {"Authorization": f"Bearer {demo['api_key']}"}
+        url = f"http://127.0.0.1:{port}/v1/convenios/EMP001/participants/CLI001/limit"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                r = httpx.get(url, headers=headers, timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "gateway did not come up"
+                time.sleep(0.2)
+        assert r.status_code == 200
+        assert r.json()["available"] == 11000
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=60)
+    log = proc.stderr.read()
+    pg_data = log.split("(data in ")[1].split(")")[0]
+    try:
+        for folder in (str(data), pg_data):
+            leftovers = subprocess.run(["pgrep", "-f", folder], capture_output=True, text=True).stdout.split()
+            assert leftovers == [], f"servers under {folder} left running after Ctrl-C"
+    finally:
+        if pg_data.startswith("/var/tmp/convenio-postgres-"):
+            shutil.rmtree(pg_data, ignore_errors=True)
