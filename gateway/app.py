@@ -63,17 +63,12 @@ OPERATIONS = (
 def create_app(settings: Settings | None = None) -> Starlette:
     """Application factory (uvicorn --factory); settings come from the environment by default."""
     settings = settings or Settings.from_env()
-    holder: dict[str, Gateway] = {}
-
-    def gw() -> Gateway:
-        return holder["gw"]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         gateway = await Gateway.open(settings)
-        holder["gw"] = gateway
         app.state.gateway = gateway
-        app.state.apikeys = keys_cache.bind(gateway)
+        app.state.apikeys = ApiKeyCache(gateway)
         try:
             await gateway.start()
         except UNAVAILABLE as exc:
@@ -88,9 +83,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 await task
             await gateway.close()
 
-    keys_cache = _LazyKeys()
     endpoints = ENDPOINTS + OPERATIONS
-    routes = [Route(ep.path, wrap(ep, keys_cache, gw), methods=[ep.method], name=ep.name) for ep in endpoints]
+    routes = [Route(ep.path, wrap(ep), methods=[ep.method], name=ep.name) for ep in endpoints]
     spec = msgspec.json.encode(openapi.document(endpoints, VERSION))
 
     async def openapi_json(request: Request) -> Response:
@@ -108,14 +102,3 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return error_response(ApiError(code))
 
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
-
-
-class _LazyKeys(ApiKeyCache):
-    """The API-key cache, bound to the Gateway once the lifespan has opened it."""
-
-    def __init__(self) -> None:  # noqa: D107 - bound later
-        pass
-
-    def bind(self, gw: Gateway) -> _LazyKeys:
-        ApiKeyCache.__init__(self, gw)
-        return self

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import metrics
-from gateway.apikeys import ApiKey, ApiKeyCache
+from gateway.apikeys import ApiKey
 from gateway.core import Gateway
 from gateway.errors import ApiError, ErrorCode
 from gateway.permissions import Permission
@@ -111,17 +111,19 @@ def decode(decoder: msgspec.json.Decoder, raw: bytes) -> Any:
         raise invalid("body", f"Malformed JSON: {exc}") from None
 
 
-def wrap(ep: Endpoint, keys: ApiKeyCache, gw_of: Callable[[], Gateway]) -> Callable[[Request], Awaitable[Response]]:
+def wrap(ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+    """The Starlette endpoint for `ep`; the app's lifespan puts `gateway` and `apikeys` on its state."""
     decoder = msgspec.json.Decoder(ep.request) if ep.request else None
     encoder = msgspec.json.Encoder()
 
     async def endpoint(request: Request) -> Response:
         started = time.perf_counter()
         code = ""
+        state = request.app.state
         try:
             key = None
             if not ep.public:
-                key = await keys.authenticate(request.headers.get("authorization"))
+                key = await state.apikeys.authenticate(request.headers.get("authorization"))
                 if not key.allows(ep.permissions):
                     raise ApiError(ErrorCode.FORBIDDEN)
             path = dict(request.path_params)
@@ -135,7 +137,7 @@ def wrap(ep: Endpoint, keys: ApiKeyCache, gw_of: Callable[[], Gateway]) -> Calla
                 if raw.strip() == b"" and ep.body_optional:
                     raw = b"{}"
                 body = decode(decoder, raw)
-            reply = await ep.handler(Call(request, gw_of(), key, body, path))
+            reply = await ep.handler(Call(request, state.gateway, key, body, path))
             response = Response(encoder.encode(reply.body), reply.status, reply.headers, JSON)
         except ApiError as exc:
             code = str(exc.code)

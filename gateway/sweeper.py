@@ -8,7 +8,7 @@ import logging
 
 from redis.exceptions import RedisError
 
-from gateway import empenhos
+from gateway import empenhos, metrics
 from gateway.core import Gateway
 
 log = logging.getLogger("convenio.sweeper")
@@ -34,6 +34,7 @@ async def run(gw: Gateway) -> None:
         try:
             n = await sweep_once(gw)
             if n:
+                metrics.EXPIRED.inc(n)
                 log.info("expired %d pending empenhos", n)
         except RedisError as exc:
             log.warning("sweep skipped: Redis unavailable (%s)", type(exc).__name__)
