@@ -74,13 +74,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
         except UNAVAILABLE as exc:
             # Start anyway: /readyz says not ready, requests get 503 until Redis answers.
             log.warning("Redis not reachable at start-up (%s); serving 503 until it is", exc)
-        task = asyncio.create_task(sweeper.run(gateway))
+        stopping = asyncio.Event()
+        task = asyncio.create_task(sweeper.run(gateway, stopping))
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            stopping.set()
+            done, _ = await asyncio.wait({task}, timeout=2)
+            if not done:  # stuck in a Redis call: cancel, but never wait unbounded
+                task.cancel()
+                await asyncio.wait({task}, timeout=2)
             await gateway.close()
 
     endpoints = ENDPOINTS + OPERATIONS

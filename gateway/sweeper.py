@@ -4,6 +4,7 @@ script re-checks status and time, so two sweepers racing on the same hold are ha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from redis.exceptions import RedisError
@@ -28,9 +29,11 @@ async def sweep_once(gw: Gateway) -> int:
     return expired
 
 
-async def run(gw: Gateway) -> None:
+async def run(gw: Gateway, stopping: asyncio.Event) -> None:
+    """Sweep every interval until `stopping` is set. Shutdown waits on the event rather than
+    on cancellation alone: a cancel landing inside a Redis call can be absorbed by the client."""
     interval = gw.settings.sweep_interval_ms / 1000
-    while True:
+    while not stopping.is_set():
         try:
             n = await sweep_once(gw)
             if n:
@@ -38,4 +41,5 @@ async def run(gw: Gateway) -> None:
                 log.info("expired %d pending empenhos", n)
         except RedisError as exc:
             log.warning("sweep skipped: Redis unavailable (%s)", type(exc).__name__)
-        await asyncio.sleep(interval)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), interval)
