@@ -36,12 +36,7 @@ if shared == '0' and total < allocated then
 end
 
 -- every check passed: write
-local flat = {}
-for name, value in pairs(f) do
-  flat[#flat + 1] = name
-  flat[#flat + 1] = value
-end
-if #flat > 0 then redis.call('HSET', key, unpack(flat)) end
+hset_table(key, f)
 if create then
   redis.call('HSET', key, 'code', code, 'created_at', now, 'allocated', 0, 'reserved', 0,
              'balance', shared == '1' and total or 0)

@@ -44,12 +44,7 @@ end
 -- every check passed: write
 local pw_hash = f.pw_hash
 f.pw_hash = nil
-local flat = {}
-for name, value in pairs(f) do
-  flat[#flat + 1] = name
-  flat[#flat + 1] = value
-end
-if #flat > 0 then redis.call('HSET', key, unpack(flat)) end
+hset_table(key, f)
 if create then
   redis.call('HSET', key, 'convenio', convenio, 'participant', participant, 'limit', limit,
              'balance', limit, 'reserved', 0, 'created_at', now)

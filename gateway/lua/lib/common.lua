@@ -15,6 +15,16 @@ local function hgetall(key)
   return t
 end
 
+-- HSET every field of a table of strings (nothing when it is empty).
+local function hset_table(key, fields)
+  local flat = {}
+  for name, value in pairs(fields) do
+    flat[#flat + 1] = name
+    flat[#flat + 1] = value
+  end
+  if #flat > 0 then redis.call('HSET', key, unpack(flat)) end
+end
+
 -- Append the event that describes this script's change to the shard's stream.
 -- Its protocol is the event's unique id in the ledger.
 local function emit(stream, etype, protocol, now, data)
