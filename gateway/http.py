@@ -29,7 +29,7 @@ JSON = "application/json"
 _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 _PLATE = re.compile(r"^[A-Za-z0-9\-]{1,16}$")
 _FIELD = re.compile(r"at `\$\.?([^`]*)`")
-_MISSING = re.compile(r"missing required field `([^`]*)`")
+_NAMED = re.compile(r"(?:missing required|unknown) field `([^`]*)`")
 #: what each path parameter must look like; anything else is INVALID_REQUEST naming it
 PATH_PARAMS = {"convenio": _CODE, "participant": _CODE, "plate": _PLATE, "id": re.compile(r"^\S{1,64}$")}
 UNAVAILABLE = (ConnectionError, TimeoutError, BusyLoadingError, OSError)
@@ -103,9 +103,9 @@ def decode(decoder: msgspec.json.Decoder, raw: bytes) -> Any:
         text = str(exc)
         at = _FIELD.search(text)
         where = at.group(1) if at else ""
-        missing = _MISSING.search(text)
-        if missing:  # msgspec names the object's path, the field is the missing one
-            where = f"{where}.{missing.group(1)}" if where else missing.group(1)
+        named = _NAMED.search(text)
+        if named:  # msgspec gives the object's path; the offending field is named apart
+            where = f"{where}.{named.group(1)}" if where else named.group(1)
         raise invalid(where or "body", text) from None
     except msgspec.DecodeError as exc:
         raise invalid("body", f"Malformed JSON: {exc}") from None

@@ -92,7 +92,8 @@ def _check(res: dict[str, Any]) -> dict[str, Any]:
 async def save_convenio(gw: Gateway, code: str, body: ConvenioCreate | ConvenioUpdate) -> ConvenioView:
     k = gw.keys
     create = isinstance(body, ConvenioCreate)
-    if create and body.rollover.policy == "MONTHLY" and body.rollover.day is None:
+    # a monthly rollover always has its day; the seed's default is the 1st
+    if body.rollover is not None and body.rollover.policy == "MONTHLY" and body.rollover.day is None:
         body = msgspec.structs.replace(body, rollover=Rollover(policy="MONTHLY", day=1))
     res = await gw.run(
         "convenio_save",
@@ -194,7 +195,12 @@ async def save_vehicle(gw: Gateway, convenio: str, participant: str, body: Vehic
     k = gw.keys
     res = await gw.run(
         "vehicle_save",
-        [k.participant(convenio, participant), k.vehicles(convenio, participant), k.events(k.shard_of(convenio))],
+        [
+            k.convenio(convenio),
+            k.participant(convenio, participant),
+            k.vehicles(convenio, participant),
+            k.events(k.shard_of(convenio)),
+        ],
         [gw.now_ms(), gw.protocol(), convenio, participant, body.plate.upper(), body.description],
     )
     v = _check(res)

@@ -346,7 +346,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         permissions=ADMIN,
         request=VehicleSave,
         tag="back-office",
-        errors=(E.UNKNOWN_PARTICIPANT,),
+        errors=(E.UNKNOWN_CONVENIO, E.UNKNOWN_PARTICIPANT),
     ),
     Endpoint(
         "DELETE",
