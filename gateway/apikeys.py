@@ -69,7 +69,8 @@ class ApiKeyCache:
         self._entries: dict[str, tuple[float, ApiKey | None]] = {}
 
     async def authenticate(self, authorization: str | None) -> ApiKey:
-        if not authorization or not authorization.startswith("Bearer "):
+        # the scheme is case-insensitive (RFC 7235)
+        if not authorization or authorization[:7].lower() != "bearer ":
             raise ApiError(ErrorCode.UNAUTHORIZED)
         token = authorization[7:].strip()
         if not token or len(token) > 256:

@@ -26,6 +26,7 @@ log = logging.getLogger("convenio.http")
 
 MAX_BODY = 64 * 1024
 JSON = "application/json"
+_DIGITS = re.compile(r"^[0-9]{1,18}$")  # str.isdigit() also accepts "²", which int() refuses
 _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 _PLATE = re.compile(r"^[A-Za-z0-9\-]{1,16}$")
 _FIELD = re.compile(r"at `\$\.?([^`]*)`")
@@ -83,8 +84,8 @@ def invalid(field_name: str, message: str) -> ApiError:
 
 async def read_body(request: Request) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
-        if not declared.isdigit():
+    if declared is not None and (not _DIGITS.match(declared) or int(declared) > MAX_BODY):
+        if not _DIGITS.match(declared):
             raise invalid("Content-Length", "Content-Length must be a whole number.")
         raise ApiError(ErrorCode.BODY_TOO_LARGE)
     chunks, size = [], 0
@@ -109,6 +110,8 @@ def decode(decoder: msgspec.json.Decoder, raw: bytes) -> Any:
         raise invalid(where or "body", text) from None
     except msgspec.DecodeError as exc:
         raise invalid("body", f"Malformed JSON: {exc}") from None
+    except UnicodeDecodeError:
+        raise invalid("body", "The body is not valid UTF-8.") from None
 
 
 def wrap(ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:

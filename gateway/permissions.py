@@ -16,7 +16,8 @@ class Permission(enum.IntEnum):
     ADMIN = 9000  # back-office writes: convênios, participants, vehicles
 
 
-READ_REGISTRY = frozenset({Permission.CONVENIOS_READ, Permission.SALES_READ})
+#: who may read the registry: the seed's two query permissions, and the admin who writes it
+READ_REGISTRY = frozenset({Permission.CONVENIOS_READ, Permission.SALES_READ, Permission.ADMIN})
 
 
 def parse(text: str) -> frozenset[Permission]:

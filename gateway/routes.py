@@ -111,7 +111,7 @@ async def list_participants(c: Call) -> Reply:
     q = c.request.query_params
     after = q.get("after", "")
     raw_limit = q.get("limit", "100")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+    if not re.fullmatch(r"[0-9]{1,4}", raw_limit) or not 1 <= int(raw_limit) <= 1000:
         raise invalid("limit", "`limit` must be a whole number from 1 to 1000.")
     return Reply(await registry.list_participants(c.gw, c.path["convenio"], after, int(raw_limit)))
 

@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
+from gateway.errors import ErrorCode
+
 # R$ 1 bilhão: far above any sale, and well inside Lua's exact-integer range (2^53).
 MAX_AMOUNT = 100_000_000_000
 
@@ -38,7 +40,7 @@ class Out(Struct, omit_defaults=True):
 
 # --- errors --------------------------------------------------------------------------------
 class ErrorDetail(Struct):
-    code: str
+    code: ErrorCode
     message: str
     field: str | UnsetType = UNSET
     available: int | UnsetType = UNSET
