@@ -132,7 +132,7 @@ def wrap(ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
             path = dict(request.path_params)
             for name, value in path.items():
                 pattern = PATH_PARAMS.get(name)
-                if pattern is not None and not pattern.match(value):
+                if pattern is not None and not pattern.fullmatch(value):
                     raise invalid(name, f"`{name}` is not a valid code.")
             body = None
             if decoder is not None:

@@ -16,7 +16,8 @@ MAX_AMOUNT = 100_000_000_000
 Code = Annotated[
     str,
     Meta(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$",
+        # (?!\n): Python's $ also matches before a final newline; "CLI001\n" is no code
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}(?!\n)$",
         description="A code: letters, digits, '_', '.', '-'; 1 to 64 characters.",
         examples=["EMP001"],
     ),
@@ -25,7 +26,7 @@ Amount = Annotated[int, Meta(gt=0, le=MAX_AMOUNT, description="Centavos, > 0.")]
 Money = Annotated[int, Meta(ge=0, le=MAX_AMOUNT, description="Centavos, >= 0.")]
 SignedMoney = Annotated[int, Meta(description="Centavos; may be negative after tolerance use.")]
 Text = Annotated[str, Meta(min_length=1, max_length=64)]
-Plate = Annotated[str, Meta(pattern=r"^[A-Za-z0-9\-]{1,16}$", description="Vehicle plate.", examples=["ABC1D23"])]
+Plate = Annotated[str, Meta(pattern=r"^[A-Za-z0-9\-]{1,16}(?!\n)$", description="Vehicle plate.", examples=["ABC1D23"])]
 Timestamp = Annotated[str, Meta(description="RFC 3339, UTC.", examples=["2026-11-23T14:05:00.000Z"])]
 Status = Literal["ACTIVE", "BLOCKED"]
 

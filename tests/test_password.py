@@ -101,3 +101,20 @@ async def test_a_participant_without_password_cannot_be_checked(seed: Terminal, 
     r = await seed.check_password("1234", participant="SEMSENHA")
     assert r.status_code == 422
     assert r.json()["error"]["code"] == "PASSWORD_NOT_SET"
+
+
+async def test_a_lookalike_code_with_a_trailing_newline_is_no_code(seed: Terminal, backoffice) -> None:
+    """'CLI001\\n' must not exist beside CLI001: its proof would read like CLI001's."""
+    r = await backoffice.client.post(
+        "/v1/convenios/EMP001/participants",
+        json={"code": "CLI001\n", "name": "IMPOSTOR", "limit": 0, "password": "9999"},
+        headers=backoffice.headers,
+    )
+    assert r.status_code == 422
+    assert r.json()["error"]["field"] == "code"
+    path = await seed.client.get("/v1/convenios/EMP001/participants/CLI001%0A/limit", headers=seed.headers)
+    assert path.status_code == 422
+    sale = seed.sale(100, await seed.proof())
+    r = await seed.hold(100, body={**sale, "participant": "CLI001\n"})
+    assert r.status_code == 422
+    assert r.json()["error"]["field"] == "participant"

@@ -57,18 +57,21 @@ if emp.status ~= 'PENDING' then return refuse('EMPENHO_NOT_PENDING', {status = e
 
 if amount > held then return refuse('COMMIT_EXCEEDS_HOLD', {held = held}) end
 
+-- decode the vehicle before the first write: a decode error after it would leave money moved
+local vehicle
+if emp.plate ~= '' and emp.odometer_km ~= '' then
+  local raw = redis.call('HGET', veh_key, emp.plate)
+  if raw then vehicle = cjson.decode(raw) end
+end
+
 -- every check passed: write
 local pkey = pool_key(emp, conv_key, part_key)
 redis.call('HINCRBY', pkey, 'reserved', -held)
 local balance = redis.call('HINCRBY', pkey, 'balance', -amount)
-if emp.plate ~= '' and emp.odometer_km ~= '' then
-  local raw = redis.call('HGET', veh_key, emp.plate)
-  if raw then
-    local v = cjson.decode(raw)
-    v.last_km = tonumber(emp.odometer_km)
-    v.last_km_at = tonumber(now)
-    redis.call('HSET', veh_key, emp.plate, cjson.encode(v))
-  end
+if vehicle then
+  vehicle.last_km = tonumber(emp.odometer_km)
+  vehicle.last_km_at = tonumber(now)
+  redis.call('HSET', veh_key, emp.plate, cjson.encode(vehicle))
 end
 local result = {s = 200, id = id, status = 'COMMITTED', amount = amount, balance = balance,
                 protocol = protocol}

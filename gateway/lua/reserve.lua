@@ -76,8 +76,9 @@ if ARGV[16] ~= '1' then return decline(422, 'PASSWORD_PROOF_REQUIRED', available
 -- a proof reads "convênio\nparticipant\ndeadline ms"; Redis's TTL only cleans it up
 local proof = redis.call('GET', proof_key)
 local bound = convenio .. '\n' .. participant .. '\n'
-if not proof or string.sub(proof, 1, #bound) ~= bound
-   or tonumber(string.sub(proof, #bound + 1)) <= tonumber(now) then
+local deadline = proof and string.sub(proof, #bound + 1)
+if not proof or string.sub(proof, 1, #bound) ~= bound or not string.match(deadline, '^%d+$')
+   or tonumber(deadline) <= tonumber(now) then
   return decline(422, 'PASSWORD_PROOF_INVALID', available)
 end
 if plate ~= '' or conv[6] == '1' then
