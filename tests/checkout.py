@@ -16,6 +16,28 @@ from gateway.permissions import Permission
 _sales = itertools.count(1)
 
 
+def assert_error(
+    r: httpx.Response, status: int, code: str, field: str | None = None, secrets: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The contract's error: status, JSON body {"error": {"code", "message", ...}}, no stack
+    trace, the offending field when one is expected, and none of the caller's secrets."""
+    assert r.status_code == status, f"{r.status_code} {r.text}"
+    assert r.headers["content-type"].startswith("application/json"), r.headers
+    body = r.json()
+    assert set(body) == {"error"}, body
+    error = body["error"]
+    assert error["code"] == code, error
+    assert isinstance(error["message"], str) and error["message"], error
+    assert "Traceback" not in r.text
+    if field is not None:
+        assert error.get("field") == field, error
+    for secret in secrets:
+        if secret:
+            assert secret not in r.text, "a secret was echoed in the body"
+            assert all(secret not in v for v in r.headers.values()), "a secret was echoed in a header"
+    return error
+
+
 class Clock:
     """Milliseconds since the epoch that only move when a test says so."""
 

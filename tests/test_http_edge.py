@@ -32,27 +32,11 @@ from gateway.schemas import (
     PasswordCheck,
     VehicleSave,
 )
-from tests.checkout import BackOffice, Terminal
+from tests.checkout import BackOffice, Terminal, assert_error
 
 DROP = object()  # marks a field to leave out of a body
 AVAILABLE = 11000  # the seed's R$ 100,00 limit + R$ 10,00 tolerance, untouched
-VALID_PATH = {"convenio": "EMP001", "participant": "CLI001", "plate": "ABC1D23",
-              "id": "E1-01ARZ3NDEKTSV4RRFFQ69G5FAV"}
-
-
-def assert_error(r: httpx.Response, status: int, code: str, field: str | None = None) -> dict[str, Any]:
-    """The contract's error: status, JSON body {"error": {"code", "message", ...}}, no trace."""
-    assert r.status_code == status, f"{r.status_code} {r.text}"
-    assert r.headers["content-type"].startswith("application/json"), r.headers
-    body = r.json()
-    assert set(body) == {"error"}, body
-    error = body["error"]
-    assert error["code"] == code, error
-    assert isinstance(error["message"], str) and error["message"], error
-    assert "Traceback" not in r.text
-    if field is not None:
-        assert error.get("field") == field, error
-    return error
+VALID_PATH = {"convenio": "EMP001", "participant": "CLI001", "plate": "ABC1D23", "id": "E1-01ARZ3NDEKTSV4RRFFQ69G5FAV"}
 
 
 def url_of(ep: Endpoint, **values: str) -> str:
@@ -61,14 +45,15 @@ def url_of(ep: Endpoint, **values: str) -> str:
 
 def sale(**changes: Any) -> dict[str, Any]:
     """A valid sale body for the seed, with some fields changed (or DROPped)."""
-    body: dict[str, Any] = {"convenio": "EMP001", "participant": "CLI001", "amount": 578,
-                            "terminal": "PDV01", "store": "LOJA01", "sale": "V1"}
-    for name, value in changes.items():
-        if value is DROP:
-            body.pop(name, None)
-        else:
-            body[name] = value
-    return body
+    base = {
+        "convenio": "EMP001",
+        "participant": "CLI001",
+        "amount": 578,
+        "terminal": "PDV01",
+        "store": "LOJA01",
+        "sale": "V1",
+    }
+    return with_changes(base, changes)
 
 
 def with_changes(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -104,8 +89,7 @@ BAD_SALES: dict[str, list[tuple[str, dict[str, Any] | bytes, str]]] = {
         ("amount just over 64 bits", {"amount": 2**64}, "amount"),
         ("amount past R$ 1 bi", {"amount": 100_000_000_001}, "amount"),
         ("amount 1e400", encoded(sale(amount=0)).replace(b'"amount":0', b'"amount":1e400'), "amount"),
-        ("amount of 400 digits", encoded(sale(amount=0)).replace(b'"amount":0', b'"amount":' + b"9" * 400),
-         "amount"),
+        ("amount of 400 digits", encoded(sale(amount=0)).replace(b'"amount":0', b'"amount":' + b"9" * 400), "amount"),
     ],
     "missing fields": [
         (f"missing {name}", {name: DROP}, name)
@@ -121,8 +105,7 @@ BAD_SALES: dict[str, list[tuple[str, dict[str, Any] | bytes, str]]] = {
     "bad vehicle": [
         ("negative odometer", {"vehicle": {"plate": "ABC1D23", "odometer_km": -1}}, "vehicle.odometer_km"),
         ("odometer as string", {"vehicle": {"plate": "ABC1D23", "odometer_km": "10"}}, "vehicle.odometer_km"),
-        ("odometer past 10M km", {"vehicle": {"plate": "ABC1D23", "odometer_km": 10_000_001}},
-         "vehicle.odometer_km"),
+        ("odometer past 10M km", {"vehicle": {"plate": "ABC1D23", "odometer_km": 10_000_001}}, "vehicle.odometer_km"),
         ("vehicle without plate", {"vehicle": {"odometer_km": 10}}, "vehicle.plate"),
         ("plate with spaces", {"vehicle": {"plate": "ABC 1D23"}}, "vehicle.plate"),
         ("vehicle as array", {"vehicle": ["ABC1D23", 10]}, "vehicle"),
@@ -170,9 +153,11 @@ async def test_a_bad_empenho_body_is_422_naming_the_field(seed: Terminal, cases:
     """POST /v1/empenhos with a valid Idempotency-Key but a bad body: 422, field named, nothing held."""
     wrong = []
     for n, (case, bad, field) in enumerate(cases):
-        r = await seed.client.post("/v1/empenhos", content=as_body(sale(), bad),
-                                   headers={**seed.headers, "Idempotency-Key": f"bad-body-{n}",
-                                            "Content-Type": "application/json"})
+        r = await seed.client.post(
+            "/v1/empenhos",
+            content=as_body(sale(), bad),
+            headers={**seed.headers, "Idempotency-Key": f"bad-body-{n}", "Content-Type": "application/json"},
+        )
         wrong.append(mismatch(case, r, field))
     assert not any(wrong), "\n".join(w for w in wrong if w)
     assert await seed.available() == AVAILABLE
@@ -199,8 +184,11 @@ async def test_a_bad_password_check_is_422_and_costs_no_attempt(seed: Terminal) 
     valid = {"password": seed.password, "integration_key": seed.integration_key}
     wrong = []
     for case, bad, field in BAD_PASSWORD_CHECKS:
-        r = await seed.client.post("/v1/convenios/EMP001/participants/CLI001/password/verify",
-                                   content=as_body(valid, bad), headers=seed.headers)
+        r = await seed.client.post(
+            "/v1/convenios/EMP001/participants/CLI001/password/verify",
+            content=as_body(valid, bad),
+            headers=seed.headers,
+        )
         wrong.append(mismatch(case, r, field))
     assert not any(wrong), "\n".join(w for w in wrong if w)
     r = await seed.check_password(password="not-the-password")
@@ -233,8 +221,9 @@ async def test_a_bad_commit_is_422_and_leaves_the_hold_pending(seed: Terminal) -
     eid = held.json()["id"]
     wrong = []
     for case, bad, field in BAD_COMMITS:
-        r = await seed.client.post(f"/v1/empenhos/{eid}/commit", content=as_body({"coupon": "CUPOM-1"}, bad),
-                                   headers=seed.headers)
+        r = await seed.client.post(
+            f"/v1/empenhos/{eid}/commit", content=as_body({"coupon": "CUPOM-1"}, bad), headers=seed.headers
+        )
         wrong.append(mismatch(case, r, field))
     assert not any(wrong), "\n".join(w for w in wrong if w)
     assert (await seed.get(eid)).json()["status"] == "PENDING"
@@ -249,8 +238,9 @@ async def test_cancel_takes_an_empty_body_but_not_a_malformed_one(seed: Terminal
     held = (await seed.hold(578)).json()
     url = f"/v1/empenhos/{held['id']}/cancel"
     assert_error(await seed.client.post(url, content=b"{", headers=seed.headers), 422, "INVALID_REQUEST", "body")
-    assert_error(await seed.client.post(url, json={"reason": 1}, headers=seed.headers),
-                 422, "INVALID_REQUEST", "reason")
+    assert_error(
+        await seed.client.post(url, json={"reason": 1}, headers=seed.headers), 422, "INVALID_REQUEST", "reason"
+    )
     assert (await seed.get(held["id"])).json()["status"] == "PENDING"
     r = await seed.client.post(url, headers=seed.headers)
     assert r.status_code == 200, r.text
@@ -258,8 +248,11 @@ async def test_cancel_takes_an_empty_body_but_not_a_malformed_one(seed: Terminal
 
 
 # --- Idempotency-Key --------------------------------------------------------------------------
-@pytest.mark.parametrize("key", [None, "", "k" * 129, "with space", "acentuação"],
-                         ids=["missing", "empty", "129 chars", "space", "non-ASCII"])
+@pytest.mark.parametrize(
+    "key",
+    [None, "", "k" * 129, "with space", "acentuação"],
+    ids=["missing", "empty", "129 chars", "space", "non-ASCII"],
+)
 async def test_a_hold_needs_a_valid_idempotency_key(seed: Terminal, key: str | None) -> None:
     """No key, or one that is not 1 to 128 visible ASCII characters: 422 naming the header."""
     headers = dict(seed.headers)
@@ -290,8 +283,12 @@ request_endpoints = [ep for ep in ENDPOINTS if ep.request is not None]
 @pytest.mark.parametrize("ep", request_endpoints, ids=lambda ep: ep.name)
 async def test_a_body_over_64_kib_is_413(seed: Terminal, backoffice: BackOffice, ep: Endpoint) -> None:
     """A declared Content-Length over 64 KiB is refused, for every endpoint with a body."""
-    r = await seed.client.request(ep.method, url_of(ep), content=padded({"x": 1}, MAX_BODY + 1),
-                                  headers={**backoffice.headers, "Idempotency-Key": "big-1"})
+    r = await seed.client.request(
+        ep.method,
+        url_of(ep),
+        content=padded({"x": 1}, MAX_BODY + 1),
+        headers={**backoffice.headers, "Idempotency-Key": "big-1"},
+    )
     assert_error(r, 413, "BODY_TOO_LARGE")
 
 
@@ -301,10 +298,11 @@ async def test_a_chunked_body_over_64_kib_is_413(seed: Terminal) -> None:
 
     async def chunks() -> AsyncIterator[bytes]:
         for i in range(0, len(body), 8192):
-            yield body[i:i + 8192]
+            yield body[i : i + 8192]
 
-    r = await seed.client.post("/v1/empenhos", content=chunks(),
-                               headers={**seed.headers, "Idempotency-Key": "chunked-1"})
+    r = await seed.client.post(
+        "/v1/empenhos", content=chunks(), headers={**seed.headers, "Idempotency-Key": "chunked-1"}
+    )
     assert "content-length" not in r.request.headers and r.request.headers["transfer-encoding"] == "chunked"
     assert_error(r, 413, "BODY_TOO_LARGE")
     assert await seed.available() == AVAILABLE
@@ -313,8 +311,9 @@ async def test_a_chunked_body_over_64_kib_is_413(seed: Terminal) -> None:
 async def test_a_content_length_that_understates_the_body_is_still_413(seed: Terminal) -> None:
     """The size is counted on what arrives, not on what the client claims."""
     body = padded(sale(proof=await seed.proof()), MAX_BODY + 100)
-    r = await seed.client.post("/v1/empenhos", content=body,
-                               headers={**seed.headers, "Idempotency-Key": "liar-1", "Content-Length": "100"})
+    r = await seed.client.post(
+        "/v1/empenhos", content=body, headers={**seed.headers, "Idempotency-Key": "liar-1", "Content-Length": "100"}
+    )
     assert_error(r, 413, "BODY_TOO_LARGE")
     assert await seed.available() == AVAILABLE
 
@@ -322,27 +321,28 @@ async def test_a_content_length_that_understates_the_body_is_still_413(seed: Ter
 async def test_a_body_of_exactly_64_kib_is_accepted(seed: Terminal) -> None:
     """64 KiB is the limit, not past it: the padded sale is held."""
     body = padded(sale(proof=await seed.proof()), MAX_BODY)
-    r = await seed.client.post("/v1/empenhos", content=body,
-                               headers={**seed.headers, "Idempotency-Key": "exact-1"})
+    r = await seed.client.post("/v1/empenhos", content=body, headers={**seed.headers, "Idempotency-Key": "exact-1"})
     assert r.status_code == 201, r.text
     assert r.json()["available"] == AVAILABLE - 578
 
 
-@pytest.mark.parametrize("declared", [b"abc", b"-1", b"1.5", b"\xb2"],
-                         ids=["letters", "negative", "decimal", "superscript two"])
+@pytest.mark.parametrize(
+    "declared", [b"abc", b"-1", b"1.5", b"\xb2"], ids=["letters", "negative", "decimal", "superscript two"]
+)
 async def test_a_garbled_content_length_is_422(seed: Terminal, declared: bytes) -> None:
     """A Content-Length that is not a whole number is the client's error, never a 500."""
-    r = await seed.client.post("/v1/empenhos", content=encoded(sale()),
-                               headers={**seed.headers, "Idempotency-Key": "cl-1", b"Content-Length": declared})
+    r = await seed.client.post(
+        "/v1/empenhos",
+        content=encoded(sale()),
+        headers={**seed.headers, "Idempotency-Key": "cl-1", b"Content-Length": declared},
+    )
     assert_error(r, 422, "INVALID_REQUEST", "Content-Length")
 
 
 # --- path parameters --------------------------------------------------------------------------
 BAD_PATH_VALUES = {"with spaces": "EMP 001", "100 chars": "X" * 100}
 path_cases = [
-    pytest.param(ep, name, id=f"{ep.name}-{name}")
-    for ep in ENDPOINTS
-    for name in re.findall(r"{(\w+)}", ep.path)
+    pytest.param(ep, name, id=f"{ep.name}-{name}") for ep in ENDPOINTS for name in re.findall(r"{(\w+)}", ep.path)
 ]
 
 
@@ -351,30 +351,43 @@ async def test_an_invalid_path_code_is_422_naming_the_param(backoffice: BackOffi
     """An invalid code in the path (spaces, 100 chars) is the client's error, named; not a 404 or a 500."""
     for value in BAD_PATH_VALUES.values():
         url = url_of(ep, **{param: quote(value, safe="")})
-        r = await backoffice.client.request(ep.method, url, json={},
-                                            headers={**backoffice.headers, "Idempotency-Key": "path-1"})
+        r = await backoffice.client.request(
+            ep.method, url, json={}, headers={**backoffice.headers, "Idempotency-Key": "path-1"}
+        )
         assert_error(r, 422, "INVALID_REQUEST", param)
 
 
 # --- routing ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("path", ["/", "/v1", "/v2/empenhos", "/v1/nothing", "/v1/empenhos/E1-X/refund",
-                                  "/v1/convenios/EMP001/participants/CLI001/limit/extra"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "/v1",
+        "/v2/empenhos",
+        "/v1/nothing",
+        "/v1/empenhos/E1-X/refund",
+        "/v1/convenios/EMP001/participants/CLI001/limit/extra",
+    ],
+)
 async def test_an_unknown_path_is_404_not_found(seed: Terminal, path: str) -> None:
     """Unknown paths answer in the contract's error shape, key or no key."""
     assert_error(await seed.client.get(path, headers=seed.headers), 404, "NOT_FOUND")
     assert_error(await seed.client.post(path), 404, "NOT_FOUND")
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("GET", "/v1/empenhos"),
-    ("DELETE", "/v1/empenhos/E1-01ARZ3NDEKTSV4RRFFQ69G5FAV"),
-    ("GET", "/v1/empenhos/E1-01ARZ3NDEKTSV4RRFFQ69G5FAV/commit"),
-    ("PUT", "/v1/convenios/EMP001/participants/CLI001/limit"),
-    ("POST", "/v1/participants/CLI001/convenios"),
-    ("GET", "/v1/integration/key"),
-    ("POST", "/healthz"),
-    ("POST", "/openapi.json"),
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/empenhos"),
+        ("DELETE", "/v1/empenhos/E1-01ARZ3NDEKTSV4RRFFQ69G5FAV"),
+        ("GET", "/v1/empenhos/E1-01ARZ3NDEKTSV4RRFFQ69G5FAV/commit"),
+        ("PUT", "/v1/convenios/EMP001/participants/CLI001/limit"),
+        ("POST", "/v1/participants/CLI001/convenios"),
+        ("GET", "/v1/integration/key"),
+        ("POST", "/healthz"),
+        ("POST", "/openapi.json"),
+    ],
+)
 async def test_a_wrong_method_is_405_method_not_allowed(seed: Terminal, method: str, path: str) -> None:
     """A known path with the wrong method: 405 in the contract's error shape."""
     r = await seed.client.request(method, path, headers=seed.headers)
@@ -388,37 +401,105 @@ TEMPLATES: dict[type, dict[str, Any]] = {
     EmpenhoRequest: sale(proof="p", vehicle={"plate": "ABC1D23", "odometer_km": 10}),
     CommitRequest: {"coupon": "CUPOM-1", "amount": 100},
     CancelRequest: {"reason": "cliente desistiu"},
-    ConvenioCreate: {"code": "EMPFZ", "name": "N", "total_limit": 1000, "tolerance": 0, "shared": False,
-                     "rollover": {"policy": "MONTHLY", "day": 1},
-                     "billing": {"automatic": False, "period": "MONTHLY", "in_participant_name": False,
-                                 "payment_method": "BOLETO"},
-                     "requires_vehicle": False, "status": "ACTIVE"},
-    ConvenioUpdate: {"name": "N", "total_limit": 2_000_000, "tolerance": 0, "shared": False,
-                     "rollover": {"policy": "ON_BILLING"}, "billing": {"automatic": True},
-                     "requires_vehicle": False, "status": "ACTIVE"},
+    ConvenioCreate: {
+        "code": "EMPFZ",
+        "name": "N",
+        "total_limit": 1000,
+        "tolerance": 0,
+        "shared": False,
+        "rollover": {"policy": "MONTHLY", "day": 1},
+        "billing": {"automatic": False, "period": "MONTHLY", "in_participant_name": False, "payment_method": "BOLETO"},
+        "requires_vehicle": False,
+        "status": "ACTIVE",
+    },
+    ConvenioUpdate: {
+        "name": "N",
+        "total_limit": 2_000_000,
+        "tolerance": 0,
+        "shared": False,
+        "rollover": {"policy": "ON_BILLING"},
+        "billing": {"automatic": True},
+        "requires_vehicle": False,
+        "status": "ACTIVE",
+    },
     ParticipantCreate: {"code": "CLIFZ", "name": "N", "document": "1", "limit": 0, "status": "ACTIVE"},
     ParticipantUpdate: {"name": "N", "document": "1", "limit": 100, "status": "ACTIVE"},
     VehicleSave: {"plate": "XYZ9A99", "description": "Gol"},
     IntegrationKeySet: {"integration_key": "ik_fuzz_12345"},
 }
 GARBAGE_VALUES: list[Any] = [
-    None, True, -1, 0, 2**63, 2**64, 10**30, 1.5, 1e308, "", " ", "x" * 5000, "\u0000", "😀 ção",
-    "-1", [], [None], {}, {"a": {"b": [1]}},
+    None,
+    True,
+    -1,
+    0,
+    2**63,
+    2**64,
+    10**30,
+    1.5,
+    1e308,
+    "",
+    " ",
+    "x" * 5000,
+    "\u0000",
+    "😀 ção",
+    "-1",
+    [],
+    [None],
+    {},
+    {"a": {"b": [1]}},
 ]
 #: raw JSON text that no Python value encodes to: bad UTF-8 inside a string, out-of-range numbers
 RAW_GARBAGE_VALUES: list[bytes] = [b'"\xff"', b'"\xed\xa0\x80"', b'"\xc3"', b"1e999", b"-" + b"9" * 400, b"NaN", b"01"]
 GARBAGE_BODIES: list[bytes] = [
-    b"", b" ", b"{}", b"[]", b"null", b"0", b"-0", b'"x"', b"{", b"}", b"[", b"\xff\xfe\x00",
-    b"\x00" * 100, b'{"a":' * 2000, b"[" * 20000, b"{" + b'"a":{' * 3000, b'{"__proto__": {}}',
-    b'{"amount": 1e999999}', b'{"amount": -' + b"9" * 5000 + b"}", b'{"amount": 0x10}',
-    b'{"code": "EMP001", "code": "EMP002"}', b"\xef\xbb\xbf{}",
-    "{\"name\": \"\ud800\"}".encode("utf-8", "surrogatepass"),
+    b"",
+    b" ",
+    b"{}",
+    b"[]",
+    b"null",
+    b"0",
+    b"-0",
+    b'"x"',
+    b"{",
+    b"}",
+    b"[",
+    b"\xff\xfe\x00",
+    b"\x00" * 100,
+    b'{"a":' * 2000,
+    b"[" * 20000,
+    b"{" + b'"a":{' * 3000,
+    b'{"__proto__": {}}',
+    b'{"amount": 1e999999}',
+    b'{"amount": -' + b"9" * 5000 + b"}",
+    b'{"amount": 0x10}',
+    b'{"code": "EMP001", "code": "EMP002"}',
+    b"\xef\xbb\xbf{}",
+    '{"name": "\ud800"}'.encode("utf-8", "surrogatepass"),
 ]
 GARBAGE_PATH_VALUES: list[str] = [
-    " ", "%", "%00", "..", ".", "a/b", "\x00", "😀", "ção", "X" * 300, "-", "_", "E1-",
-    "E99-01ARZ3NDEKTSV4RRFFQ69G5FAV", "E0-01ARZ3NDEKTSV4RRFFQ69G5FAV", "E1-0000000000000000000000000Z",
-    "E-1-01ARZ3NDEKTSV4RRFFQ69G5FAV", "emp001",
-    "EMP001\n", "*", "[", "{convenio}", "null", "0",
+    " ",
+    "%",
+    "%00",
+    "..",
+    ".",
+    "a/b",
+    "\x00",
+    "😀",
+    "ção",
+    "X" * 300,
+    "-",
+    "_",
+    "E1-",
+    "E99-01ARZ3NDEKTSV4RRFFQ69G5FAV",
+    "E0-01ARZ3NDEKTSV4RRFFQ69G5FAV",
+    "E1-0000000000000000000000000Z",
+    "E-1-01ARZ3NDEKTSV4RRFFQ69G5FAV",
+    "emp001",
+    "EMP001\n",
+    "*",
+    "[",
+    "{convenio}",
+    "null",
+    "0",
 ]
 GARBAGE_QUERIES: list[str] = ["0", "-1", "abc", "²", "١٠", "1001", "", "1" * 50, "1.5", " 5", "5 ", "1e3"]
 GARBAGE_IDEMPOTENCY_KEYS: list[bytes] = [b"", b" ", b"\xff", b"k" * 129, b"k" * 10_000, b"a\tb", b"\x7f"]
@@ -454,8 +535,7 @@ async def test_garbage_bodies_never_yield_500(seed: Terminal, backoffice: BackOf
     assert not failures, "\n".join(failures)
 
 
-async def test_garbage_path_params_queries_and_headers_never_yield_500(seed: Terminal,
-                                                                        backoffice: BackOffice) -> None:
+async def test_garbage_path_params_queries_and_headers_never_yield_500(seed: Terminal, backoffice: BackOffice) -> None:
     """Every endpoint, every path parameter garbage in turn, plus garbage queries and headers: no 5xx."""
     client, failures = seed.client, []
     for ep in ENDPOINTS:
@@ -463,8 +543,9 @@ async def test_garbage_path_params_queries_and_headers_never_yield_500(seed: Ter
         for param in re.findall(r"{(\w+)}", ep.path):
             for value in GARBAGE_PATH_VALUES:
                 url = url_of(ep, **{param: quote(value, safe="")})
-                r = await client.request(ep.method, url, content=body,
-                                         headers={**backoffice.headers, "Idempotency-Key": "fuzz-path"})
+                r = await client.request(
+                    ep.method, url, content=body, headers={**backoffice.headers, "Idempotency-Key": "fuzz-path"}
+                )
                 no_500(r, f"{ep.method} {url}", failures)
         for authorization in [b"Bearer \xff\xfe", b"Bearer " + b"\x00" * 10, b"Bearer  " + b"k" * 256, b"\xff"]:
             r = await client.request(ep.method, url_of(ep), content=body, headers={b"Authorization": authorization})
@@ -474,8 +555,7 @@ async def test_garbage_path_params_queries_and_headers_never_yield_500(seed: Ter
             r = await client.get("/v1/convenios/EMP001/participants", params=query, headers=backoffice.headers)
             no_500(r, f"GET participant list ?{query}", failures)
     for key in GARBAGE_IDEMPOTENCY_KEYS:
-        r = await client.post("/v1/empenhos", json=sale(proof="p"),
-                              headers={**seed.headers, b"Idempotency-Key": key})
+        r = await client.post("/v1/empenhos", json=sale(proof="p"), headers={**seed.headers, b"Idempotency-Key": key})
         no_500(r, f"POST /v1/empenhos Idempotency-Key={key[:20]!r}", failures)
     assert not failures, "\n".join(failures)
     assert await seed.available() == AVAILABLE
@@ -484,8 +564,9 @@ async def test_garbage_path_params_queries_and_headers_never_yield_500(seed: Ter
 @pytest.mark.parametrize("limit", ["0", "1001", "abc", "-1", "²"])
 async def test_a_bad_page_size_is_422_naming_limit(backoffice: BackOffice, seed: Terminal, limit: str) -> None:
     """The participant list's `limit` query is 1 to 1000; anything else is named, never a 500."""
-    r = await backoffice.client.get("/v1/convenios/EMP001/participants", params={"limit": limit},
-                                    headers=backoffice.headers)
+    r = await backoffice.client.get(
+        "/v1/convenios/EMP001/participants", params={"limit": limit}, headers=backoffice.headers
+    )
     assert_error(r, 422, "INVALID_REQUEST", "limit")
 
 
@@ -561,5 +642,6 @@ async def test_metrics_is_prometheus_text_with_request_counts(seed: Terminal) ->
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain")
     assert "# TYPE convenio_http_requests_total counter" in r.text
-    assert re.search(r'^convenio_http_requests_total\{[^}]*endpoint="limit"[^}]*status="200"[^}]*\} \d',
-                     r.text, re.MULTILINE), r.text[:2000]
+    assert re.search(
+        r'^convenio_http_requests_total\{[^}]*endpoint="limit"[^}]*status="200"[^}]*\} \d', r.text, re.MULTILINE
+    ), r.text[:2000]
