@@ -8,6 +8,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -161,9 +162,30 @@ def demo(convenio: str, participant: str) -> None:
 
 
 @main.command()
-def ledger() -> None:
-    """Run the ledger writer until stopped (Postgres journal; not built yet)."""
-    _fail("the ledger writer is not built yet (issue: durable ledger)", EXIT_FAILURE)
+@click.option(
+    "--consumer",
+    default=lambda: f"{socket.gethostname()}-{os.getpid()}",
+    show_default="host-pid",
+    help="This writer's name in the consumer group; writers share the streams.",
+)
+def ledger(consumer: str) -> None:
+    """Run the ledger writer until stopped: every shard's events into the Postgres journal,
+    exactly once (SIGINT/SIGTERM stop it after the batch in hand)."""
+    from gateway.config import Settings
+    from ledger import writer
+
+    url = os.environ.get("DATABASE_URL", Settings.database_url)
+
+    async def go(gw: Any) -> None:
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
+        click.echo(f"ledger writer {consumer} running", err=True)
+        await writer.run(gw, url, consumer, stopping)
+
+    _guard(lambda: _run(_with_gateway(go)))
+    click.echo(f"ledger writer {consumer} stopped", err=True)
 
 
 @main.command()
@@ -200,7 +222,8 @@ def _pepper(data_dir: Path) -> str:
 )
 def up(host: str, port: int, workers: int, data_dir: Path) -> None:
     """Run the whole product locally: services (private ones when REDIS_URL/DATABASE_URL are
-    unset), migrations, the demo data, and the gateway. Ctrl-C stops everything it started."""
+    unset), migrations, the demo data, the gateway and the ledger writer. Ctrl-C stops
+    everything it started."""
     from ledger import embedded
 
     def stop(signum: int, frame: object) -> None:
@@ -248,6 +271,7 @@ def up(host: str, port: int, workers: int, data_dir: Path) -> None:
         children.append(
             subprocess.Popen([*cli, "serve", "--host", host, "--port", str(port), "--workers", str(workers)], env=env)
         )
+        children.append(subprocess.Popen([*cli, "ledger"], env=env))
         while all(c.poll() is None for c in children):
             try:
                 children[0].wait(timeout=1)

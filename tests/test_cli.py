@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -129,3 +130,33 @@ def test_up_runs_the_product_and_ctrl_c_stops_everything(tmp_path_factory) -> No
     finally:
         if pg_data.startswith("/var/tmp/convenio-postgres-"):
             shutil.rmtree(pg_data, ignore_errors=True)
+
+
+def journal_rows(url: str) -> list[tuple[str, str]]:
+    async def fetch() -> list[tuple[str, str]]:
+        conn = await asyncpg.connect(url)
+        try:
+            return [(r["type"], r["d"]) for r in await conn.fetch("SELECT type, data::text AS d FROM journal")]
+        finally:
+            await conn.close()
+
+    return asyncio.run(fetch())
+
+
+def test_the_ledger_daemon_stores_the_demo_and_stops_on_sigterm(cli_env) -> None:
+    assert convenio(cli_env, "migrate").returncode == 0
+    demo = json.loads(convenio(cli_env, "demo").stdout)
+    proc = subprocess.Popen([*CLI, "ledger", "--consumer", "cli-test"], env=cli_env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not any(t == "participant.created" for t, _ in journal_rows(cli_env["DATABASE_URL"])):
+            assert time.monotonic() < deadline, "the demo's events never reached the journal"
+            time.sleep(0.1)
+        rows = journal_rows(cli_env["DATABASE_URL"])
+        assert {"convenio.created", "participant.created", "apikey.created"} <= {t for t, _ in rows}
+        for secret in (demo["password"], demo["api_key"], demo["integration_key"]):
+            assert all(secret not in d for _, d in rows), "a secret reached the journal"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    assert "stopped" in proc.stderr.read()
