@@ -22,6 +22,7 @@ from gateway.config import Settings
 from gateway.core import Gateway
 from gateway.errors import ApiError, ErrorCode
 from gateway.http import JSON, UNAVAILABLE, Call, Endpoint, Reply, error_response, wrap
+from gateway.ledger_lag import ledger_lag
 from gateway.routes import ENDPOINTS
 from gateway.schemas import Health
 
@@ -40,9 +41,16 @@ async def healthz(c: Call) -> Reply:
 async def readyz(c: Call) -> Reply:
     try:
         await c.gw.redis.ping()
+        lag = await ledger_lag(c.gw)
     except UNAVAILABLE:
         raise ApiError(ErrorCode.SERVICE_UNAVAILABLE, "Redis is not reachable.") from None
-    return Reply(Health(status="ready", checks={"redis": "ok"}))
+    metrics.LEDGER_LAG.set(lag)
+    bound = c.gw.settings.ledger_lag_max
+    if lag > bound:
+        raise ApiError(
+            ErrorCode.SERVICE_UNAVAILABLE, f"The ledger is {lag} events behind (bound {bound}); is a writer running?"
+        )
+    return Reply(Health(status="ready", checks={"redis": "ok", "ledger_lag": str(lag)}))
 
 
 OPERATIONS = (
@@ -51,7 +59,7 @@ OPERATIONS = (
         "GET",
         "/readyz",
         "readyz",
-        "Redis is reachable; the gateway can decide.",
+        "Redis is reachable and the ledger's lag is under its bound (CONVENIO_LEDGER_LAG_MAX).",
         readyz,
         Health,
         public=True,

@@ -42,6 +42,7 @@ class Settings:
     apikey_cache_s: int = 5
     sweep_interval_ms: int = 1000
     redis_timeout_ms: int = 2000
+    ledger_lag_max: int = 100_000
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -60,6 +61,7 @@ class Settings:
             "apikey_cache_s": _int("CONVENIO_APIKEY_CACHE", cls.apikey_cache_s),
             "sweep_interval_ms": _int("CONVENIO_SWEEP_INTERVAL_MS", cls.sweep_interval_ms),
             "redis_timeout_ms": _int("CONVENIO_REDIS_TIMEOUT_MS", cls.redis_timeout_ms),
+            "ledger_lag_max": _int("CONVENIO_LEDGER_LAG_MAX", cls.ledger_lag_max),
         }
         values.update(overrides)
         if "pepper" not in values:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import zlib
 
 GLOBAL = "g"
+#: the consumer group through which ledger writers share the event streams
+LEDGER_GROUP = "ledger"
 
 
 class Keys:
@@ -26,6 +28,11 @@ class Keys:
 
     def all_tags(self) -> list[str]:
         return [self.tag(s) for s in range(self.shards)] + [self.tag(GLOBAL)]
+
+    def all_events(self) -> dict[str, str]:
+        """Every event stream -> its shard's name ("0".."N-1", and "g" for the global one)."""
+        names = [str(s) for s in range(self.shards)] + [GLOBAL]
+        return {self.events(n): n for n in names}
 
     # -- per shard --------------------------------------------------------------------------
     def events(self, shard: int | str) -> str:

@@ -9,6 +9,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -24,6 +25,11 @@ LATENCY = Histogram(
     "Time to answer a request, by endpoint.",
     ["endpoint"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+LEDGER_LAG = Gauge(
+    "convenio_ledger_lag_events",
+    "Events in the streams not yet stored in Postgres and acknowledged (read at each scrape).",
+    multiprocess_mode="max",
 )
 EXPIRED = Counter("convenio_empenhos_expired_total", "PENDING empenhos released by the sweeper.")
 

@@ -18,10 +18,10 @@ import asyncpg
 from redis.exceptions import ResponseError
 
 from gateway.core import Gateway
-from gateway.keys import GLOBAL
+from gateway.keys import LEDGER_GROUP
 
 log = logging.getLogger("convenio.ledger")
-GROUP = "ledger"
+GROUP = LEDGER_GROUP
 INSERT = """INSERT INTO journal (protocol, shard, stream_id, type, at, data)
             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[])
             ON CONFLICT (protocol) DO NOTHING"""
@@ -29,8 +29,7 @@ INSERT = """INSERT INTO journal (protocol, shard, stream_id, type, at, data)
 
 def streams(gw: Gateway) -> dict[str, str]:
     """Stream key -> shard name, for every shard and the global stream."""
-    names = [str(s) for s in range(gw.settings.shards)] + [GLOBAL]
-    return {gw.keys.events(int(n) if n != GLOBAL else GLOBAL): n for n in names}
+    return gw.keys.all_events()
 
 
 async def ensure_groups(gw: Gateway) -> None:

@@ -3,6 +3,7 @@ a writer dies between storing a batch and acknowledging it."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 
 import asyncpg
@@ -59,3 +60,26 @@ async def test_a_writer_that_dies_after_storing_but_before_acknowledging_loses_a
     assert await journal.fetchval("SELECT count(*) FROM journal") == await stream_total(gw)
     for stream in writer.streams(gw):
         assert (await gw.redis.xpending(stream, writer.GROUP))["pending"] == 0
+
+
+async def test_readyz_reports_the_ledger_lag_and_turns_false_past_its_bound(seed: Terminal, gw, journal) -> None:
+    from gateway.ledger_lag import ledger_lag
+
+    await seed.hold(578)
+    behind = await ledger_lag(gw)
+    assert behind == await stream_total(gw) > 0  # no writer has run yet
+    r = await seed.client.get("/readyz")
+    assert r.status_code == 200
+    assert r.json()["checks"]["ledger_lag"] == str(behind)
+
+    await writer.ensure_groups(gw)
+    await writer.drain_once(gw, journal, "w1")
+    assert await ledger_lag(gw) == 0
+
+    await seed.hold(100)
+    gw.settings = dataclasses.replace(gw.settings, ledger_lag_max=0)
+    r = await seed.client.get("/readyz")
+    assert r.status_code == 503
+    assert r.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+    metrics = await seed.client.get("/metrics")
+    assert "convenio_ledger_lag_events" in metrics.text
