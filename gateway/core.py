@@ -40,8 +40,7 @@ class Gateway:
             health_check_interval=30,
             max_connections=512,
         )
-        gw = cls(settings, redis)
-        return gw
+        return cls(settings, redis)
 
     async def start(self) -> None:
         """Check the deployment's shard count and load the scripts (needs Redis up)."""

@@ -26,9 +26,6 @@ class Keys:
     def tag(self, shard: int | str) -> str:
         return f"{self.prefix}:{{s{shard}}}" if shard != GLOBAL else f"{self.prefix}:{{g}}"
 
-    def all_tags(self) -> list[str]:
-        return [self.tag(s) for s in range(self.shards)] + [self.tag(GLOBAL)]
-
     def all_events(self) -> dict[str, str]:
         """Every event stream -> its shard's name ("0".."N-1", and "g" for the global one)."""
         names = [str(s) for s in range(self.shards)] + [GLOBAL]

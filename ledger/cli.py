@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 import click
 
 T = TypeVar("T")
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+# exit codes: 0 done, 2 usage (click), and these two
+EXIT_FAILURE, EXIT_UNAVAILABLE = 1, 3
 
 
 def _run(coro: Awaitable[T]) -> T:

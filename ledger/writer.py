@@ -27,13 +27,8 @@ INSERT = """INSERT INTO journal (protocol, shard, stream_id, type, at, data)
             ON CONFLICT (protocol) DO NOTHING"""
 
 
-def streams(gw: Gateway) -> dict[str, str]:
-    """Stream key -> shard name, for every shard and the global stream."""
-    return gw.keys.all_events()
-
-
 async def ensure_groups(gw: Gateway) -> None:
-    for stream in streams(gw):
+    for stream in gw.keys.all_events():
         try:
             await gw.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
         except ResponseError as exc:
@@ -56,7 +51,7 @@ def _row(shard: str, stream_id: bytes, fields: dict[bytes, bytes]) -> tuple[Any,
 async def store(pool: asyncpg.Pool, gw: Gateway, batch: dict[str, list[tuple[bytes, dict]]]) -> int:
     """Store a batch (stream -> entries) in one transaction, then acknowledge it; returns how
     many entries were handled (a redelivered one is handled without a second row)."""
-    shard_of = streams(gw)
+    shard_of = gw.keys.all_events()
     rows = [_row(shard_of[s], sid, f) for s, entries in batch.items() for sid, f in entries if f]
     if rows:
         columns = list(zip(*rows, strict=True))
@@ -78,11 +73,13 @@ async def drain_once(
 ) -> int:
     """One round: claim what a dead writer left pending, then read what is new."""
     handled = 0
-    for stream in streams(gw):
+    for stream in gw.keys.all_events():
         _, claimed, *_ = await gw.redis.xautoclaim(stream, GROUP, consumer, claim_idle_ms, "0-0", count=count)
         if claimed:
             handled += await store(pool, gw, {stream: claimed})
-    reply = await gw.redis.xreadgroup(GROUP, consumer, dict.fromkeys(streams(gw), ">"), count=count, block=block_ms)
+    reply = await gw.redis.xreadgroup(
+        GROUP, consumer, dict.fromkeys(gw.keys.all_events(), ">"), count=count, block=block_ms
+    )
     if reply:
         batch = {(k.decode() if isinstance(k, bytes) else k): v for k, v in _entries(reply)}
         handled += await store(pool, gw, batch)

@@ -24,7 +24,7 @@ async def journal(postgres_server):
 
 
 async def stream_total(gw) -> int:
-    return sum([await gw.redis.xlen(s) for s in writer.streams(gw)])
+    return sum([await gw.redis.xlen(s) for s in gw.keys.all_events()])
 
 
 async def test_every_event_of_a_sale_reaches_the_journal_once(seed: Terminal, gw, journal) -> None:
@@ -48,8 +48,8 @@ async def test_a_writer_that_dies_after_storing_but_before_acknowledging_loses_a
     held = (await seed.hold(578)).json()
     await seed.cancel(held["id"])
     # writer w1 reads the batch and commits it to Postgres, then dies before XACK
-    reply = await gw.redis.xreadgroup(writer.GROUP, "w1", dict.fromkeys(writer.streams(gw), ">"), count=1000)
-    shard_of = writer.streams(gw)
+    reply = await gw.redis.xreadgroup(writer.GROUP, "w1", dict.fromkeys(gw.keys.all_events(), ">"), count=1000)
+    shard_of = gw.keys.all_events()
     rows = [writer._row(shard_of[s.decode()], sid, f) for s, entries in writer._entries(reply) for sid, f in entries]
     await journal.execute(writer.INSERT, *[list(c) for c in zip(*rows, strict=True)])
 
@@ -58,7 +58,7 @@ async def test_a_writer_that_dies_after_storing_but_before_acknowledging_loses_a
     assert handled == await stream_total(gw)
     assert await writer.drain_once(gw, journal, "w2", claim_idle_ms=0) == 0
     assert await journal.fetchval("SELECT count(*) FROM journal") == await stream_total(gw)
-    for stream in writer.streams(gw):
+    for stream in gw.keys.all_events():
         assert (await gw.redis.xpending(stream, writer.GROUP))["pending"] == 0
 
 
