@@ -12,6 +12,7 @@ from gateway.clock import system_ms
 from gateway.config import Settings
 from gateway.ids import new_protocol
 from gateway.keys import Keys
+from gateway.ledger_db import LedgerDB
 from gateway.passwords import PasswordHasher
 from gateway.scripts import Scripts
 
@@ -27,6 +28,8 @@ class Gateway:
         self.keys = Keys(settings.key_prefix, settings.shards)
         self.scripts = Scripts(redis)
         self.passwords = PasswordHasher(settings.pepper, settings.password_threads)
+        #: Postgres, for the reads that outlive Redis (decisions, old empenhos, movements)
+        self.ledger = LedgerDB(settings.database_url)
         #: milliseconds since the epoch; tests replace it to move time without waiting
         self.clock: Callable[[], int] = system_ms
 
@@ -57,6 +60,7 @@ class Gateway:
 
     async def close(self) -> None:
         self.passwords.close()
+        await self.ledger.close()
         await self.redis.aclose()
 
     def now_ms(self) -> int:

@@ -95,6 +95,7 @@ async def hold(gw: Gateway, api_key_id: str, idempotency_key: str, req: EmpenhoR
             km,
             api_key_id,
             "1" if req.proof else "0",
+            idem,
         ],
     )
     if not res["ok"]:
@@ -214,8 +215,8 @@ async def get(gw: Gateway, empenho_id: str) -> EmpenhoView:
         pipe.hgetall(gw.keys.empenho(shard, empenho_id))
         pipe.lrange(gw.keys.empenho_history(shard, empenho_id), 0, -1)
         raw, hist = await pipe.execute()
-    if not raw:
-        raise ApiError(ErrorCode.UNKNOWN_EMPENHO)
+    if not raw:  # a final empenho leaves Redis after a while; the ledger keeps it
+        return await gw.ledger.empenho(empenho_id)
     e = {key.decode(): value.decode() for key, value in raw.items()}
     history = []
     for item in hist:

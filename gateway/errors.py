@@ -44,8 +44,11 @@ class ErrorCode(enum.StrEnum):
     EMPENHO_NOT_PENDING = "EMPENHO_NOT_PENDING"
     COMMIT_CONFLICT = "COMMIT_CONFLICT"
     COMMIT_EXCEEDS_HOLD = "COMMIT_EXCEEDS_HOLD"
+    # the ledger
+    UNKNOWN_PROTOCOL = "UNKNOWN_PROTOCOL"
     # service health
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+    LEDGER_UNAVAILABLE = "LEDGER_UNAVAILABLE"
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
@@ -97,6 +100,11 @@ ERRORS: dict[ErrorCode, tuple[int, str]] = {
         "The empenho was already committed with a different coupon or amount.",
     ),
     ErrorCode.COMMIT_EXCEEDS_HOLD: (422, "The commit amount is more than the held amount."),
+    ErrorCode.UNKNOWN_PROTOCOL: (
+        404,
+        "No decision with this protocol in the ledger (a decision reaches it within moments).",
+    ),
+    ErrorCode.LEDGER_UNAVAILABLE: (503, "The ledger database is not reachable; retry shortly."),
     ErrorCode.SERVICE_UNAVAILABLE: (503, "A backing service is unavailable; retry shortly."),
     ErrorCode.INTERNAL_ERROR: (
         500,

@@ -32,7 +32,13 @@ _PLATE = re.compile(r"^[A-Za-z0-9\-]{1,16}$")
 _FIELD = re.compile(r"at `\$\.?([^`]*)`")
 _NAMED = re.compile(r"(?:missing required|unknown) field `([^`]*)`")
 #: what each path parameter must look like; anything else is INVALID_REQUEST naming it
-PATH_PARAMS = {"convenio": _CODE, "participant": _CODE, "plate": _PLATE, "id": re.compile(r"^\S{1,64}$")}
+PATH_PARAMS = {
+    "convenio": _CODE,
+    "participant": _CODE,
+    "plate": _PLATE,
+    "id": re.compile(r"^\S{1,64}$"),
+    "protocol": re.compile(r"^[A-Za-z0-9]{1,64}$"),
+}
 UNAVAILABLE = (ConnectionError, TimeoutError, BusyLoadingError, OSError)
 
 

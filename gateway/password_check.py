@@ -23,7 +23,7 @@ async def verify_password(gw: Gateway, convenio: str, participant: str, body: Pa
     opened = await gw.run(
         "password_attempt",
         [conv_key, part_key, stream],
-        [gw.now_ms(), s.password_max_failures, s.password_lock_s * 1000, protocol],
+        [gw.now_ms(), s.password_max_failures, s.password_lock_s * 1000, protocol, convenio, participant],
     )
     if not opened["ok"]:
         raise ApiError(opened["code"], protocol=protocol, **opened["x"])

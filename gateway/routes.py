@@ -3,12 +3,14 @@ Handlers stay thin: decode (done by the wrapper), call one domain function, enco
 
 from __future__ import annotations
 
+import datetime
 import re
+from typing import Any
 
 from gateway import empenhos, limits, registry
 from gateway.apikeys import set_integration_key
 from gateway.errors import ErrorCode
-from gateway.http import Call, Endpoint, Reply, invalid
+from gateway.http import PATH_PARAMS, Call, Endpoint, Reply, invalid
 from gateway.password_check import verify_password
 from gateway.permissions import READ_REGISTRY, Permission
 from gateway.schemas import (
@@ -18,6 +20,7 @@ from gateway.schemas import (
     ConveniosOfParticipant,
     ConvenioUpdate,
     ConvenioView,
+    DecisionView,
     Done,
     EmpenhoHeld,
     EmpenhoOutcome,
@@ -25,6 +28,7 @@ from gateway.schemas import (
     EmpenhoView,
     IntegrationKeySet,
     LimitView,
+    MovementList,
     ParticipantCreate,
     ParticipantList,
     ParticipantUpdate,
@@ -40,6 +44,9 @@ E = ErrorCode
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
 ADMIN = frozenset({Permission.ADMIN})
 EMPENHO_READ = frozenset({Permission.EMPENHO, Permission.EMPENHO_CANCEL}) | READ_REGISTRY
+#: whoever can ask for a decision can look it up by its protocol
+DECISION_READ = EMPENHO_READ | {Permission.LIMIT_QUERY, Permission.PASSWORD_CHECK}
+MOVEMENTS_READ = frozenset({Permission.SALES_READ, Permission.ADMIN})
 
 
 def _replayed(replayed: bool) -> dict[str, str]:
@@ -82,6 +89,53 @@ async def get_empenho(c: Call) -> Reply:
     return Reply(await empenhos.get(c.gw, c.path["id"]))
 
 
+async def get_decision(c: Call) -> Reply:
+    return Reply(await c.gw.ledger.decision(c.path["protocol"]))
+
+
+async def list_movements(c: Call) -> Reply:
+    q = c.request.query_params
+    participant = q.get("participant")
+    if participant is not None and not PATH_PARAMS["participant"].fullmatch(participant):
+        raise invalid("participant", "`participant` is not a valid code.")
+    after = q.get("after", "0")
+    if not re.fullmatch(r"[0-9]{1,18}", after):
+        raise invalid("after", "`after` must be the `next_after` of the previous page.")
+    return Reply(
+        await c.gw.ledger.movements(
+            c.path["convenio"],
+            participant,
+            _instant(q, "from"),
+            _instant(q, "to"),
+            int(after),
+            _page_size(q),
+        )
+    )
+
+
+def _page_size(q: Any) -> int:
+    raw = q.get("limit", "100")
+    if not re.fullmatch(r"[0-9]{1,4}", raw) or not 1 <= int(raw) <= 1000:
+        raise invalid("limit", "`limit` must be a whole number from 1 to 1000.")
+    return int(raw)
+
+
+def _instant(q: Any, name: str) -> datetime.datetime | None:
+    """An RFC 3339 instant, or a date (midnight UTC)."""
+    raw = q.get(name)
+    if raw is None:
+        return None
+    try:
+        if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", raw):
+            return datetime.datetime.fromisoformat(raw).replace(tzinfo=datetime.UTC)
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+(Z|[+-][0-9]{2}:[0-9]{2})", raw):
+            raise ValueError(raw)
+        value = datetime.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise invalid(name, f"`{name}` must be a date (2026-11-01) or an RFC 3339 instant.") from None
+    return value
+
+
 # --- back-office ---------------------------------------------------------------------------
 async def create_convenio(c: Call) -> Reply:
     return Reply(await registry.save_convenio(c.gw, c.body.code, c.body), 201)
@@ -110,10 +164,7 @@ async def get_participant(c: Call) -> Reply:
 async def list_participants(c: Call) -> Reply:
     q = c.request.query_params
     after = q.get("after", "")
-    raw_limit = q.get("limit", "100")
-    if not re.fullmatch(r"[0-9]{1,4}", raw_limit) or not 1 <= int(raw_limit) <= 1000:
-        raise invalid("limit", "`limit` must be a whole number from 1 to 1000.")
-    return Reply(await registry.list_participants(c.gw, c.path["convenio"], after, int(raw_limit)))
+    return Reply(await registry.list_participants(c.gw, c.path["convenio"], after, _page_size(q)))
 
 
 async def save_vehicle(c: Call) -> Reply:
@@ -211,7 +262,17 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         get_empenho,
         EmpenhoView,
         permissions=EMPENHO_READ,
-        errors=(E.UNKNOWN_EMPENHO,),
+        errors=(E.UNKNOWN_EMPENHO, E.LEDGER_UNAVAILABLE),
+    ),
+    Endpoint(
+        "GET",
+        "/v1/protocols/{protocol}",
+        "decision_get",
+        "The decision taken under a protocol: what was asked and what was answered (from the ledger).",
+        get_decision,
+        DecisionView,
+        permissions=DECISION_READ,
+        errors=(E.UNKNOWN_PROTOCOL, E.LEDGER_UNAVAILABLE),
     ),
     Endpoint(
         "POST",
@@ -298,6 +359,25 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         errors=(E.UNKNOWN_CONVENIO,),
         query=(
             ("after", "Return codes after this one (from next_after)."),
+            ("limit", "Page size, 1 to 1000 (default 100)."),
+        ),
+    ),
+    Endpoint(
+        "GET",
+        "/v1/convenios/{convenio}/movements",
+        "movement_list",
+        "The convênio's movements (sales, reversals, limit changes), oldest first, a page at a time "
+        "(seed 001: CRM > Convênios > Venda a Cliente).",
+        list_movements,
+        MovementList,
+        permissions=MOVEMENTS_READ,
+        tag="back-office",
+        errors=(E.UNKNOWN_CONVENIO, E.LEDGER_UNAVAILABLE),
+        query=(
+            ("participant", "Only this participant's movements."),
+            ("from", "From this date or RFC 3339 instant (inclusive)."),
+            ("to", "Up to this date or RFC 3339 instant (exclusive)."),
+            ("after", "Continue after this movement (the previous page's next_after)."),
             ("limit", "Page size, 1 to 1000 (default 100)."),
         ),
     ),

@@ -274,3 +274,43 @@ class Done(Struct):
 class Health(Struct):
     status: str
     checks: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+# --- the ledger (Postgres) -------------------------------------------------------------------
+class DecisionView(Out):
+    """One decision of the log (seed 004's communication log), under its protocol."""
+
+    protocol: str
+    at: Timestamp
+    kind: str
+    outcome: Literal["APPROVED", "DECLINED"]
+    request: dict
+    answer: dict
+    http_status: int | UnsetType = UNSET
+    error: ErrorCode | UnsetType = UNSET
+    convenio: str | UnsetType = UNSET
+    participant: str | UnsetType = UNSET
+    empenho: str | UnsetType = UNSET
+
+
+class Movement(Out):
+    """A change of a balance: negative for a sale, positive for a reversal or a limit raise."""
+
+    seq: int
+    protocol: str
+    at: Timestamp
+    kind: Literal["SALE", "REVERSAL", "LIMIT_CHANGE"]
+    amount: Annotated[int, Meta(description="Centavos, signed: the change of the balance.")]
+    balance_after: SignedMoney
+    pool: Literal["P", "C"]
+    participant: str | UnsetType = UNSET
+    empenho: str | UnsetType = UNSET
+    terminal: str | UnsetType = UNSET
+    store: str | UnsetType = UNSET
+    sale: str | UnsetType = UNSET
+    coupon: str | UnsetType = UNSET
+
+
+class MovementList(Out):
+    movements: list[Movement]
+    next_after: int | UnsetType = UNSET

@@ -1,10 +1,21 @@
-"""Ledger writer: copies every shard's event stream into the Postgres journal, exactly once.
+"""Ledger writer: stores every shard's events in the Postgres journal exactly once, and keeps
+the projections in the same transaction.
 
-Each batch is stored in one transaction keyed by the event's protocol (ON CONFLICT DO
-NOTHING), and acknowledged in Redis only after that transaction committed: a writer killed
-between the two leaves the batch pending, another writer claims it after `claim_idle_ms`,
-and storing it again changes nothing. Several writers share the streams through one
-consumer group.
+Ownership. Writers split the streams between them: a writer stores a stream only while its
+Postgres connection holds that stream's advisory lock, and it runs every batch transaction on
+that same connection. A writer that dies or loses its connection loses its locks and its
+open transaction together, so two writers never commit the same stream's events. Each writer
+takes a fair share (streams ÷ live writers) and gives back what is over its share.
+
+Order. Events of one stream are committed in stream order: each round the owner delivers the
+new entries to itself (XREADGROUP) and then takes the oldest pending entries of the stream,
+whoever they were delivered to (XAUTOCLAIM from 0-0), and stores those. A batch a dead writer
+had read is therefore stored before anything newer, and projections see every convênio's
+events in the order its Lua scripts emitted them.
+
+Exactly once. The journal's key is the event's protocol: a redelivered event inserts nothing,
+and only events actually inserted reach the projections. Entries are acknowledged after the
+commit, and a stream is trimmed only below its oldest entry not yet acknowledged.
 """
 
 from __future__ import annotations
@@ -12,19 +23,37 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import math
+import time
+import zlib
+from collections.abc import Iterable
 from typing import Any
 
 import asyncpg
+import msgspec
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.core import Gateway
 from gateway.keys import LEDGER_GROUP
+from ledger import projections
+from ledger.projections import Event
 
 log = logging.getLogger("convenio.ledger")
 GROUP = LEDGER_GROUP
+APPLICATION = "convenio-ledger"
+_LOCK_CLASS = 7_321_002  # advisory lock class: "convenio ledger stream"
 INSERT = """INSERT INTO journal (protocol, shard, stream_id, type, at, data)
             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[])
-            ON CONFLICT (protocol) DO NOTHING"""
+            ON CONFLICT (protocol) DO NOTHING
+            RETURNING protocol"""
+PROGRESS = """INSERT INTO ledger_streams (stream, last_id, stored) VALUES ($1, $2, $3)
+              ON CONFLICT (stream) DO UPDATE
+              SET last_id = EXCLUDED.last_id, stored = ledger_streams.stored + EXCLUDED.stored, updated_at = now()"""
+POSTGRES_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
+_decode = msgspec.json.Decoder().decode
 
 
 async def ensure_groups(gw: Gateway) -> None:
@@ -36,68 +65,231 @@ async def ensure_groups(gw: Gateway) -> None:
                 raise
 
 
-def _row(shard: str, stream_id: bytes, fields: dict[bytes, bytes]) -> tuple[Any, ...]:
-    at = datetime.datetime.fromtimestamp(int(fields[b"at"]) / 1000, datetime.UTC)
-    return (
-        fields[b"protocol"].decode(),
-        shard,
-        stream_id.decode(),
-        fields[b"type"].decode(),
-        at,
-        fields[b"data"].decode(),
+def to_event(shard: str, stream_id: bytes, fields: dict[bytes, bytes]) -> Event:
+    return Event(
+        protocol=fields[b"protocol"].decode(),
+        shard=shard,
+        stream_id=stream_id.decode(),
+        type=fields[b"type"].decode(),
+        at=datetime.datetime.fromtimestamp(int(fields[b"at"]) / 1000, datetime.UTC),
+        data=_decode(fields[b"data"]),
     )
 
 
-async def store(pool: asyncpg.Pool, gw: Gateway, batch: dict[str, list[tuple[bytes, dict]]]) -> int:
-    """Store a batch (stream -> entries) in one transaction, then acknowledge it; returns how
-    many entries were handled (a redelivered one is handled without a second row)."""
-    shard_of = gw.keys.all_events()
-    rows = [_row(shard_of[s], sid, f) for s, entries in batch.items() for sid, f in entries if f]
-    if rows:
-        columns = list(zip(*rows, strict=True))
-        async with pool.acquire() as conn, conn.transaction():
-            await conn.execute(INSERT, *[list(c) for c in columns])
-    for stream, entries in batch.items():
-        if entries:
-            await gw.redis.xack(stream, GROUP, *[sid for sid, _ in entries])
-    return sum(len(e) for e in batch.values())
+async def store_events(conn: asyncpg.Connection, stream: str, events: list[Event], raw: list[bytes]) -> int:
+    """Store events (one stream, in stream order) and project the new ones, in one
+    transaction; returns how many were new."""
+    async with conn.transaction():
+        rows = await conn.fetch(
+            INSERT,
+            [e.protocol for e in events],
+            [e.shard for e in events],
+            [e.stream_id for e in events],
+            [e.type for e in events],
+            [e.at for e in events],
+            [r.decode() for r in raw],
+        )
+        new = {r["protocol"] for r in rows}
+        await projections.apply(conn, [e for e in events if e.protocol in new])
+        await conn.execute(PROGRESS, stream, events[-1].stream_id, len(new))
+    return len(new)
 
 
-async def drain_once(
-    gw: Gateway,
-    pool: asyncpg.Pool,
-    consumer: str,
-    count: int = 1000,
-    block_ms: int | None = None,
-    claim_idle_ms: int = 30_000,
-) -> int:
-    """One round: claim what a dead writer left pending, then read what is new."""
-    handled = 0
-    for stream in gw.keys.all_events():
-        _, claimed, *_ = await gw.redis.xautoclaim(stream, GROUP, consumer, claim_idle_ms, "0-0", count=count)
-        if claimed:
-            handled += await store(pool, gw, {stream: claimed})
-    reply = await gw.redis.xreadgroup(
-        GROUP, consumer, dict.fromkeys(gw.keys.all_events(), ">"), count=count, block=block_ms
-    )
-    if reply:
-        batch = {(k.decode() if isinstance(k, bytes) else k): v for k, v in _entries(reply)}
-        handled += await store(pool, gw, batch)
-    return handled
+class Writer:
+    def __init__(
+        self,
+        gw: Gateway,
+        database_url: str,
+        consumer: str,
+        batch: int = 1000,
+        rebalance_s: float = 2.0,
+        trim_s: float = 1.0,
+    ) -> None:
+        self.gw = gw
+        self.database_url = database_url
+        self.consumer = consumer
+        self.batch = batch
+        self.rebalance_s = rebalance_s
+        self.trim_s = trim_s
+        self.streams = gw.keys.all_events()  # stream -> shard name
+        self.conn: asyncpg.Connection | None = None
+        self.owned: set[str] = set()
+        self._rebalanced = 0.0
+        self._trimmed = 0.0
+        self._to_claim: set[str] = set()
+        self.stored = 0
+
+    # -- ownership ------------------------------------------------------------------------------
+    async def connect(self) -> None:
+        await self.close()
+        self.conn = await asyncpg.connect(self.database_url, server_settings={"application_name": APPLICATION})
+
+    async def close(self) -> None:
+        self.owned.clear()
+        if self.conn is not None:
+            conn, self.conn = self.conn, None
+            try:
+                await asyncio.wait_for(conn.close(), 2)
+            except Exception:  # a broken connection: nothing left to close cleanly
+                conn.terminate()
+
+    async def rebalance(self) -> None:
+        """Take up to a fair share of the streams, give back what is over it."""
+        assert self.conn is not None
+        writers = await self.conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1",
+            APPLICATION,
+        )
+        share = math.ceil(len(self.streams) / max(1, writers))
+        for stream in sorted(self.owned)[share:] if len(self.owned) > share else ():
+            await self.conn.execute("SELECT pg_advisory_unlock($1, hashtext($2))", _LOCK_CLASS, stream)
+            self.owned.discard(stream)
+            log.info("%s gave back %s", self.consumer, stream)
+        # start at a different place per writer, so writers starting together spread out
+        order = sorted(self.streams, key=lambda s: zlib.crc32(f"{self.consumer}/{s}".encode()))
+        for stream in order:
+            if len(self.owned) >= share:
+                break
+            if stream in self.owned:
+                continue
+            if await self.conn.fetchval("SELECT pg_try_advisory_lock($1, hashtext($2))", _LOCK_CLASS, stream):
+                self.owned.add(stream)
+                self._to_claim.add(stream)  # a previous owner may have left entries pending
+        self._rebalanced = time.monotonic()
+
+    # -- one round --------------------------------------------------------------------------------
+    async def round(self, block_ms: int | None = None) -> int:
+        """Deliver new entries of the owned streams, then store each stream's oldest pending
+        ones in order. Returns how many entries were handled."""
+        if self.conn is None:
+            await self.connect()
+        if time.monotonic() - self._rebalanced >= self.rebalance_s or not self.owned:
+            await self.rebalance()
+        if not self.owned:
+            if block_ms:
+                await asyncio.sleep(block_ms / 1000)
+            return 0
+        reply = await self.gw.redis.xreadgroup(
+            GROUP, self.consumer, dict.fromkeys(sorted(self.owned), ">"), count=self.batch, block=block_ms
+        )
+        touched = {_name(s) for s, entries in _entries(reply) if entries}
+        now = time.monotonic()
+        periodic = now - self._trimmed >= self.trim_s
+        claim = touched | self._to_claim | (self.owned if periodic else set())
+        self._to_claim.clear()
+        handled = 0
+        for stream in sorted(claim & self.owned):
+            handled += await self.store_pending(stream)
+        if periodic:
+            await self.trim()
+            self._trimmed = now
+        return handled
+
+    async def store_pending(self, stream: str) -> int:
+        """Take the stream's oldest pending entries (ours or a dead writer's) and store them."""
+        assert self.conn is not None
+        handled = 0
+        while True:
+            _, claimed, *_ = await self.gw.redis.xautoclaim(stream, GROUP, self.consumer, 0, "0-0", count=self.batch)
+            entries = [(sid, f) for sid, f in claimed if f]
+            if entries:
+                shard = self.streams[stream]
+                events = [to_event(shard, sid, f) for sid, f in entries]
+                self.stored += await store_events(self.conn, stream, events, [f[b"data"] for _, f in entries])
+            ids = [sid for sid, _ in claimed]
+            if ids:
+                await self.gw.redis.xack(stream, GROUP, *ids)
+            handled += len(ids)
+            if len(claimed) < self.batch:
+                return handled
+
+    async def trim(self) -> None:
+        """Drop entries below the oldest one not yet acknowledged: they are stored."""
+        for stream in sorted(self.owned):
+            pending = await self.gw.redis.xpending(stream, GROUP)
+            if pending["pending"]:
+                floor = pending["min"]
+            else:
+                groups = await self.gw.redis.xinfo_groups(stream)
+                group = next((g for g in groups if _name(g["name"]) == GROUP), None)
+                if group is None:
+                    continue
+                floor = group["last-delivered-id"]
+            floor = floor.decode() if isinstance(floor, bytes) else floor
+            if floor and floor != "0-0":
+                # everything below `floor` is acknowledged; `floor` itself may not be
+                await self.gw.redis.xtrim(stream, minid=floor, approximate=False)
+
+    # -- the daemon -------------------------------------------------------------------------------
+    async def run(self, stopping: asyncio.Event, block_ms: int = 200) -> None:
+        await ensure_groups(self.gw)
+        backoff = 0.1
+        try:
+            while not stopping.is_set():
+                try:
+                    n = await self.round(block_ms)
+                    backoff = 0.1
+                    if n:
+                        log.debug("%s handled %d entries", self.consumer, n)
+                except POSTGRES_DOWN as exc:
+                    log.warning("Postgres unavailable (%s); retrying in %.1fs", type(exc).__name__, backoff)
+                    await self.close()
+                    backoff = await _pause(stopping, backoff)
+                except REDIS_DOWN as exc:
+                    log.warning("Redis unavailable (%s); retrying in %.1fs", type(exc).__name__, backoff)
+                    backoff = await _pause(stopping, backoff)
+                except ResponseError as exc:
+                    if "NOGROUP" not in str(exc):
+                        raise
+                    # Redis lost its data (and maybe was rebuilt): the streams start over
+                    log.warning("the ledger's consumer group is gone; creating it again")
+                    await ensure_groups(self.gw)
+        finally:
+            await self.close()
 
 
-def _entries(reply: Any) -> list[tuple[Any, list]]:
+async def _pause(stopping: asyncio.Event, backoff: float) -> float:
+    try:
+        await asyncio.wait_for(stopping.wait(), backoff)
+    except TimeoutError:
+        pass
+    return min(backoff * 2, 5.0)
+
+
+def _name(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _entries(reply: Any) -> Iterable[tuple[Any, list]]:
+    if not reply:
+        return []
     # RESP2 gives [[stream, entries], ...]; RESP3 a dict
     return list(reply.items()) if isinstance(reply, dict) else [(s, e) for s, e in reply]
 
 
 async def run(gw: Gateway, database_url: str, consumer: str, stopping: asyncio.Event) -> None:
+    await Writer(gw, database_url, consumer).run(stopping)
+
+
+async def drain(gw: Gateway, database_url: str, consumer: str = "drain", timeout_s: float = 30.0) -> int:
+    """Store everything now in the streams (as a one-off writer); used by tests and tools."""
     await ensure_groups(gw)
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    w = Writer(gw, database_url, consumer, rebalance_s=0)
+    deadline = time.monotonic() + timeout_s
+    total = 0
     try:
-        while not stopping.is_set():
-            n = await drain_once(gw, pool, consumer, block_ms=500)
-            if n:
-                log.info("stored %d events", n)
+        while True:
+            n = await w.round()
+            total += n
+            if n == 0 and len(w.owned) == len(w.streams) and await _unhandled(gw) == 0:
+                return total
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the streams did not drain within {timeout_s}s")
     finally:
-        await pool.close()
+        await w.close()
+
+
+async def _unhandled(gw: Gateway) -> int:
+    from gateway.ledger_lag import ledger_lag
+
+    return await ledger_lag(gw)

@@ -3,13 +3,17 @@ free ports), and for each test a fresh key prefix, app, clock and HTTP client.""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import itertools
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 
@@ -46,10 +50,60 @@ def postgres_server(servers_root: Path) -> Iterator[embedded.EmbeddedPostgres]:
     server.stop()
 
 
+def _database(server: embedded.EmbeddedPostgres, name: str) -> str:
+    return server.url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session")
+def ledger_template(postgres_server: embedded.EmbeddedPostgres) -> str:
+    """A migrated database that each ledger test copies (CREATE DATABASE ... TEMPLATE)."""
+    from ledger.migrate import migrate
+
+    url = _database(postgres_server, "ledger_template")
+    asyncio.run(migrate(url))
+    return url
+
+
+@pytest.fixture(scope="session")
+def shared_ledger_url(postgres_server: embedded.EmbeddedPostgres, ledger_template: str) -> str:
+    """The database behind every test's gateway unless the test asks for a fresh one."""
+    return asyncio.run(_copy(postgres_server, "ledger_shared"))
+
+
+async def _copy(server: embedded.EmbeddedPostgres, name: str) -> str:
+    conn = await asyncpg.connect(_database(server, "postgres"))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE ledger_template')
+    finally:
+        await conn.close()
+    return _database(server, name)
+
+
 @pytest.fixture
-def settings(redis_url: str) -> Settings:
+async def ledger_url(postgres_server: embedded.EmbeddedPostgres, ledger_template: str, gw: Gateway) -> str:
+    """A fresh, migrated ledger database of this test's own; the test's gateway reads it."""
+    from gateway.ledger_db import LedgerDB
+
+    url = await _copy(postgres_server, f"ledger_{uuid.uuid4().hex[:12]}")
+    await gw.ledger.close()
+    gw.settings = dataclasses.replace(gw.settings, database_url=url)
+    gw.ledger = LedgerDB(url)
+    return url
+
+
+@pytest.fixture
+async def ledger(ledger_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A connection pool on the test's own ledger database."""
+    pool = await asyncpg.create_pool(ledger_url, min_size=1, max_size=4)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+def settings(redis_url: str, shared_ledger_url: str) -> Settings:
     return Settings(
         redis_url=redis_url,
+        database_url=shared_ledger_url,
         key_prefix=f"t{os.getpid()}x{next(_prefixes)}",
         shards=4,
         pepper=b"test-pepper",

@@ -35,6 +35,9 @@ def cli_env(redis_url: str, postgres_server) -> dict[str, str]:
     }
 
 
+MIGRATIONS = sorted(f.name.split("_", 1)[0] for f in Path("sql").glob("[0-9][0-9][0-9]_*.sql"))
+
+
 def convenio(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=60)
 
@@ -43,14 +46,16 @@ async def test_migrate_from_empty_then_again_changes_nothing(cli_env) -> None:
     first = convenio(cli_env, "migrate")
     assert first.returncode == 0, first.stderr
     assert "applied 001_journal.sql" in first.stderr
+    assert "applied 002_projections.sql" in first.stderr
     again = convenio(cli_env, "migrate")
     assert again.returncode == 0
     assert "0 migration(s) applied" in again.stderr
     conn = await asyncpg.connect(cli_env["DATABASE_URL"])
     try:
         versions = [r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY 1")]
-        assert versions == ["001"]
-        assert await conn.fetchval("SELECT count(*) FROM journal") == 0
+        assert versions == MIGRATIONS and len(MIGRATIONS) >= 2
+        for table in ("journal", "convenios", "participants", "empenhos", "decisions", "movements"):
+            assert await conn.fetchval(f"SELECT count(*) FROM {table}") == 0
     finally:
         await conn.close()
 

@@ -1,68 +1,80 @@
-"""The ledger writer copies every decision into the Postgres journal exactly once, even when
-a writer dies between storing a batch and acknowledging it."""
+"""The ledger writer copies every decision into the Postgres journal exactly once and keeps
+the projections the rest of the product reads, even when a writer dies between storing a
+batch and acknowledging it."""
 
 from __future__ import annotations
 
 import dataclasses
-import uuid
-
-import asyncpg
-import pytest
 
 from ledger import writer
-from ledger.migrate import migrate
 from tests.checkout import Terminal
-
-
-@pytest.fixture
-async def journal(postgres_server):
-    url = postgres_server.url.rsplit("/", 1)[0] + f"/ledger_{uuid.uuid4().hex[:8]}"
-    await migrate(url)
-    pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
-    yield pool
-    await pool.close()
 
 
 async def stream_total(gw) -> int:
     return sum([await gw.redis.xlen(s) for s in gw.keys.all_events()])
 
 
-async def test_every_event_of_a_sale_reaches_the_journal_once(seed: Terminal, gw, journal) -> None:
-    await writer.ensure_groups(gw)
+async def test_every_event_of_a_sale_reaches_the_journal_once(seed: Terminal, gw, ledger, ledger_url) -> None:
     held = (await seed.hold(578)).json()
     await seed.commit(held["id"], coupon="CUPOM-1")
-    assert await writer.drain_once(gw, journal, "w1") == await stream_total(gw)
-    assert await writer.drain_once(gw, journal, "w1") == 0
-    rows = await journal.fetch("SELECT type, data FROM journal ORDER BY stream_id")
+    emitted = await stream_total(gw)
+    assert await writer.drain(gw, ledger_url) == emitted
+    assert await writer.drain(gw, ledger_url) == 0
+    rows = await ledger.fetch("SELECT type, data FROM journal ORDER BY stream_id")
     types = [r["type"] for r in rows]
     assert "empenho.held" in types and "empenho.committed" in types
-    assert len(rows) == await stream_total(gw)
+    assert len(rows) == emitted
     committed = next(r for r in rows if r["type"] == "empenho.committed")
     assert '"amount": 578' in committed["data"] and '"balance": 9422' in committed["data"]
 
 
+async def test_the_sale_is_in_the_projections(seed: Terminal, gw, ledger, ledger_url) -> None:
+    held = (await seed.hold(578)).json()
+    await seed.commit(held["id"], coupon="CUPOM-1")
+    await writer.drain(gw, ledger_url)
+    part = await ledger.fetchrow("SELECT * FROM participants WHERE convenio = 'EMP001' AND participant = 'CLI001'")
+    assert (part["limit"], part["balance"], part["reserved"]) == (10000, 9422, 0)
+    assert part["pw_hash"].startswith("$argon2id$")
+    emp = await ledger.fetchrow("SELECT * FROM empenhos WHERE id = $1", held["id"])
+    assert (emp["status"], emp["amount"], emp["committed_amount"], emp["coupon"]) == ("COMMITTED", 578, 578, "CUPOM-1")
+    history = await ledger.fetch("SELECT status FROM empenho_history WHERE empenho_id = $1 ORDER BY at", held["id"])
+    assert [h["status"] for h in history] == ["PENDING", "COMMITTED"]
+    moves = await ledger.fetch("SELECT kind, amount, balance_after FROM movements ORDER BY seq")
+    assert [tuple(m) for m in moves] == [("LIMIT_CHANGE", 10000, 10000), ("SALE", -578, 9422)]
+    decision = await ledger.fetchrow("SELECT * FROM decisions WHERE protocol = $1", held["protocol"])
+    assert (decision["kind"], decision["outcome"], decision["http_status"]) == ("empenho.hold", "APPROVED", 201)
+
+
 async def test_a_writer_that_dies_after_storing_but_before_acknowledging_loses_and_doubles_nothing(
-    seed: Terminal, gw, journal
+    seed: Terminal, gw, ledger, ledger_url
 ) -> None:
     await writer.ensure_groups(gw)
     held = (await seed.hold(578)).json()
     await seed.cancel(held["id"])
-    # writer w1 reads the batch and commits it to Postgres, then dies before XACK
+    emitted = await stream_total(gw)
+    # writer w1 reads and stores everything, then dies before XACK
+    w1 = writer.Writer(gw, ledger_url, "w1")
+    await w1.connect()
+    await w1.rebalance()
     reply = await gw.redis.xreadgroup(writer.GROUP, "w1", dict.fromkeys(gw.keys.all_events(), ">"), count=1000)
-    shard_of = gw.keys.all_events()
-    rows = [writer._row(shard_of[s.decode()], sid, f) for s, entries in writer._entries(reply) for sid, f in entries]
-    await journal.execute(writer.INSERT, *[list(c) for c in zip(*rows, strict=True)])
+    for stream, entries in writer._entries(reply):
+        name = writer._name(stream)
+        events = [writer.to_event(w1.streams[name], sid, f) for sid, f in entries]
+        await writer.store_events(w1.conn, name, events, [f[b"data"] for _, f in entries])
+    await w1.close()  # its locks go with its connection
 
-    # w2 claims w1's pending batch and stores it again: nothing doubles, nothing stays pending
-    handled = await writer.drain_once(gw, journal, "w2", claim_idle_ms=0)
-    assert handled == await stream_total(gw)
-    assert await writer.drain_once(gw, journal, "w2", claim_idle_ms=0) == 0
-    assert await journal.fetchval("SELECT count(*) FROM journal") == await stream_total(gw)
+    # another writer takes its streams and its pending batch: nothing doubles, nothing stays pending
+    handled = await writer.drain(gw, ledger_url, "w2")
+    assert handled == emitted
+    assert await ledger.fetchval("SELECT count(*) FROM journal") == emitted
+    assert await ledger.fetchval("SELECT count(*) FROM empenho_history") == 2
     for stream in gw.keys.all_events():
         assert (await gw.redis.xpending(stream, writer.GROUP))["pending"] == 0
+    # and what is stored has left Redis
+    assert await stream_total(gw) < emitted
 
 
-async def test_readyz_reports_the_ledger_lag_and_turns_false_past_its_bound(seed: Terminal, gw, journal) -> None:
+async def test_readyz_reports_the_ledger_lag_and_turns_false_past_its_bound(seed: Terminal, gw, ledger_url) -> None:
     from gateway.ledger_lag import ledger_lag
 
     await seed.hold(578)
@@ -72,8 +84,7 @@ async def test_readyz_reports_the_ledger_lag_and_turns_false_past_its_bound(seed
     assert r.status_code == 200
     assert r.json()["checks"]["ledger_lag"] == str(behind)
 
-    await writer.ensure_groups(gw)
-    await writer.drain_once(gw, journal, "w1")
+    await writer.drain(gw, ledger_url)
     assert await ledger_lag(gw) == 0
 
     await seed.hold(100)

@@ -33,7 +33,7 @@ if emp.status == 'CANCELLED' or emp.status == 'REVERSED' then
 end
 if emp.status == 'PENDING' and tonumber(emp.expires_at) <= tonumber(now) then
   expire_now(emp, emp_key, hist_key, conv_key, part_key, pending_key, stream, id, now,
-             protocol, final_ttl)
+             protocol, final_ttl, 'cancel')
   return fail('EMPENHO_NOT_PENDING', {status = 'EXPIRED', protocol = protocol})
 end
 if emp.status ~= 'PENDING' and emp.status ~= 'COMMITTED' then
@@ -44,15 +44,16 @@ end
 
 -- every check passed: write
 local pkey = pool_key(emp, conv_key, part_key)
-local status, amount, etype, balance
+local status, amount, etype, balance, reserved
 if emp.status == 'PENDING' then
   status, amount, etype = 'CANCELLED', tonumber(emp.amount), 'empenho.cancelled'
-  redis.call('HINCRBY', pkey, 'reserved', -amount)
+  reserved = redis.call('HINCRBY', pkey, 'reserved', -amount)
   balance = num(redis.call('HGET', pkey, 'balance'))
   redis.call('ZREM', pending_key, id)
 else
   status, amount, etype = 'REVERSED', tonumber(emp.committed_amount), 'empenho.reversed'
   balance = redis.call('HINCRBY', pkey, 'balance', amount)
+  reserved = num(redis.call('HGET', pkey, 'reserved'))
 end
 local result = {s = 200, id = id, status = status, amount = amount, balance = balance,
                 protocol = protocol}
@@ -62,5 +63,6 @@ push_history(hist_key, status, now, protocol, amount)
 retire(emp_key, hist_key, final_ttl)
 emit(stream, etype, protocol, now,
      {id = id, convenio = emp.convenio, participant = emp.participant, amount = amount,
-      reason = reason, balance = balance, pool = emp.pool})
+      reason = reason, balance = balance, reserved = reserved, pool = emp.pool,
+      terminal = emp.terminal, store = emp.store, sale = emp.sale, answer = result})
 return ok(result)

@@ -50,7 +50,7 @@ if emp.status == 'COMMITTED' then
 end
 if emp.status == 'PENDING' and tonumber(emp.expires_at) <= tonumber(now) then
   expire_now(emp, emp_key, hist_key, conv_key, part_key, pending_key, stream, id, now,
-             protocol, final_ttl)
+             protocol, final_ttl, 'commit')
   return fail('EMPENHO_NOT_PENDING', {status = 'EXPIRED', protocol = protocol})
 end
 if emp.status ~= 'PENDING' then return refuse('EMPENHO_NOT_PENDING', {status = emp.status}) end
@@ -66,7 +66,7 @@ end
 
 -- every check passed: write
 local pkey = pool_key(emp, conv_key, part_key)
-redis.call('HINCRBY', pkey, 'reserved', -held)
+local reserved = redis.call('HINCRBY', pkey, 'reserved', -held)
 local balance = redis.call('HINCRBY', pkey, 'balance', -amount)
 if vehicle then
   vehicle.last_km = tonumber(emp.odometer_km)
@@ -82,6 +82,7 @@ push_history(hist_key, 'COMMITTED', now, protocol, amount)
 retire(emp_key, hist_key, final_ttl)
 emit(stream, 'empenho.committed', protocol, now,
      {id = id, convenio = emp.convenio, participant = emp.participant, held = held,
-      amount = amount, coupon = coupon, balance = balance, pool = emp.pool,
-      plate = emp.plate, odometer_km = emp.odometer_km})
+      amount = amount, coupon = coupon, balance = balance, reserved = reserved, pool = emp.pool,
+      plate = emp.plate, odometer_km = emp.odometer_km, terminal = emp.terminal,
+      store = emp.store, sale = emp.sale, answer = result})
 return ok(result)

@@ -49,5 +49,6 @@ end
 redis.call('HSET', key, 'updated_at', now)
 local record = hgetall(key)
 emit(stream, create and 'convenio.created' or 'convenio.updated', protocol, now,
-     {convenio = code, record = record, changed = f, previous_total_limit = old_total})
+     {convenio = code, record = record, changed = f, previous_total_limit = old_total,
+      previous_balance = num(cur.balance), previous_reserved = num(cur.reserved)})
 return ok(record)

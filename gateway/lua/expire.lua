@@ -24,5 +24,5 @@ if emp.status ~= 'PENDING' then
 end
 if tonumber(emp.expires_at) > tonumber(now) then return ok({expired = false}) end
 expire_now(emp, emp_key, hist_key, conv_key, part_key, pending_key, stream, id, now,
-           protocol, tonumber(ARGV[4]))
+           protocol, tonumber(ARGV[4]), 'sweeper')
 return ok({expired = true})

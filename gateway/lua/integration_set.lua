@@ -11,5 +11,5 @@ if ARGV[4] == '1' and redis.call('HEXISTS', KEYS[1], 'digest') == 1 then
   return ok({set = false})
 end
 redis.call('HSET', KEYS[1], 'digest', ARGV[3], 'updated_at', ARGV[1])
-emit(KEYS[2], 'integration.key_set', ARGV[2], ARGV[1], {})
+emit(KEYS[2], 'integration.key_set', ARGV[2], ARGV[1], {digest = ARGV[3]})
 return ok({set = true})

@@ -53,7 +53,8 @@ if create then
 elseif diff ~= 0 then
   redis.call('HINCRBY', key, 'balance', diff)
 end
-if individual and diff ~= 0 then redis.call('HINCRBY', conv_key, 'allocated', diff) end
+local allocated = num(conv[4])
+if individual and diff ~= 0 then allocated = redis.call('HINCRBY', conv_key, 'allocated', diff) end
 if pw_hash then
   redis.call('HSET', key, 'pw_hash', pw_hash, 'pw_failures', 0, 'pw_locked_until', 0,
              'pw_changed_at', now)
@@ -66,5 +67,5 @@ local changed = f
 changed.password_changed = pw_hash ~= nil
 emit(stream, create and 'participant.created' or 'participant.updated', protocol, now,
      {convenio = convenio, participant = participant, record = record, changed = changed,
-      previous_limit = old_limit, pw_hash = pw_hash})
+      previous_limit = old_limit, pw_hash = pw_hash, convenio_allocated = allocated})
 return ok(record)

@@ -7,25 +7,34 @@
 --
 -- KEYS[1] convênio hash   KEYS[2] participant hash   KEYS[3] event stream
 -- ARGV[1] now (ms)   ARGV[2] max failures   ARGV[3] lock time (ms)   ARGV[4] protocol
+-- ARGV[5] convênio   ARGV[6] participant
 --
+-- A refusal is a decision under its protocol too: event password.refused.
 -- Returns JSON {ok=true, r={hash=<argon2 hash>}} or {ok=false, code, x={retry_after?}}.
 --!include lib/common.lua
 
 local now, max_failures, lock_ms = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-if redis.call('EXISTS', KEYS[1]) == 0 then return fail('UNKNOWN_CONVENIO') end
+
+local function refuse(code, extra)
+  emit(KEYS[3], 'password.refused', ARGV[4], ARGV[1],
+       {convenio = ARGV[5], participant = ARGV[6], error = code})
+  return fail(code, extra)
+end
+
+if redis.call('EXISTS', KEYS[1]) == 0 then return refuse('UNKNOWN_CONVENIO') end
 local p = redis.call('HMGET', KEYS[2], 'status', 'pw_hash', 'pw_locked_until', 'pw_failures',
                      'convenio', 'participant')
-if not p[1] then return fail('UNKNOWN_PARTICIPANT') end
-if not p[2] or p[2] == '' then return fail('PASSWORD_NOT_SET') end
+if not p[1] then return refuse('UNKNOWN_PARTICIPANT') end
+if not p[2] or p[2] == '' then return refuse('PASSWORD_NOT_SET') end
 local locked_until = num(p[3])
 if locked_until > now then
-  return fail('PASSWORD_LOCKED', {retry_after = math.ceil((locked_until - now) / 1000)})
+  return refuse('PASSWORD_LOCKED', {retry_after = math.ceil((locked_until - now) / 1000)})
 end
 local failures = num(p[4]) + 1
 if failures > max_failures then
   redis.call('HSET', KEYS[2], 'pw_locked_until', now + lock_ms, 'pw_failures', 0)
   emit(KEYS[3], 'password.locked', ARGV[4], ARGV[1],
-       {convenio = p[5], participant = p[6], locked_until = now + lock_ms})
+       {convenio = p[5], participant = p[6], locked_until = now + lock_ms, answered = 423})
   return fail('PASSWORD_LOCKED', {retry_after = math.ceil(lock_ms / 1000)})
 end
 redis.call('HSET', KEYS[2], 'pw_failures', failures)

@@ -28,6 +28,7 @@ local left = tonumber(ARGV[4]) - failures
 if left <= 0 then
   redis.call('HSET', KEYS[1], 'pw_locked_until', now + tonumber(ARGV[5]), 'pw_failures', 0)
   who.locked_until = now + tonumber(ARGV[5])
+  who.answered = 200
   emit(KEYS[3], 'password.locked', protocol, ARGV[2], who)
   return ok({valid = false, attempts_left = 0})
 end

@@ -18,7 +18,10 @@
 -- ARGV[7] protocol        ARGV[8] request fingerprint ARGV[9] idempotency ttl (s)
 -- ARGV[10] terminal       ARGV[11] store             ARGV[12] sale
 -- ARGV[13] plate or ""    ARGV[14] odometer km or "" ARGV[15] api key id
--- ARGV[16] "1" when a proof was given
+-- ARGV[16] "1" when a proof was given   ARGV[17] idempotency key digest
+--
+-- The event carries the request, the answer, the idempotency key's digest and fingerprint
+-- and the pool's balance and reserved after the change: Postgres can rebuild Redis from it.
 --
 -- Returns JSON: {ok=true, r={s=status, replay=bool, body...}}; declines are ok=true too with
 -- r.s = 404/422 and r.error = code, because a decline is a decision, stored and replayed
@@ -43,19 +46,20 @@ end
 
 local request = {convenio = convenio, participant = participant, amount = amount,
                  terminal = ARGV[10], store = ARGV[11], sale = ARGV[12], plate = plate,
-                 odometer_km = km, api_key = ARGV[15]}
+                 odometer_km = km, api_key = ARGV[15], idem = ARGV[17], fp = fingerprint}
 
-local function decide(result)
+local function decide(etype, result)
   result.protocol = protocol
   redis.call('SET', idem_key, cjson.encode({fp = fingerprint, r = result}), 'EX', idem_ttl)
+  request.answer = result
+  emit(stream, etype, protocol, now, request)
   return ok(result)
 end
 
 local function decline(status, code, available)
   request.error = code
   request.available = available
-  emit(stream, 'empenho.declined', protocol, now, request)
-  return decide({s = status, error = code, available = available})
+  return decide('empenho.declined', {s = status, error = code, available = available})
 end
 
 local conv = redis.call('HMGET', conv_key, 'status', 'shared', 'tolerance', 'balance',
@@ -89,7 +93,7 @@ end
 if amount > available then return decline(422, 'INSUFFICIENT_LIMIT', available) end
 
 -- every check passed: write
-redis.call('HINCRBY', pool_key, 'reserved', amount)
+local pool_reserved = redis.call('HINCRBY', pool_key, 'reserved', amount)
 redis.call('DEL', proof_key)
 redis.call('HSET', emp_key, 'id', id, 'convenio', convenio, 'participant', participant,
            'amount', amount, 'status', 'PENDING', 'pool', pool, 'created_at', now,
@@ -103,6 +107,7 @@ request.id = id
 request.expires_at = expires_at
 request.available = available
 request.pool = pool
-emit(stream, 'empenho.held', protocol, now, request)
-return decide({s = 201, id = id, status = 'PENDING', amount = amount, available = available,
-               expires_at = expires_at})
+request.balance = balance
+request.reserved = pool_reserved
+return decide('empenho.held', {s = 201, id = id, status = 'PENDING', amount = amount,
+                               available = available, expires_at = expires_at})

@@ -20,15 +20,20 @@ local function retire(emp_key, hist_key, ttl_s)
 end
 
 -- Release a PENDING hold whose time ran out. Caller has checked status and time.
+-- `trigger` says who found it overdue: the sweeper, or a commit or cancel (whose request then
+-- gets EMPENHO_NOT_PENDING under this event's protocol).
 local function expire_now(emp, emp_key, hist_key, conv_key, part_key, pending_key, stream,
-                          id, now, protocol, final_ttl)
+                          id, now, protocol, final_ttl, trigger)
   local amount = tonumber(emp.amount)
-  redis.call('HINCRBY', pool_key(emp, conv_key, part_key), 'reserved', -amount)
+  local pkey = pool_key(emp, conv_key, part_key)
+  local reserved = redis.call('HINCRBY', pkey, 'reserved', -amount)
   redis.call('HSET', emp_key, 'status', 'EXPIRED', 'ended_at', now)
   redis.call('ZREM', pending_key, id)
   push_history(hist_key, 'EXPIRED', now, protocol, amount)
   retire(emp_key, hist_key, final_ttl)
   emit(stream, 'empenho.expired', protocol, now,
        {id = id, convenio = emp.convenio, participant = emp.participant, amount = amount,
-        hold_protocol = emp.protocol})
+        hold_protocol = emp.protocol, pool = emp.pool, reserved = reserved,
+        balance = num(redis.call('HGET', pkey, 'balance')), terminal = emp.terminal,
+        store = emp.store, sale = emp.sale, trigger = trigger})
 end

@@ -1,0 +1,330 @@
+"""Projections: the tables the product queries, kept from the events in the same transaction
+that stores them.
+
+A batch is folded in stream order into the final state of each row it touches, then written
+with a few statements per table. Events of one convênio all live in its shard's stream and
+one writer at a time stores a stream (ledger/writer.py), so the fold sees them in the order
+the Lua scripts emitted them; every money event carries the pool's balance and reserved after
+it, so the last one of the batch is the row's state.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from ledger.decisions import decision_of
+
+
+@dataclass(frozen=True)
+class Event:
+    protocol: str
+    shard: str
+    stream_id: str
+    type: str
+    at: datetime.datetime
+    data: dict[str, Any]
+
+
+def ms(value: Any) -> datetime.datetime | None:
+    if value in (None, "", 0, "0"):
+        return None
+    return datetime.datetime.fromtimestamp(int(value) / 1000, datetime.UTC)
+
+
+@dataclass
+class Table:
+    """Final column values per primary key; `full` rows are upserted, others updated."""
+
+    name: str
+    pk: tuple[str, ...]
+    rows: dict[tuple, dict[str, Any]] = field(default_factory=dict)
+    full: set[tuple] = field(default_factory=set)
+    deleted: set[tuple] = field(default_factory=set)
+
+    def put(self, key: tuple, columns: dict[str, Any], full: bool = False) -> None:
+        self.deleted.discard(key)
+        if full:
+            self.rows[key] = dict(columns)
+            self.full.add(key)
+        else:
+            self.rows.setdefault(key, {}).update(columns)
+
+    def delete(self, key: tuple) -> None:
+        self.rows.pop(key, None)
+        self.full.discard(key)
+        self.deleted.add(key)
+
+    async def write(self, conn: asyncpg.Connection) -> None:
+        groups: dict[tuple[bool, tuple[str, ...]], list[tuple]] = defaultdict(list)
+        for key, cols in self.rows.items():
+            names = tuple(sorted(cols))
+            groups[(key in self.full, names)].append(key + tuple(cols[n] for n in names))
+        for (full, names), values in groups.items():
+            await conn.executemany(self._sql(full, names), values)
+        if self.deleted:
+            where = " AND ".join(f"{c} = ${i + 1}" for i, c in enumerate(self.pk))
+            await conn.executemany(f"DELETE FROM {self.name} WHERE {where}", sorted(self.deleted))  # noqa: S608
+
+    def _sql(self, full: bool, names: tuple[str, ...]) -> str:
+        cols = [*self.pk, *names]
+        quoted = [f'"{c}"' for c in cols]
+        params = ", ".join(f"${i + 1}" for i in range(len(cols)))
+        if full:
+            updates = ", ".join(f'"{n}" = EXCLUDED."{n}"' for n in names)
+            conflict = ", ".join(self.pk)
+            # identifiers are this module's constants; every value is a parameter
+            insert = f"INSERT INTO {self.name} ({', '.join(quoted)}) VALUES ({params}) "  # noqa: S608
+            return insert + f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}"
+        sets = ", ".join(f'"{n}" = ${len(self.pk) + i + 1}' for i, n in enumerate(names))
+        where = " AND ".join(f"{c} = ${i + 1}" for i, c in enumerate(self.pk))
+        return f"UPDATE {self.name} SET {sets} WHERE {where}"  # noqa: S608
+
+
+class Fold:
+    """One batch's events folded into row changes, in the order the tables must be written."""
+
+    def __init__(self) -> None:
+        self.convenios = Table("convenios", ("code",))
+        self.participants = Table("participants", ("convenio", "participant"))
+        self.vehicles = Table("vehicles", ("convenio", "participant", "plate"))
+        self.empenhos = Table("empenhos", ("id",))
+        self.api_keys = Table("api_keys", ("id",))
+        self.integration = Table("integration_key", ("singleton",))
+        self.history: list[tuple] = []
+        self.movements: list[tuple] = []
+        self.decisions: list[tuple] = []
+
+    # -- the fold -----------------------------------------------------------------------------
+    def add(self, e: Event) -> None:
+        d = e.data
+        handler = getattr(self, "_" + e.type.replace(".", "_"), None)
+        if handler is not None:
+            handler(e, d)
+        decision = decision_of(e.type, e.protocol, d)
+        if decision is not None:
+            self.decisions.append(
+                (
+                    e.protocol,
+                    e.at,
+                    decision.kind,
+                    decision.outcome,
+                    decision.http_status,
+                    decision.error,
+                    decision.convenio,
+                    decision.participant,
+                    decision.empenho_id,
+                    json.dumps(decision.request),
+                    json.dumps(decision.answer),
+                )
+            )
+
+    def _pool(self, d: dict[str, Any]) -> None:
+        """The pool's balance and reserved after a money event."""
+        money = {"balance": int(d["balance"]), "reserved": int(d["reserved"])}
+        if d["pool"] == "C":
+            self.convenios.put((d["convenio"],), money)
+        else:
+            self.participants.put((d["convenio"], d["participant"]), money)
+
+    def _movement(self, e: Event, d: dict[str, Any], kind: str, amount: int, participant: str | None) -> None:
+        if amount == 0:
+            return
+        self.movements.append(
+            (
+                e.protocol,
+                d["convenio"],
+                participant,
+                kind,
+                amount,
+                int(d["balance"]),
+                d.get("pool", "P"),
+                d.get("id"),
+                d.get("terminal"),
+                d.get("store"),
+                d.get("sale"),
+                d.get("coupon"),
+                e.at,
+            )
+        )
+
+    def _history(self, e: Event, d: dict[str, Any], status: str, amount: int) -> None:
+        self.history.append((e.protocol, d["id"], status, e.at, amount))
+
+    # registry
+    def _convenio_created(self, e: Event, d: dict[str, Any]) -> None:
+        r = d["record"]
+        row = {
+            "name": r.get("name", ""),
+            "status": r["status"],
+            "shared": r.get("shared") == "1",
+            "total_limit": int(r.get("total_limit") or 0),
+            "tolerance": int(r.get("tolerance") or 0),
+            "allocated": int(r.get("allocated") or 0),
+            "balance": int(r.get("balance") or 0),
+            "reserved": int(r.get("reserved") or 0),
+            "record": json.dumps(r),
+            "created_at": ms(r["created_at"]),
+            "updated_at": ms(r["updated_at"]),
+        }
+        self.convenios.put((d["convenio"],), row, full=True)
+        delta = row["balance"] - int(d.get("previous_balance", 0))
+        if row["shared"] or delta:
+            pool = {**d, "balance": row["balance"], "pool": "C"}
+            self._movement(e, pool, "LIMIT_CHANGE", delta, None)
+
+    _convenio_updated = _convenio_created
+
+    def _participant_created(self, e: Event, d: dict[str, Any]) -> None:
+        r = d["record"]
+        key = (d["convenio"], d["participant"])
+        row = {
+            "name": r.get("name", ""),
+            "document": r.get("document", ""),
+            "status": r["status"],
+            "limit": int(r.get("limit") or 0),
+            "balance": int(r.get("balance") or 0),
+            "reserved": int(r.get("reserved") or 0),
+            "record": json.dumps(r),
+            "created_at": ms(r["created_at"]),
+            "updated_at": ms(r["updated_at"]),
+        }
+        self.participants.put(key, row, full=True)
+        if d.get("pw_hash"):  # a new password also clears any lock
+            self.participants.put(key, {"pw_hash": d["pw_hash"], "pw_locked_until": None})
+        if "convenio_allocated" in d:
+            self.convenios.put((d["convenio"],), {"allocated": int(d["convenio_allocated"])})
+        delta = row["limit"] - int(d.get("previous_limit") or 0)
+        self._movement(e, {**d, "balance": row["balance"], "pool": "P"}, "LIMIT_CHANGE", delta, d["participant"])
+
+    _participant_updated = _participant_created
+
+    def _password_locked(self, e: Event, d: dict[str, Any]) -> None:
+        self.participants.put((d["convenio"], d["participant"]), {"pw_locked_until": ms(d["locked_until"])})
+
+    def _vehicle_saved(self, e: Event, d: dict[str, Any]) -> None:
+        v = d["vehicle"]
+        row = {
+            "description": v.get("description", ""),
+            "registered_at": ms(v["registered_at"]),
+            "last_km": int(v["last_km"]) if v.get("last_km") is not None else None,
+            "last_km_at": ms(v.get("last_km_at")),
+        }
+        self.vehicles.put((d["convenio"], d["participant"], v["plate"]), row, full=True)
+
+    def _vehicle_deleted(self, e: Event, d: dict[str, Any]) -> None:
+        self.vehicles.delete((d["convenio"], d["participant"], d["plate"]))
+
+    def _apikey_created(self, e: Event, d: dict[str, Any]) -> None:
+        row = {"digest": d["digest"], "permissions": d["permissions"], "name": d.get("name", ""), "created_at": e.at}
+        self.api_keys.put((d["id"],), row, full=True)
+
+    def _apikey_revoked(self, e: Event, d: dict[str, Any]) -> None:
+        self.api_keys.put((d["id"],), {"revoked_at": e.at})
+
+    def _integration_key_set(self, e: Event, d: dict[str, Any]) -> None:
+        if d.get("digest"):
+            self.integration.put((True,), {"digest": d["digest"], "updated_at": e.at}, full=True)
+
+    # empenhos
+    def _empenho_held(self, e: Event, d: dict[str, Any]) -> None:
+        km = d.get("odometer_km")
+        row = {
+            "convenio": d["convenio"],
+            "participant": d["participant"],
+            "amount": int(d["amount"]),
+            "pool": d["pool"],
+            "status": "PENDING",
+            "terminal": d["terminal"],
+            "store": d["store"],
+            "sale": d["sale"],
+            "plate": d.get("plate") or "",
+            "odometer_km": int(km) if km not in (None, "") else None,
+            "api_key_id": d.get("api_key") or "",
+            "protocol": e.protocol,
+            "created_at": e.at,
+            "expires_at": ms(d["expires_at"]),
+        }
+        self.empenhos.put((d["id"],), row, full=True)
+        self._history(e, d, "PENDING", int(d["amount"]))
+        self._pool(d)
+
+    def _empenho_committed(self, e: Event, d: dict[str, Any]) -> None:
+        amount = int(d["amount"])
+        self.empenhos.put(
+            (d["id"],),
+            {
+                "status": "COMMITTED",
+                "committed_amount": amount,
+                "coupon": d["coupon"],
+                "committed_at": e.at,
+                "ended_at": e.at,
+                "commit_result": json.dumps(d.get("answer") or {}),
+            },
+        )
+        self._history(e, d, "COMMITTED", amount)
+        self._pool(d)
+        self._movement(e, d, "SALE", -amount, d["participant"])
+        km = d.get("odometer_km")
+        if d.get("plate") and km not in (None, ""):
+            key = (d["convenio"], d["participant"], d["plate"])
+            if key not in self.vehicles.deleted:
+                self.vehicles.put(key, {"last_km": int(km), "last_km_at": e.at})
+
+    def _ended(self, e: Event, d: dict[str, Any], status: str) -> None:
+        cols: dict[str, Any] = {"status": status, "ended_at": e.at}
+        if status in ("CANCELLED", "REVERSED"):
+            cols["cancel_reason"] = d.get("reason") or None
+            cols["cancel_result"] = json.dumps(d.get("answer") or {})
+        self.empenhos.put((d["id"],), cols)
+        self._history(e, d, status, int(d["amount"]))
+        self._pool(d)
+
+    def _empenho_cancelled(self, e: Event, d: dict[str, Any]) -> None:
+        self._ended(e, d, "CANCELLED")
+
+    def _empenho_reversed(self, e: Event, d: dict[str, Any]) -> None:
+        self._ended(e, d, "REVERSED")
+        self._movement(e, d, "REVERSAL", int(d["amount"]), d["participant"])
+
+    def _empenho_expired(self, e: Event, d: dict[str, Any]) -> None:
+        self._ended(e, d, "EXPIRED")
+
+    # -- writing ------------------------------------------------------------------------------
+    async def write(self, conn: asyncpg.Connection) -> None:
+        # parents before children: the foreign keys check each statement
+        for table in (self.convenios, self.participants, self.vehicles, self.empenhos, self.api_keys, self.integration):
+            await table.write(conn)
+        if self.history:
+            await conn.executemany(
+                "INSERT INTO empenho_history (protocol, empenho_id, status, at, amount) VALUES ($1, $2, $3, $4, $5)",
+                self.history,
+            )
+        if self.movements:
+            await conn.executemany(
+                """INSERT INTO movements (protocol, convenio, participant, kind, amount, balance_after, pool,
+                                          empenho_id, terminal, store, sale, coupon, at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)""",
+                self.movements,
+            )
+        if self.decisions:
+            await conn.executemany(
+                """INSERT INTO decisions (protocol, at, kind, outcome, http_status, error, convenio, participant,
+                                          empenho_id, request, answer)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
+                self.decisions,
+            )
+
+
+async def apply(conn: asyncpg.Connection, events: list[Event]) -> None:
+    """Apply newly stored events (in stream order) to the projections, inside the caller's
+    transaction."""
+    fold = Fold()
+    for e in events:
+        fold.add(e)
+    await fold.write(conn)
