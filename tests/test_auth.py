@@ -27,6 +27,7 @@ VALID_PATH = {
     "participant": "CLI001",
     "plate": "ABC1D23",
     "id": "E1-01ARZ3NDEKTSV4RRFFQ69G5FAV",
+    "protocol": "P01ARZ3NDEKTSV4RRFFQ69G5FAV",
 }
 #: values that fail every path parameter's pattern
 INVALID_PATH = dict.fromkeys(VALID_PATH, "not a code " + "X" * 90)
