@@ -189,16 +189,77 @@ def ledger(consumer: str) -> None:
     click.echo(f"ledger writer {consumer} stopped", err=True)
 
 
-@main.command()
-def verify() -> None:
-    """Compare Redis with Postgres; exit 0 only when there is no drift (not built yet)."""
-    _fail("verify is not built yet (issue: durable ledger)", EXIT_FAILURE)
+async def _with_ledger(fn: Callable[[Any, Any], Awaitable[T]]) -> T:
+    """Run fn(gateway, postgres connection)."""
+    import asyncpg
+
+    from gateway.config import Settings
+
+    url = os.environ.get("DATABASE_URL", Settings.database_url)
+
+    async def both(gw: Any) -> T:
+        conn = await asyncpg.connect(url, timeout=10)
+        try:
+            return await fn(gw, conn)
+        finally:
+            await conn.close()
+
+    return await _with_gateway(both)
+
+
+def _guard_ledger(fn: Callable[[], T]) -> T:
+    import asyncpg
+
+    try:
+        return _guard(fn)
+    except asyncpg.InvalidCatalogNameError as exc:
+        _fail(f"the ledger database does not exist: {exc}", EXIT_UNAVAILABLE)
+    except asyncpg.UndefinedTableError as exc:
+        _fail(f"the ledger database is not migrated (run `convenio migrate`): {exc}")
+    raise AssertionError("unreachable")
 
 
 @main.command()
-def rebuild() -> None:
-    """Rebuild Redis from Postgres (not built yet)."""
-    _fail("rebuild is not built yet (issue: durable ledger)", EXIT_FAILURE)
+@click.option("--wait", "wait_s", default=10.0, show_default=True, help="Seconds to wait for the ledger to catch up.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+def verify(wait_s: float, as_json: bool) -> None:
+    """Compare Redis with Postgres, and the journal with both, per convênio and participant,
+    to the centavo. Exit 0: no drift; 1: drift (every difference printed); 3: a service is down."""
+    from ledger.verify import verify as run_verify
+
+    report = _guard_ledger(lambda: _run(_with_ledger(lambda gw, conn: run_verify(gw, conn, wait_s))))
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+    else:
+        for difference in report.differences:
+            click.echo(difference.line())
+        if report.lag:
+            click.echo(f"note: {report.lag} events were not stored yet; differences may be in flight", err=True)
+        verdict = f"DRIFT: {len(report.differences)} difference(s)" if report.drift else "no drift"
+        click.echo(
+            f"{verdict} — checked {report.convenios} convênio(s), {report.participants} participant(s), "
+            f"{report.pending} pending empenho(s), {report.journal_events} journal event(s)"
+        )
+    sys.exit(EXIT_FAILURE if report.drift else 0)
+
+
+@main.command()
+@click.option("--force", is_flag=True, help="Clear the product's keys first when Redis is not empty.")
+def rebuild(force: bool) -> None:
+    """Rebuild Redis from Postgres after Redis lost its data: registry, balances, password
+    hashes, pending empenhos and idempotency answers. Refuses a Redis with data unless --force."""
+    from ledger.rebuild import RedisNotEmpty
+    from ledger.rebuild import rebuild as run_rebuild
+
+    def progress(what: str, n: int) -> None:
+        click.echo(f"  {what}: {n}", err=True)
+
+    try:
+        done = _guard_ledger(lambda: _run(_with_ledger(lambda gw, conn: run_rebuild(gw, conn, force, progress))))
+    except RedisNotEmpty as exc:
+        _fail(str(exc))
+    summary = ", ".join(f"{n} {what}" for what, n in done.counts.items()) or "nothing (the ledger is empty)"
+    click.echo(f"rebuilt Redis from the ledger: {summary}")
 
 
 def _pepper(data_dir: Path) -> str:
