@@ -169,13 +169,19 @@ def demo(convenio: str, participant: str) -> None:
     show_default="host-pid",
     help="This writer's name in the consumer group; writers share the streams.",
 )
-def ledger(consumer: str) -> None:
-    """Run the ledger writer until stopped: every shard's events into the Postgres journal,
-    exactly once (SIGINT/SIGTERM stop it after the batch in hand)."""
+@click.option("--once", is_flag=True, help="Store what the streams hold now, then exit (no other writer may run).")
+def ledger(consumer: str, once: bool) -> None:
+    """Run the ledger writer until stopped: every shard's events into the Postgres journal and
+    its projections, exactly once (SIGINT/SIGTERM stop it after the batch in hand). Several
+    writers share the shards."""
     from gateway.config import Settings
     from ledger import writer
 
     url = os.environ.get("DATABASE_URL", Settings.database_url)
+    if once:
+        stored = _guard_ledger(lambda: _run(_with_gateway(lambda gw: writer.drain(gw, url, consumer))))
+        click.echo(f"stored {stored} event(s); the ledger has caught up", err=True)
+        return
 
     async def go(gw: Any) -> None:
         stopping = asyncio.Event()

@@ -271,20 +271,23 @@ async def run(gw: Gateway, database_url: str, consumer: str, stopping: asyncio.E
     await Writer(gw, database_url, consumer).run(stopping)
 
 
-async def drain(gw: Gateway, database_url: str, consumer: str = "drain", timeout_s: float = 30.0) -> int:
-    """Store everything now in the streams (as a one-off writer); used by tests and tools."""
+async def drain(gw: Gateway, database_url: str, consumer: str = "drain", stall_s: float = 30.0) -> int:
+    """Store everything now in the streams as a one-off writer, and return how many entries it
+    handled (`convenio ledger --once`, tests, tools). Fails if no progress for `stall_s`."""
     await ensure_groups(gw)
     w = Writer(gw, database_url, consumer, rebalance_s=0)
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + stall_s
     total = 0
     try:
         while True:
             n = await w.round()
             total += n
-            if n == 0 and len(w.owned) == len(w.streams) and await _unhandled(gw) == 0:
+            if n:
+                deadline = time.monotonic() + stall_s
+            elif len(w.owned) == len(w.streams) and await _unhandled(gw) == 0:
                 return total
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the streams did not drain within {timeout_s}s")
+                raise RuntimeError(f"the streams stopped draining for {stall_s}s (is another writer holding them?)")
     finally:
         await w.close()
 

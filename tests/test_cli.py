@@ -17,6 +17,7 @@ import asyncpg
 import httpx
 import pytest
 
+from gateway.keys import Keys
 from ledger import embedded
 
 CLI = [sys.executable, "-m", "ledger.cli"]
@@ -165,3 +166,51 @@ def test_the_ledger_daemon_stores_the_demo_and_stops_on_sigterm(cli_env) -> None
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
     assert "stopped" in proc.stderr.read()
+
+
+def redis_of(env: dict[str, str]):
+    import redis
+
+    return redis.Redis.from_url(env["REDIS_URL"])
+
+
+def test_verify_finds_no_drift_after_the_demo_and_names_a_drift_to_the_centavo(cli_env) -> None:
+    assert convenio(cli_env, "migrate").returncode == 0
+    assert convenio(cli_env, "demo").returncode == 0
+    stored = convenio(cli_env, "ledger", "--once")
+    assert stored.returncode == 0, stored.stderr
+    clean = convenio(cli_env, "verify")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "no drift" in clean.stdout
+
+    # someone moves R$ 2,50 in Redis behind the ledger's back
+    r = redis_of(cli_env)
+    key = Keys(cli_env["CONVENIO_KEY_PREFIX"], 4).participant("EMP001", "CLI001")
+    assert r.hincrby(key, "balance", 250) == 10250
+    drift = convenio(cli_env, "verify", "--wait", "0")
+    assert drift.returncode == 1
+    assert "DRIFT convênio EMP001 participant CLI001: balance: redis 10250, postgres 10000" in drift.stdout
+    assert "250 centavos (R$ 2,50)" in drift.stdout
+    as_json = json.loads(convenio(cli_env, "verify", "--wait", "0", "--json").stdout)
+    assert as_json["drift"] is True
+    assert {"convenio": "EMP001", "participant": "CLI001", "field": "balance", "redis": 10250, "postgres": 10000} in (
+        as_json["differences"]
+    )
+
+
+def test_rebuild_refuses_a_redis_with_data_and_restores_one_that_lost_it(cli_env) -> None:
+    assert convenio(cli_env, "migrate").returncode == 0
+    demo = json.loads(convenio(cli_env, "demo").stdout)
+    assert convenio(cli_env, "ledger", "--once").returncode == 0
+    refused = convenio(cli_env, "rebuild")
+    assert refused.returncode == 1
+    assert "--force" in refused.stderr
+
+    r = redis_of(cli_env)
+    r.delete(*r.keys(f"{cli_env['CONVENIO_KEY_PREFIX']}:*"))
+    rebuilt = convenio(cli_env, "rebuild")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "1 participants" in rebuilt.stdout
+    assert convenio(cli_env, "verify", "--wait", "0").returncode == 0
+    # the demo's credentials work again: `demo` finds everything in place and changes nothing
+    assert json.loads(convenio(cli_env, "demo").stdout) == demo
