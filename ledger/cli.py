@@ -251,11 +251,16 @@ def verify(wait_s: float, as_json: bool) -> None:
 
 @main.command()
 @click.option("--force", is_flag=True, help="Clear the product's keys first when Redis is not empty.")
-def rebuild(force: bool) -> None:
+@click.option("--if-empty", is_flag=True, help="Do nothing (exit 0) when Redis has data; `./run` starts with this.")
+def rebuild(force: bool, if_empty: bool) -> None:
     """Rebuild Redis from Postgres after Redis lost its data: registry, balances, password
     hashes, pending empenhos and idempotency answers. Refuses a Redis with data unless --force."""
-    from ledger.rebuild import RedisNotEmpty
+    from ledger.rebuild import RedisNotEmpty, product_keys
     from ledger.rebuild import rebuild as run_rebuild
+
+    if if_empty and _guard(lambda: _run(_with_gateway(product_keys))):
+        click.echo("Redis has data; nothing to rebuild", err=True)
+        return
 
     def progress(what: str, n: int) -> None:
         click.echo(f"  {what}: {n}", err=True)
@@ -323,6 +328,8 @@ def up(host: str, port: int, workers: int, data_dir: Path) -> None:
         os.environ.update(env)
         cli = [sys.executable, "-m", "ledger.cli"]
         subprocess.run([*cli, "migrate"], check=True, env=env)
+        # Redis came back empty but the ledger remembers: restore before anything else writes
+        subprocess.run([*cli, "rebuild", "--if-empty"], check=True, env=env, stdout=subprocess.DEVNULL)
         loaded = subprocess.run([*cli, "demo"], check=True, env=env, capture_output=True, text=True).stdout
         click.echo(loaded.strip())
         demo_data = json.loads(loaded)

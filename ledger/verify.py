@@ -27,13 +27,16 @@ from gateway.ledger_lag import ledger_lag
 FIELDS = ("exists", "status", "limit", "balance", "reserved", "pending_count", "pending_amount")
 MONEY = {"limit", "balance", "reserved", "pending_amount"}
 
-# One row per money event: its effect on a pool's balance and reserved (the pool is the
-# convênio's when participant is NULL).
+# Every money event's effect on a pool (the convênio's when participant is NULL), in stream
+# order. A `created` event starts its pool afresh (Redis had no such record when it ran, e.g.
+# after Redis lost its data and the registry was loaded again), so only it and what follows
+# count. Independent of the projections: this reads the journal alone.
 JOURNAL_EFFECTS = """
-SELECT convenio, participant, sum(d_balance)::bigint AS balance, sum(d_reserved)::bigint AS reserved
-FROM (
+WITH effects AS (
   SELECT data->>'convenio' AS convenio,
          CASE WHEN type LIKE 'convenio.%' OR data->>'pool' = 'C' THEN NULL ELSE data->>'participant' END AS participant,
+         split_part(stream_id, '-', 1)::bigint * 1000000 + split_part(stream_id, '-', 2)::bigint AS ord,
+         type IN ('participant.created', 'convenio.created') AS fresh,
          CASE type
            WHEN 'participant.created' THEN (data->'record'->>'limit')::bigint - (data->>'previous_limit')::bigint
            WHEN 'participant.updated' THEN (data->'record'->>'limit')::bigint - (data->>'previous_limit')::bigint
@@ -55,8 +58,15 @@ FROM (
   FROM journal
   WHERE type IN ('participant.created', 'participant.updated', 'convenio.created', 'convenio.updated',
                  'empenho.held', 'empenho.committed', 'empenho.cancelled', 'empenho.reversed', 'empenho.expired')
-) effects
-GROUP BY convenio, participant
+),
+starts AS (
+  SELECT convenio, participant, max(ord) AS since FROM effects WHERE fresh GROUP BY convenio, participant
+)
+SELECT e.convenio, e.participant, sum(e.d_balance)::bigint AS balance, sum(e.d_reserved)::bigint AS reserved
+FROM effects e
+LEFT JOIN starts s ON s.convenio = e.convenio AND s.participant IS NOT DISTINCT FROM e.participant
+WHERE s.since IS NULL OR e.ord >= s.since
+GROUP BY e.convenio, e.participant
 """
 
 Key = tuple[str, str | None]  # (convênio, participant or None for the convênio's pool)

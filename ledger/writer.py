@@ -239,11 +239,18 @@ class Writer:
                     log.warning("Redis unavailable (%s); retrying in %.1fs", type(exc).__name__, backoff)
                     backoff = await _pause(stopping, backoff)
                 except ResponseError as exc:
-                    if "NOGROUP" not in str(exc):
-                        raise
-                    # Redis lost its data (and maybe was rebuilt): the streams start over
-                    log.warning("the ledger's consumer group is gone; creating it again")
-                    await ensure_groups(self.gw)
+                    if "NOGROUP" in str(exc) or "UNBLOCKED" in str(exc):
+                        # Redis lost its data (and maybe was rebuilt): the streams start over
+                        log.warning("the ledger's streams are gone from Redis; creating them again")
+                        await ensure_groups(self.gw)
+                        continue
+                    log.exception("unexpected answer from Redis; retrying in %.1fs", backoff)
+                    backoff = await _pause(stopping, backoff)
+                except Exception:
+                    # never die on one bad round: start over (new connection, locks taken again)
+                    log.exception("ledger writer round failed; retrying in %.1fs", backoff)
+                    await self.close()
+                    backoff = await _pause(stopping, backoff)
         finally:
             await self.close()
 

@@ -1,0 +1,589 @@
+"""Benchmark of the ledger writer: how fast it drains a backlog of events from the Redis streams
+into Postgres (journal + projections), against the raw COPY ceiling of the same rows into the
+journal table, in one run on this machine.
+
+    .venv/bin/python -m bench.ledger_drain [--events N] [--writers 1,2] [--profile]
+
+A private Redis and a private, durable Postgres (fsync, synchronous_commit and
+full_page_writes on: the settings the ledger runs with) start on free ports. A backlog of about
+N events is built through the real Lua scripts (password checks, holds, commits, cancels, a
+few declines) and kept aside, so every phase drains the very same streams into a freshly
+migrated database:
+
+- writers=K: K ledger.writer.Writer loops (one event loop, this process) run rounds until the
+  ledger lag is 0; events/s.
+- copy: the same rows (protocol, shard, stream_id, type, at, data) COPY'd with asyncpg
+  copy_records_to_table into the journal table of a fresh database (logged, with its primary
+  key, indexes and CHECK): once in one transaction (the ceiling), and in batches of the
+  writer's batch size, one transaction each.
+
+Pinning (2 cores or more): this process (backlog builder, writers, COPY client) on core 0;
+Redis and every Postgres process on core 1. Each phase has a timeout. Writes
+bench/results/<date>-ledger.json with ratios.ledger_vs_copy and prints a summary; --profile
+adds a separate single-writer run under cProfile with a wall-time breakdown of a round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import datetime
+import functools
+import io
+import json
+import os
+import platform
+import pstats
+import random
+import shutil
+import subprocess
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from gateway import apikeys, empenhos, registry
+from gateway.config import Settings
+from gateway.core import Gateway
+from gateway.errors import ApiError
+from gateway.ledger_lag import ledger_lag
+from gateway.permissions import Permission
+from gateway.schemas import (
+    CancelRequest,
+    CommitRequest,
+    ConvenioCreate,
+    EmpenhoRequest,
+    ParticipantCreate,
+    Vehicle,
+    VehicleSave,
+)
+from ledger import embedded, projections, writer
+from ledger.migrate import migrate
+from tests.checkout import mint_proof
+
+RESULTS = Path(__file__).with_name("results")
+COLUMNS = ["protocol", "shard", "stream_id", "type", "at", "data"]
+
+Dump = dict[str, list[tuple[bytes, dict[bytes, bytes]]]]  # stream -> [(id, fields)]
+
+
+# -- servers and pinning ------------------------------------------------------------------------
+def _children(pid: int) -> list[int]:
+    kids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            kids.append(int(entry))
+    return kids
+
+
+def _pin_servers(redis: embedded.EmbeddedRedis, pg: embedded.EmbeddedPostgres) -> str:
+    if (os.cpu_count() or 1) < 2:
+        return "none (one core)"
+    os.sched_setaffinity(0, {0})
+    subprocess.run(["taskset", "-a", "-p", "-c", "1", str(redis.proc.pid)], check=True, stdout=subprocess.DEVNULL)
+    # the postmaster and its auxiliaries now; backends forked later inherit the postmaster's
+    for pid in [pg.proc.pid, *_children(pg.proc.pid)]:
+        try:
+            os.sched_setaffinity(pid, {1})
+        except OSError:
+            pass
+    return "this process (backlog, writers, COPY client) on core 0; Redis and every Postgres process on core 1"
+
+
+async def _fresh_database(pg: embedded.EmbeddedPostgres, name: str) -> str:
+    url = pg.url.rsplit("/", 1)[0] + "/" + name
+    await migrate(url)
+    return url
+
+
+async def _pg_settings(url: str) -> dict[str, str]:
+    conn = await asyncpg.connect(url)
+    try:
+        names = ("server_version", "fsync", "synchronous_commit", "full_page_writes", "wal_level", "shared_buffers")
+        return {n: await conn.fetchval(f"SHOW {n}") for n in names}
+    finally:
+        await conn.close()
+
+
+# -- the backlog --------------------------------------------------------------------------------
+class Backlog:
+    """A few convênios (one shared), many participants without passwords (argon2 would cost
+    ~30 ms each), vehicles for some, then sales: proof -> hold -> commit / cancel / left
+    pending, with a few declines and failed password checks."""
+
+    def __init__(self, gw: Gateway, convenios: int, participants: int, seed: int = 7) -> None:
+        self.gw = gw
+        self.n_convenios = convenios
+        self.n_participants = participants
+        self.rng = random.Random(seed)
+        self.who: list[tuple[str, str, str]] = []  # (convênio, participant, plate or "")
+        self.api_key_id = ""
+        self.sales = 0
+        self.km: dict[tuple[str, str], int] = defaultdict(int)
+
+    async def setup(self, chunk: int) -> None:
+        gw = self.gw
+        _, key = await apikeys.create(gw, frozenset(Permission), name="bench")
+        self.api_key_id = key.id
+        codes = [f"EMP{c:03d}" for c in range(self.n_convenios)]
+        for c, code in enumerate(codes):
+            body = ConvenioCreate(code=code, name=f"EMPRESA {code}", total_limit=10**11, tolerance=0, shared=c == 0)
+            await registry.save_convenio(gw, code, body)
+        people = [(codes[i % len(codes)], f"CLI{i:06d}") for i in range(self.n_participants)]
+
+        async def add(conv: str, part: str, i: int) -> None:
+            await registry.save_participant(gw, conv, part, ParticipantCreate(code=part, name=f"CLIENTE {part}", limit=10**7))
+            plate = ""
+            if i % 10 == 0:  # one in ten drives a registered vehicle
+                plate = f"BEN{i:04d}"[-7:]
+                await registry.save_vehicle(gw, conv, part, VehicleSave(plate=plate, description="frota"))
+            self.who.append((conv, part, plate))
+
+        for start in range(0, len(people), chunk):
+            await asyncio.gather(*(add(c, p, start + j) for j, (c, p) in enumerate(people[start : start + chunk])))
+
+    async def sale(self, i: int) -> None:
+        gw, rng = self.gw, self.rng
+        conv, part, plate = self.who[rng.randrange(len(self.who))]
+        if rng.random() < 0.01:  # a wrong password first
+            await gw.run(
+                "password_result",
+                [gw.keys.participant(conv, part), gw.keys.proof(conv, "x"), gw.keys.events(gw.keys.shard_of(conv))],
+                ["0", gw.now_ms(), gw.protocol(), 5, 900_000, 120_000, conv, part],
+            )
+        proof = None if rng.random() < 0.02 else await mint_proof(gw, conv, part)  # no proof: declined
+        vehicle = None
+        if plate:
+            self.km[(conv, part)] += rng.randrange(10, 400)
+            vehicle = Vehicle(plate=plate, odometer_km=self.km[(conv, part)])
+        amount = rng.randrange(500, 30_000)
+        req = EmpenhoRequest(
+            convenio=conv,
+            participant=part,
+            amount=amount,
+            terminal=f"PDV{i % 24:02d}",
+            store=f"LOJA{i % 7:02d}",
+            sale=f"V{i:08d}",
+            proof=proof,
+            vehicle=vehicle,
+        )
+        try:
+            held = await empenhos.hold(gw, self.api_key_id, f"bench-{i}", req)
+        except ApiError:
+            return  # declined: the decision is in the stream all the same
+        eid = held.body.id
+        r = rng.random()
+        if r < 0.85:
+            final = amount if rng.random() < 0.7 else max(1, amount - rng.randrange(1, amount))
+            await empenhos.commit(gw, eid, CommitRequest(coupon=f"CUPOM-{i}", amount=final))
+        elif r < 0.95:
+            await empenhos.cancel(gw, eid, CancelRequest(reason="cliente desistiu"))
+        # else: left PENDING
+
+    async def build(self, target: int, chunk: int) -> int:
+        events = await stream_total(self.gw)
+        while events < target:
+            # ~3.1 events a sale; aim a little under the target, then top up
+            n = max(1, min(chunk, (target - events) // 3))
+            await asyncio.gather(*(self.sale(self.sales + j) for j in range(n)))
+            self.sales += n
+            events = await stream_total(self.gw)
+        return events
+
+
+async def stream_total(gw: Gateway) -> int:
+    return sum([await gw.redis.xlen(s) for s in gw.keys.all_events()])
+
+
+async def dump_streams(gw: Gateway) -> Dump:
+    out: Dump = {}
+    for stream in gw.keys.all_events():
+        entries: list = []
+        start = "-"
+        while True:
+            page = await gw.redis.xrange(stream, start, "+", count=10_000)
+            entries += page
+            if len(page) < 10_000:
+                break
+            start = "(" + page[-1][0].decode()
+        out[stream] = entries
+    return out
+
+
+async def restore_streams(gw: Gateway, dump: Dump) -> None:
+    """The streams exactly as they were before the first drain (same ids, no group)."""
+    for stream, entries in dump.items():
+        await gw.redis.delete(stream)
+        for start in range(0, len(entries), 5_000):
+            async with gw.redis.pipeline(transaction=False) as pipe:
+                for sid, fields in entries[start : start + 5_000]:
+                    pipe.xadd(stream, fields, id=sid)
+                await pipe.execute()
+
+
+def copy_rows(gw: Gateway, dump: Dump) -> list[tuple]:
+    rows = []
+    for stream, entries in dump.items():
+        shard = gw.keys.all_events()[stream]
+        for sid, f in entries:
+            at = datetime.datetime.fromtimestamp(int(f[b"at"]) / 1000, datetime.UTC)
+            rows.append((f[b"protocol"].decode(), shard, sid.decode(), f[b"type"].decode(), at, f[b"data"].decode()))
+    return rows
+
+
+def type_mix(dump: Dump) -> dict[str, int]:
+    mix: dict[str, int] = defaultdict(int)
+    for entries in dump.values():
+        for _, f in entries:
+            mix[f[b"type"].decode()] += 1
+    return dict(sorted(mix.items(), key=lambda kv: -kv[1]))
+
+
+# -- phase (a): the ledger writer -------------------------------------------------------------
+async def drain(gw: Gateway, url: str, writers: int, batch: int, events: int) -> dict[str, Any]:
+    await writer.ensure_groups(gw)
+    assert await ledger_lag(gw) == events, "the restored streams are not the backlog"
+    ws = [writer.Writer(gw, url, f"bench-{i}", batch=batch) for i in range(writers)]
+    for w in ws:  # all connected before the first rebalance: fair shares from the first round
+        await w.connect()
+    rounds = [0] * writers
+
+    async def loop(i: int, w: writer.Writer) -> None:
+        while True:
+            n = await w.round()
+            rounds[i] += 1
+            if n == 0:
+                if await ledger_lag(gw) == 0:
+                    return
+                await asyncio.sleep(0.005)  # our streams are done, another writer's are not
+
+    t0 = time.perf_counter()
+    try:
+        await asyncio.gather(*(loop(i, w) for i, w in enumerate(ws)))
+        seconds = time.perf_counter() - t0
+    finally:
+        for w in ws:
+            await w.close()
+    stored = sum(w.stored for w in ws)
+    conn = await asyncpg.connect(url)
+    try:
+        journal = await conn.fetchval("SELECT count(*) FROM journal")
+        tables = {
+            t: await conn.fetchval(f"SELECT count(*) FROM {t}")  # noqa: S608 - our own names
+            for t in ("empenhos", "empenho_history", "movements", "decisions", "participants", "vehicles")
+        }
+    finally:
+        await conn.close()
+    if journal != events or stored != events:
+        raise RuntimeError(f"drained {stored}, journal holds {journal}, the backlog was {events}")
+    return {
+        "writers": writers,
+        "batch": batch,
+        "events": events,
+        "seconds": round(seconds, 3),
+        "events_per_s": round(events / seconds, 1),
+        "rounds": rounds,
+        "rows": {"journal": journal, **tables},
+    }
+
+
+# -- phase (b): the COPY ceiling --------------------------------------------------------------
+async def copy_ceiling(url: str, rows: list[tuple], batch: int) -> dict[str, Any]:
+    conn = await asyncpg.connect(url)
+    try:
+        t0 = time.perf_counter()
+        async with conn.transaction():
+            await conn.copy_records_to_table("journal", records=rows, columns=COLUMNS)
+        one = time.perf_counter() - t0
+        await conn.execute("TRUNCATE journal")
+        await conn.execute("CHECKPOINT")
+        t0 = time.perf_counter()
+        for start in range(0, len(rows), batch):
+            async with conn.transaction():
+                await conn.copy_records_to_table("journal", records=rows[start : start + batch], columns=COLUMNS)
+        batched = time.perf_counter() - t0
+        assert await conn.fetchval("SELECT count(*) FROM journal") == len(rows)
+    finally:
+        await conn.close()
+    return {
+        "table": "journal of a fresh migrated database: logged, primary key, 2 indexes, CHECK",
+        "rows": len(rows),
+        "one_transaction": {"seconds": round(one, 3), "rows_per_s": round(len(rows) / one, 1)},
+        "batched": {"batch": batch, "seconds": round(batched, 3), "rows_per_s": round(len(rows) / batched, 1)},
+    }
+
+
+# -- --profile: where a round's time goes -----------------------------------------------------
+class Breakdown:
+    """Wall time per step of the writer, by wrapping (in this process only) the calls it
+    makes. Steps nest: store_events holds journal_insert, projections and commit."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self._undo: list[tuple[Any, str, Any]] = []
+
+    def _add(self, key: str, t0: float) -> None:
+        self.seconds[key] += time.perf_counter() - t0
+        self.calls[key] += 1
+
+    def wrap_async(self, owner: Any, name: str, key: Any) -> None:
+        original = getattr(owner, name)
+
+        @functools.wraps(original)
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return await original(*args, **kwargs)
+            finally:
+                self._add(key(args) if callable(key) else key, t0)
+
+        self._undo.append((owner, name, original))
+        setattr(owner, name, timed)
+
+    def wrap_sync(self, owner: Any, name: str, key: str) -> None:
+        original = getattr(owner, name)
+
+        @functools.wraps(original)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self._add(key, t0)
+
+        self._undo.append((owner, name, original))
+        setattr(owner, name, timed)
+
+    def install(self, gw: Gateway) -> None:
+        for cmd in ("xreadgroup", "xautoclaim", "xack", "xpending", "xinfo_groups", "xtrim"):
+            self.wrap_async(gw.redis, cmd, f"redis {cmd}")
+        self.wrap_sync(writer, "to_event", "to_event (json decode, datetime)")
+        self.wrap_async(writer, "store_events", "store_events (one transaction)")
+        self.wrap_async(projections, "apply", "  projections.apply")
+        self.wrap_async(projections.Fold, "write", "    projections write")
+
+        def sql(args: tuple) -> str:
+            text = " ".join(str(args[1]).split())
+            if "INSERT INTO journal" in text:
+                return "  journal INSERT .. unnest .. RETURNING"
+            if "ledger_streams" in text:
+                return "  ledger_streams progress"
+            if text.rstrip(";") in ("BEGIN", "COMMIT"):
+                return "  " + text.rstrip(";")
+            for word in ("INSERT INTO", "UPDATE", "DELETE FROM"):
+                if text.startswith(word):
+                    return f"      {word.split()[0]} {text[len(word):].split()[0]}"
+            return "other SQL: " + text[:40]
+
+        for method in ("fetch", "execute", "executemany", "fetchval"):
+            self.wrap_async(asyncpg.Connection, method, lambda a, m=method: f"{sql(a)} [{m}]")
+
+    def uninstall(self) -> None:
+        for owner, name, original in reversed(self._undo):
+            setattr(owner, name, original)
+        self._undo.clear()
+
+    def report(self, total: float) -> dict[str, dict[str, float]]:
+        seconds = dict(self.seconds)
+        apply = seconds.get("  projections.apply", 0.0)
+        seconds["    projections fold (Python)"] = apply - seconds.get("    projections write", 0.0)
+        top = sum(v for k, v in seconds.items() if not k.startswith(" "))
+        seconds["rest: the writer's own Python, event loop"] = total - top
+        order = [
+            "redis xreadgroup", "redis xautoclaim", "to_event (json decode, datetime)",
+            "store_events (one transaction)", "  BEGIN [execute]", "  journal INSERT .. unnest .. RETURNING [fetch]",
+            "  projections.apply", "    projections fold (Python)", "    projections write",
+        ]
+        keys = [k for k in order if k in seconds]
+        keys += sorted((k for k in seconds if k.startswith("      ")), key=lambda k: -seconds[k])
+        keys += [k for k in ("  ledger_streams progress [execute]", "  COMMIT [execute]") if k in seconds]
+        keys += sorted((k for k in seconds if k not in keys), key=lambda k: -seconds[k])
+        return {
+            k: {"seconds": round(seconds[k], 3), "share": round(seconds[k] / total, 3), "calls": self.calls.get(k, 0)}
+            for k in keys
+        }
+
+
+async def profiled_drain(gw: Gateway, url: str, batch: int, events: int) -> dict[str, Any]:
+    breakdown = Breakdown()
+    breakdown.install(gw)
+    prof = cProfile.Profile()
+    t0 = time.perf_counter()
+    prof.enable()
+    try:
+        result = await drain(gw, url, 1, batch, events)
+    finally:
+        prof.disable()
+        breakdown.uninstall()
+    total = time.perf_counter() - t0
+    text = io.StringIO()
+    pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(25)
+    lines = [ln for ln in text.getvalue().splitlines() if ln.strip()]
+    return {
+        "note": "single writer under cProfile and timing wrappers: slower than the measured run",
+        "events_per_s": result["events_per_s"],
+        "breakdown": breakdown.report(total),
+        "cprofile_tottime_top": lines[-26:],
+    }
+
+
+# -- the run ----------------------------------------------------------------------------------
+async def _phase(name: str, coro: Any, timeout: float) -> Any:
+    t0 = time.perf_counter()
+    try:
+        result = await asyncio.wait_for(coro, timeout)
+    except TimeoutError:
+        raise SystemExit(f"phase {name!r} did not finish within {timeout:.0f} s") from None
+    print(f"  {name}: {time.perf_counter() - t0:.1f} s", flush=True)
+    return result
+
+
+async def run(args: argparse.Namespace, redis: embedded.EmbeddedRedis, pg: embedded.EmbeddedPostgres) -> dict:
+    t = args.timeout
+    build_url = await _fresh_database(pg, "bench_build")
+    settings = Settings(
+        redis_url=redis.url, database_url=build_url, pepper=b"bench", shards=16, key_prefix="bench"
+    )
+    gw = await Gateway.open(settings)
+    await gw.start()
+    try:
+        backlog = Backlog(gw, args.convenios, args.participants)
+        await _phase("setup (convênios, participants, vehicles)", backlog.setup(args.concurrency), t)
+        events = await _phase("backlog", backlog.build(args.events, args.concurrency), t)
+        dump = await _phase("keep the streams aside", dump_streams(gw), t)
+        assert sum(len(e) for e in dump.values()) == events
+        mix = type_mix(dump)
+        print(f"backlog: {events} events from {backlog.sales} sales; {mix}", flush=True)
+
+        results: dict[str, Any] = {}
+        for k in args.writers:
+            await restore_streams(gw, dump)
+            url = await _fresh_database(pg, f"bench_w{k}")
+            r = await _phase(f"drain, {k} writer(s)", drain(gw, url, k, args.batch, events), t)
+            print(f"    {r['events_per_s']:.0f} events/s", flush=True)
+            results[f"writers_{k}"] = r
+
+        rows = copy_rows(gw, dump)
+        url = await _fresh_database(pg, "bench_copy")
+        results["copy"] = await _phase("COPY", copy_ceiling(url, rows, args.batch), t)
+        print(f"    {results['copy']['one_transaction']['rows_per_s']:.0f} rows/s", flush=True)
+
+        profile = None
+        if args.profile:
+            await restore_streams(gw, dump)
+            url = await _fresh_database(pg, "bench_profile")
+            profile = await _phase("profiled drain", profiled_drain(gw, url, args.batch, events), t)
+        postgres = await _pg_settings(build_url)
+        return {
+            "events": events,
+            "sales": backlog.sales,
+            "event_mix": mix,
+            "postgres": postgres,
+            "results": results,
+            "profile": profile,
+        }
+    finally:
+        await gw.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--events", type=int, default=200_000, help="backlog size (about; counted exactly)")
+    ap.add_argument("--writers", default="1,2", help="writer counts to measure, comma-separated")
+    ap.add_argument("--batch", type=int, default=1000, help="the writer's batch (its default: 1000)")
+    ap.add_argument("--convenios", type=int, default=8)
+    ap.add_argument("--participants", type=int, default=5000)
+    ap.add_argument("--concurrency", type=int, default=256, help="sales in flight while building the backlog")
+    ap.add_argument("--appendfsync", default="everysec", choices=["always", "everysec", "off"])
+    ap.add_argument("--timeout", type=float, default=900, help="seconds each phase may take")
+    ap.add_argument("--profile", action="store_true", help="add a single-writer run under cProfile")
+    args = ap.parse_args()
+    args.writers = [int(w) for w in args.writers.split(",") if w]
+
+    embedded.ensure_installed()
+    root = Path(tempfile.mkdtemp(prefix="convenio-bench-ledger-", dir="/tmp"))
+    root.chmod(0o755)  # as root, postgres runs as its own user and must reach it
+    redis = pg = None
+    try:
+        redis = embedded.EmbeddedRedis(root / "redis", appendfsync=args.appendfsync).start()
+        pg = embedded.EmbeddedPostgres(root / "postgres", durable=True).start()
+        pinning = _pin_servers(redis, pg)
+        print(f"Postgres durable (fsync on); Redis appendfsync={args.appendfsync}; pinning: {pinning}", flush=True)
+        out = asyncio.run(run(args, redis, pg))
+    finally:
+        if pg is not None:
+            pg.stop()
+        if redis is not None:
+            redis.stop()
+        shutil.rmtree(root, ignore_errors=True)
+        if pg is not None and pg.data_dir != root / "postgres":
+            shutil.rmtree(pg.data_dir, ignore_errors=True)
+
+    res = out["results"]
+    copy = res["copy"]["one_transaction"]["rows_per_s"]
+    ratios = {f"ledger_vs_copy_{k}w": round(res[f"writers_{k}"]["events_per_s"] / copy, 3) for k in args.writers}
+    if 1 in args.writers:
+        ratios = {"ledger_vs_copy": ratios.pop("ledger_vs_copy_1w"), **ratios}
+    ratios["copy_batched_vs_copy"] = round(res["copy"]["batched"]["rows_per_s"] / copy, 3)
+    first = res[f"writers_{args.writers[0]}"]
+    report = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cores": os.cpu_count(),
+            "cpu": _cpu_model(),
+            "python": platform.python_version(),
+            "postgres": out["postgres"],
+            "redis_appendfsync": args.appendfsync,
+        },
+        "durability": "Postgres durable=True (fsync, synchronous_commit, full_page_writes on)",
+        "pinning": pinning,
+        "settings": {k: v for k, v in vars(args).items() if k != "profile"},
+        "events": out["events"],
+        "sales": out["sales"],
+        "event_mix": out["event_mix"],
+        "seconds": first["seconds"],
+        "events_per_s": first["events_per_s"],
+        "copy_rows_per_s": copy,
+        "results": res,
+        "ratios": ratios,
+    }
+    if out["profile"]:
+        report["profile"] = out["profile"]
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{datetime.date.today().isoformat()}-ledger.json"
+    path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    for k in args.writers:
+        r = res[f"writers_{k}"]
+        print(f"{k} writer(s): {r['events']} events in {r['seconds']:.2f} s = {r['events_per_s']:.0f} events/s")
+    b = res["copy"]["batched"]
+    print(f"COPY: {copy:.0f} rows/s in one transaction, {b['rows_per_s']:.0f} rows/s in batches of {b['batch']}")
+    if out["profile"]:
+        print("profile (single writer, instrumented):")
+        for key, v in out["profile"]["breakdown"].items():
+            print(f"  {key:<55} {v['seconds']:>8.2f} s  {v['share']:>6.1%}  {v['calls']:>7} calls")
+    print(f"ratios: {ratios}\nwritten {path}")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+if __name__ == "__main__":
+    main()
