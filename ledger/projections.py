@@ -50,7 +50,9 @@ class Table:
     def put(self, key: tuple, columns: dict[str, Any], full: bool = False) -> None:
         self.deleted.discard(key)
         if full:
-            self.rows[key] = dict(columns)
+            # a whole record: it overrides what it carries, and keeps the batch's earlier
+            # changes to columns it does not carry (a participant's password hash)
+            self.rows[key] = {**self.rows.get(key, {}), **columns}
             self.full.add(key)
         else:
             self.rows.setdefault(key, {}).update(columns)

@@ -94,3 +94,19 @@ async def test_readyz_reports_the_ledger_lag_and_turns_false_past_its_bound(seed
     assert r.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
     metrics = await seed.client.get("/metrics")
     assert "convenio_ledger_lag_events" in metrics.text
+
+
+async def test_a_batch_with_a_new_password_then_other_changes_keeps_the_password_hash(
+    backoffice, gw, ledger, ledger_url
+) -> None:
+    await backoffice.create_convenio("EMPX", total_limit=5000)
+    await backoffice.add_participant("EMPX", "P1", limit=1000)
+    r = await backoffice.update_participant("EMPX", "P1", password="2468")
+    assert r.status_code == 200, r.text
+    r = await backoffice.update_participant("EMPX", "P1", name="OUTRO NOME", limit=1500)
+    assert r.status_code == 200, r.text
+    await writer.drain(gw, ledger_url)  # all four in one batch
+    row = await ledger.fetchrow("SELECT * FROM participants WHERE convenio = 'EMPX' AND participant = 'P1'")
+    assert (row["name"], row["limit"], row["balance"]) == ("OUTRO NOME", 1500, 1500)
+    assert row["pw_hash"] and row["pw_hash"].startswith("$argon2id$")
+    assert await ledger.fetchval("SELECT allocated FROM convenios WHERE code = 'EMPX'") == 1500
