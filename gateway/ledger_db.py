@@ -88,7 +88,7 @@ class LedgerDB:
             raise ApiError(ErrorCode.UNKNOWN_EMPENHO)
         e = rows[0]
         history = await self.fetch(
-            "SELECT status, at, protocol, amount FROM empenho_history WHERE empenho_id = $1 ORDER BY at, protocol",
+            "SELECT status, at, protocol, amount FROM empenho_history WHERE empenho_id = $1 ORDER BY seq",
             empenho_id,
         )
         view = EmpenhoView(

@@ -108,11 +108,13 @@ def decision_of(etype: str, protocol: str, d: dict[str, Any]) -> Decision | None
         return Decision("password.verify", "DECLINED", 200, None, *who, None, _who(d), answer)
     if etype == "password.locked":
         if d.get("answered") == 423:
-            return _declined("password.verify", "PASSWORD_LOCKED", protocol, d, _who(d))
+            return _declined(
+                "password.verify", "PASSWORD_LOCKED", protocol, d, _who(d), retry_after=d.get("retry_after")
+            )
         answer = {"valid": False, "attempts_left": 0, "protocol": protocol}
         return Decision("password.verify", "DECLINED", 200, None, *who, None, _who(d), answer)
     if etype == "password.refused":
-        return _declined("password.verify", d["error"], protocol, d, _who(d))
+        return _declined("password.verify", d["error"], protocol, d, _who(d), retry_after=d.get("retry_after"))
     return _registry(etype, protocol, d)
 
 

@@ -177,7 +177,7 @@ async def _empenhos(gw: Gateway, conn: asyncpg.Connection, w: _Writes, done: Reb
     history: dict[str, list[asyncpg.Record]] = {}
     for h in await conn.fetch(
         """SELECT h.* FROM empenho_history h JOIN empenhos e ON e.id = h.empenho_id
-           WHERE e.status = 'PENDING' OR e.ended_at > $1 ORDER BY h.at, h.protocol""",
+           WHERE e.status = 'PENDING' OR e.ended_at > $1 ORDER BY h.seq""",
         since,
     ):
         history.setdefault(h["empenho_id"], []).append(h)

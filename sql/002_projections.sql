@@ -93,6 +93,7 @@ CREATE INDEX empenhos_pending ON empenhos (convenio, participant) WHERE status =
 CREATE INDEX empenhos_by_participant ON empenhos (convenio, participant, created_at);
 
 CREATE TABLE empenho_history (
+    seq         bigserial   NOT NULL,  -- stream order: several changes can share a millisecond
     protocol    text        PRIMARY KEY,
     empenho_id  text        NOT NULL REFERENCES empenhos (id),
     status      text        NOT NULL
@@ -101,7 +102,7 @@ CREATE TABLE empenho_history (
     amount      bigint      NOT NULL CHECK (amount > 0)
 );
 
-CREATE INDEX empenho_history_by_empenho ON empenho_history (empenho_id, at);
+CREATE INDEX empenho_history_by_empenho ON empenho_history (empenho_id, seq);
 
 -- Every change of a balance, signed (a sale is negative), with the pool's balance after it:
 -- the convênio's movements (seed 001: CRM > Convênios > Venda a Cliente).

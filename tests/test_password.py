@@ -35,6 +35,15 @@ async def test_a_burst_of_parallel_guesses_cannot_exceed_the_allowed_failures(se
     assert all(a.status_code == 423 for a in answers if a.status_code != 200)
 
 
+async def test_guesses_in_flight_when_the_lock_falls_are_told_none_are_left(seed: Terminal, gw) -> None:
+    wrong = "999999" if seed.password != "999999" else "888888"
+    answers = await asyncio.gather(*[seed.check_password(wrong) for _ in range(gw.settings.password_max_failures)])
+    bodies = [a.json() for a in answers if a.status_code == 200]
+    # the last allowed failure locks; no answer may promise attempts the lock already took away
+    assert all(b["valid"] is False and b["attempts_left"] == 0 for b in bodies), bodies
+    assert (await seed.check_password()).status_code == 423
+
+
 async def test_a_right_password_resets_the_failure_count(seed: Terminal, gw) -> None:
     wrong = "999999" if seed.password != "999999" else "888888"
     for _ in range(gw.settings.password_max_failures - 1):

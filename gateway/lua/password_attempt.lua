@@ -17,7 +17,8 @@ local now, max_failures, lock_ms = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumbe
 
 local function refuse(code, extra)
   emit(KEYS[3], 'password.refused', ARGV[4], ARGV[1],
-       {convenio = ARGV[5], participant = ARGV[6], error = code})
+       {convenio = ARGV[5], participant = ARGV[6], error = code,
+        retry_after = extra and extra.retry_after})
   return fail(code, extra)
 end
 
@@ -34,7 +35,8 @@ local failures = num(p[4]) + 1
 if failures > max_failures then
   redis.call('HSET', KEYS[2], 'pw_locked_until', now + lock_ms, 'pw_failures', 0)
   emit(KEYS[3], 'password.locked', ARGV[4], ARGV[1],
-       {convenio = p[5], participant = p[6], locked_until = now + lock_ms, answered = 423})
+       {convenio = p[5], participant = p[6], locked_until = now + lock_ms, answered = 423,
+        retry_after = math.ceil(lock_ms / 1000)})
   return fail('PASSWORD_LOCKED', {retry_after = math.ceil(lock_ms / 1000)})
 end
 redis.call('HSET', KEYS[2], 'pw_failures', failures)

@@ -23,7 +23,14 @@ if ARGV[1] == '1' then
   emit(KEYS[3], 'password.verified', protocol, ARGV[2], who)
   return ok({valid = true})
 end
-local failures = num(redis.call('HGET', KEYS[1], 'pw_failures'))
+local p = redis.call('HMGET', KEYS[1], 'pw_failures', 'pw_locked_until')
+-- a parallel guess locked the participant while this one was being verified: none left
+if num(p[2]) > now then
+  who.attempts_left = 0
+  emit(KEYS[3], 'password.failed', protocol, ARGV[2], who)
+  return ok({valid = false, attempts_left = 0})
+end
+local failures = num(p[1])
 local left = tonumber(ARGV[4]) - failures
 if left <= 0 then
   redis.call('HSET', KEYS[1], 'pw_locked_until', now + tonumber(ARGV[5]), 'pw_failures', 0)
