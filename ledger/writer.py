@@ -204,28 +204,19 @@ class Writer:
                 return handled
 
     async def trim(self) -> None:
-        """Drop entries below the oldest one not yet acknowledged: they are stored."""
+        """Drop the entries every writer has acknowledged: they are stored."""
         for stream in sorted(self.owned):
-            pending = await self.gw.redis.xpending(stream, GROUP)
-            if pending["pending"]:
-                floor = pending["min"]
-            else:
-                groups = await self.gw.redis.xinfo_groups(stream)
-                group = next((g for g in groups if _name(g["name"]) == GROUP), None)
-                if group is None:
-                    continue
-                floor = group["last-delivered-id"]
-            floor = floor.decode() if isinstance(floor, bytes) else floor
-            if floor and floor != "0-0":
-                # everything below `floor` is acknowledged; `floor` itself may not be
-                await self.gw.redis.xtrim(stream, minid=floor, approximate=False)
+            await self.gw.run("ledger_trim", [stream], [GROUP])
 
     # -- the daemon -------------------------------------------------------------------------------
     async def run(self, stopping: asyncio.Event, block_ms: int = 200) -> None:
         await ensure_groups(self.gw)
         backoff = 0.1
+        progress = self.stored
         try:
             while not stopping.is_set():
+                if self.stored > progress:  # it got somewhere since the last failure: retry fast
+                    backoff, progress = 0.1, self.stored
                 try:
                     n = await self.round(block_ms)
                     backoff = 0.1
