@@ -2,13 +2,13 @@
 into Postgres (journal + projections), against the raw COPY ceiling of the same rows into the
 journal table, in one run on this machine.
 
-    .venv/bin/python -m bench.ledger_drain [--events N] [--writers 1,2] [--profile]
+    .venv/bin/python -m bench.ledger_drain [--events N] [--writers 1,2] [--repeat R] [--profile]
 
-A private Redis and a private, durable Postgres (fsync, synchronous_commit and
-full_page_writes on: the settings the ledger runs with) start on free ports. A backlog of about
-N events is built through the real Lua scripts (password checks, holds, commits, cancels, a
-few declines) and kept aside, so every phase drains the very same streams into a freshly
-migrated database:
+A private Redis and a private, durable Postgres (EmbeddedPostgres(durable=True): fsync,
+synchronous_commit and full_page_writes on, the settings the ledger runs with) start on free
+ports. A backlog of about N events is built through the real Lua scripts (password checks,
+holds, commits, cancels, a few declines) and kept aside, so every phase drains the very same
+streams into a freshly migrated database, right after a CHECKPOINT:
 
 - writers=K: K ledger.writer.Writer loops (one event loop, this process) run rounds until the
   ledger lag is 0; events/s.
@@ -17,10 +17,13 @@ migrated database:
   key, indexes and CHECK): once in one transaction (the ceiling), and in batches of the
   writer's batch size, one transaction each.
 
-Pinning (2 cores or more): this process (backlog builder, writers, COPY client) on core 0;
-Redis and every Postgres process on core 1. Each phase has a timeout. Writes
-bench/results/<date>-ledger.json with ratios.ledger_vs_copy and prints a summary; --profile
-adds a separate single-writer run under cProfile with a wall-time breakdown of a round.
+The modes run interleaved R times (default 3) and medians are reported; each run records the
+CPU its processes and cores used. Pinning (2 cores or more): this process (backlog builder,
+writers, COPY client) on core 0; Redis and every Postgres process on core 1. Each phase has a
+timeout. Writes bench/results/<date>-ledger.json with ratios.ledger_vs_copy and prints a
+summary; --profile adds, outside the figures, drains with the writers' Postgres backends
+sampled in pg_stat_activity and a single-writer drain under cProfile with a wall-time
+breakdown of the writer's steps.
 """
 
 from __future__ import annotations
@@ -37,8 +40,10 @@ import platform
 import pstats
 import random
 import shutil
+import statistics
 import subprocess
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -84,6 +89,44 @@ def _children(pid: int) -> list[int]:
         if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
             kids.append(int(entry))
     return kids
+
+
+def _proc_cpu(pid: int, children_too: bool = False) -> float:
+    """CPU seconds of a process (and, for the postmaster, of the backends it has reaped)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if children_too else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds spent during a phase by this process, by Postgres (every process) and by
+    Redis: which side of the ping-pong is busy."""
+
+    def __init__(self, redis: embedded.EmbeddedRedis, pg: embedded.EmbeddedPostgres) -> None:
+        self.redis_pid, self.pg_pid = redis.proc.pid, pg.proc.pid
+
+    def sample(self) -> dict[str, float]:
+        pg = _proc_cpu(self.pg_pid, children_too=True) + sum(_proc_cpu(c) for c in _children(self.pg_pid))
+        t = os.times()
+        out = {"bench_process": t.user + t.system, "postgres": pg, "redis": _proc_cpu(self.redis_pid)}
+        # whole cores, whoever ran there (/proc/stat: user nice system idle iowait irq softirq steal)
+        tick = os.sysconf("SC_CLK_TCK")
+        for line in Path("/proc/stat").read_text().splitlines():
+            name, *v = line.split()
+            if name in ("cpu0", "cpu1"):
+                n = [int(x) for x in v]
+                out[f"{name}_busy"] = (n[0] + n[1] + n[2] + n[5] + n[6]) / tick
+                out[f"{name}_iowait"] = n[4] / tick
+                out[f"{name}_steal"] = n[7] / tick
+        return out
+
+    @staticmethod
+    def spent(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, Any]:
+        cpu = {k: round(after[k] - before[k], 2) for k in before}
+        return {"cpu_s": cpu, "busy": {k: round(v / seconds, 2) for k, v in cpu.items()}}
 
 
 def _pin_servers(redis: embedded.EmbeddedRedis, pg: embedded.EmbeddedPostgres) -> str:
@@ -142,7 +185,9 @@ class Backlog:
         people = [(codes[i % len(codes)], f"CLI{i:06d}") for i in range(self.n_participants)]
 
         async def add(conv: str, part: str, i: int) -> None:
-            await registry.save_participant(gw, conv, part, ParticipantCreate(code=part, name=f"CLIENTE {part}", limit=10**7))
+            await registry.save_participant(
+                gw, conv, part, ParticipantCreate(code=part, name=f"CLIENTE {part}", limit=10**7)
+            )
             plate = ""
             if i % 10 == 0:  # one in ten drives a registered vehicle
                 plate = f"BEN{i:04d}"[-7:]
@@ -254,7 +299,9 @@ def type_mix(dump: Dump) -> dict[str, int]:
 
 
 # -- phase (a): the ledger writer -------------------------------------------------------------
-async def drain(gw: Gateway, url: str, writers: int, batch: int, events: int) -> dict[str, Any]:
+async def drain(
+    gw: Gateway, url: str, writers: int, batch: int, events: int, meter: CpuMeter | None = None
+) -> dict[str, Any]:
     await writer.ensure_groups(gw)
     assert await ledger_lag(gw) == events, "the restored streams are not the backlog"
     ws = [writer.Writer(gw, url, f"bench-{i}", batch=batch) for i in range(writers)]
@@ -272,10 +319,12 @@ async def drain(gw: Gateway, url: str, writers: int, batch: int, events: int) ->
                 await asyncio.sleep(0.005)  # our streams are done, another writer's are not
 
     loaded = {s for s, entries in (await _stream_lengths(gw)).items() if entries}
+    cpu0 = meter.sample() if meter else None
     t0 = time.perf_counter()
     try:
         await asyncio.gather(*(loop(i, w) for i, w in enumerate(ws)))
         seconds = time.perf_counter() - t0
+        cpu = CpuMeter.spent(cpu0, meter.sample(), seconds) if meter and cpu0 else {}
         per_writer = [
             {"consumer": w.consumer, "stored": w.stored, "streams_with_events": len(w.owned & loaded)} for w in ws
         ]
@@ -302,18 +351,21 @@ async def drain(gw: Gateway, url: str, writers: int, batch: int, events: int) ->
         "events_per_s": round(events / seconds, 1),
         "rounds": rounds,
         "per_writer": per_writer,
+        **cpu,
         "rows": {"journal": journal, **tables},
     }
 
 
 # -- phase (b): the COPY ceiling --------------------------------------------------------------
-async def copy_ceiling(url: str, rows: list[tuple], batch: int) -> dict[str, Any]:
+async def copy_ceiling(url: str, rows: list[tuple], batch: int, meter: CpuMeter | None = None) -> dict[str, Any]:
     conn = await asyncpg.connect(url)
     try:
+        cpu0 = meter.sample() if meter else None
         t0 = time.perf_counter()
         async with conn.transaction():
             await conn.copy_records_to_table("journal", records=rows, columns=COLUMNS)
         one = time.perf_counter() - t0
+        cpu = CpuMeter.spent(cpu0, meter.sample(), one) if meter and cpu0 else {}
         await conn.execute("TRUNCATE journal")
         await conn.execute("CHECKPOINT")
         t0 = time.perf_counter()
@@ -327,7 +379,7 @@ async def copy_ceiling(url: str, rows: list[tuple], batch: int) -> dict[str, Any
     return {
         "table": "journal of a fresh migrated database: logged, primary key, 2 indexes, CHECK",
         "rows": len(rows),
-        "one_transaction": {"seconds": round(one, 3), "rows_per_s": round(len(rows) / one, 1)},
+        "one_transaction": {"seconds": round(one, 3), "rows_per_s": round(len(rows) / one, 1), **cpu},
         "batched": {"batch": batch, "seconds": round(batched, 3), "rows_per_s": round(len(rows) / batched, 1)},
     }
 
@@ -377,6 +429,7 @@ class Breakdown:
     def install(self, gw: Gateway) -> None:
         for cmd in ("xreadgroup", "xautoclaim", "xack", "xpending", "xinfo_groups", "xtrim"):
             self.wrap_async(gw.redis, cmd, f"redis {cmd}")
+        self.wrap_async(gw, "run", lambda a: f"redis script {a[0]}")  # e.g. ledger_trim
         self.wrap_sync(writer, "to_event", "to_event (json decode, datetime)")
         self.wrap_async(writer, "store_events", "store_events (one transaction)")
         self.wrap_async(projections, "apply", "  projections.apply")
@@ -392,7 +445,7 @@ class Breakdown:
                 return "  " + text.rstrip(";")
             for word in ("INSERT INTO", "UPDATE", "DELETE FROM"):
                 if text.startswith(word):
-                    return f"      {word.split()[0]} {text[len(word):].split()[0]}"
+                    return f"      {word.split()[0]} {text[len(word) :].split()[0]}"
             return "other SQL: " + text[:40]
 
         for method in ("fetch", "execute", "executemany", "fetchval"):
@@ -410,9 +463,15 @@ class Breakdown:
         top = sum(v for k, v in seconds.items() if not k.startswith(" "))
         seconds["rest: the writer's own Python, event loop"] = total - top
         order = [
-            "redis xreadgroup", "redis xautoclaim", "to_event (json decode, datetime)",
-            "store_events (one transaction)", "  BEGIN [execute]", "  journal INSERT .. unnest .. RETURNING [fetch]",
-            "  projections.apply", "    projections fold (Python)", "    projections write",
+            "redis xreadgroup",
+            "redis xautoclaim",
+            "to_event (json decode, datetime)",
+            "store_events (one transaction)",
+            "  BEGIN [execute]",
+            "  journal INSERT .. unnest .. RETURNING [fetch]",
+            "  projections.apply",
+            "    projections fold (Python)",
+            "    projections write",
         ]
         keys = [k for k in order if k in seconds]
         keys += sorted((k for k in seconds if k.startswith("      ")), key=lambda k: -seconds[k])
@@ -447,13 +506,69 @@ async def profiled_drain(gw: Gateway, url: str, batch: int, events: int) -> dict
     }
 
 
+class WaitSampler:
+    """What the writers' Postgres backends are doing, sampled from pg_stat_activity every
+    `interval_s` by a thread of its own (so a busy event loop does not bias the samples)."""
+
+    def __init__(self, url: str, interval_s: float = 0.01) -> None:
+        self.url = url
+        self.interval_s = interval_s
+        self.counts: dict[str, int] = defaultdict(int)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._sample()), daemon=True)
+
+    async def _sample(self) -> None:
+        conn = await asyncpg.connect(self.url)
+        try:
+            query = """SELECT state, wait_event_type, wait_event FROM pg_stat_activity
+                       WHERE application_name = $1 AND pid <> pg_backend_pid()"""
+            while not self._stop.is_set():
+                for state, wtype, wevent in await conn.fetch(query, writer.APPLICATION):
+                    if state == "active":
+                        what = "running (CPU)" if wtype is None else f"active, waiting {wtype}:{wevent}"
+                    elif state == "idle in transaction":
+                        what = "in a transaction, waiting for the writer (ClientRead)"
+                    elif state == "idle":
+                        what = "between transactions, waiting for the writer"
+                    else:
+                        what = f"{state} {wtype}:{wevent}"
+                    self.counts[what] += 1
+                await asyncio.sleep(self.interval_s)
+        finally:
+            await conn.close()
+
+    def __enter__(self) -> WaitSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def report(self) -> dict[str, float]:
+        total = sum(self.counts.values()) or 1
+        return {k: round(v / total, 3) for k, v in sorted(self.counts.items(), key=lambda kv: -kv[1])}
+
+
+async def sampled_drain(gw: Gateway, url: str, writers: int, batch: int, events: int) -> dict[str, Any]:
+    with WaitSampler(url) as sampler:
+        result = await drain(gw, url, writers, batch, events)
+    return {
+        "writers": writers,
+        "events_per_s": result["events_per_s"],
+        "postgres_backends": sampler.report(),
+        "samples": sum(sampler.counts.values()),
+    }
+
+
 # -- the run ----------------------------------------------------------------------------------
-async def _phase(name: str, coro: Any, timeout: float) -> Any:
+async def _phase(name: str, coro: Any, seconds: float) -> Any:
     t0 = time.perf_counter()
     try:
-        result = await asyncio.wait_for(coro, timeout)
+        async with asyncio.timeout(seconds):
+            result = await coro
     except TimeoutError:
-        raise SystemExit(f"phase {name!r} did not finish within {timeout:.0f} s") from None
+        raise SystemExit(f"phase {name!r} did not finish within {seconds:.0f} s") from None
     print(f"  {name}: {time.perf_counter() - t0:.1f} s", flush=True)
     return result
 
@@ -461,9 +576,7 @@ async def _phase(name: str, coro: Any, timeout: float) -> Any:
 async def run(args: argparse.Namespace, redis: embedded.EmbeddedRedis, pg: embedded.EmbeddedPostgres) -> dict:
     t = args.timeout
     build_url = await _fresh_database(pg, "bench_build")
-    settings = Settings(
-        redis_url=redis.url, database_url=build_url, pepper=b"bench", shards=16, key_prefix="bench"
-    )
+    settings = Settings(redis_url=redis.url, database_url=build_url, pepper=b"bench", shards=16, key_prefix="bench")
     gw = await Gateway.open(settings)
     await gw.start()
     try:
@@ -472,46 +585,141 @@ async def run(args: argparse.Namespace, redis: embedded.EmbeddedRedis, pg: embed
         events = await _phase("backlog", backlog.build(args.events, args.concurrency), t)
         dump = await _phase("keep the streams aside", dump_streams(gw), t)
         assert sum(len(e) for e in dump.values()) == events
+        rows = copy_rows(gw, dump)
         mix = type_mix(dump)
         print(f"backlog: {events} events from {backlog.sales} sales; {mix}", flush=True)
 
-        results: dict[str, Any] = {}
-        for k in args.writers:
-            await restore_streams(gw, dump)
-            url = await _fresh_database(pg, f"bench_w{k}")
-            r = await _phase(f"drain, {k} writer(s)", drain(gw, url, k, args.batch, events), t)
-            split = ", ".join(f"{w['stored']} ({w['streams_with_events']} busy streams)" for w in r["per_writer"])
-            print(f"    {r['events_per_s']:.0f} events/s; stored per writer: {split}", flush=True)
-            key = f"writers_{k}"
-            results[key if key not in results else f"{key}_run{len(results) + 1}"] = r
-
-        rows = copy_rows(gw, dump)
-        url = await _fresh_database(pg, "bench_copy")
-        results["copy"] = await _phase("COPY", copy_ceiling(url, rows, args.batch), t)
-        print(f"    {results['copy']['one_transaction']['rows_per_s']:.0f} rows/s", flush=True)
+        meter = CpuMeter(redis, pg)
+        runs: dict[str, list[dict]] = defaultdict(list)
+        # interleaved, so that a noisy minute hurts every mode alike
+        for rep in range(args.repeat):
+            for k in args.writers:
+                await restore_streams(gw, dump)
+                url = await _fresh_database(pg, f"bench_r{rep}_w{k}")
+                await _checkpoint(url)
+                r = await _phase(
+                    f"[{rep + 1}/{args.repeat}] drain, {k} writer(s)", drain(gw, url, k, args.batch, events, meter), t
+                )
+                split = ", ".join(f"{w['stored']} ({w['streams_with_events']} busy streams)" for w in r["per_writer"])
+                print(f"    {r['events_per_s']:.0f} events/s; stored per writer: {split}; busy {r['busy']}", flush=True)
+                runs[f"writers_{k}"].append(r)
+                await _drop(pg, url)
+            url = await _fresh_database(pg, f"bench_r{rep}_copy")
+            await _checkpoint(url)
+            c = await _phase(f"[{rep + 1}/{args.repeat}] COPY", copy_ceiling(url, rows, args.batch, meter), t)
+            print(
+                f"    {c['one_transaction']['rows_per_s']:.0f} rows/s in one transaction, "
+                f"{c['batched']['rows_per_s']:.0f} in batches of {args.batch}; busy {c['one_transaction']['busy']}",
+                flush=True,
+            )
+            runs["copy"].append(c)
+            await _drop(pg, url)
 
         profile = None
         if args.profile:
+            profile = {"postgres_backends": {}}
+            for k in args.writers:
+                await restore_streams(gw, dump)
+                url = await _fresh_database(pg, f"bench_waits_w{k}")
+                await _checkpoint(url)
+                w = await _phase(
+                    f"drain, {k} writer(s), Postgres wait sampling", sampled_drain(gw, url, k, args.batch, events), t
+                )
+                print(f"    {w['events_per_s']:.0f} events/s; Postgres backends: {w['postgres_backends']}", flush=True)
+                profile["postgres_backends"][f"writers_{k}"] = w
+                await _drop(pg, url)
             await restore_streams(gw, dump)
             url = await _fresh_database(pg, "bench_profile")
-            profile = await _phase("profiled drain", profiled_drain(gw, url, args.batch, events), t)
+            await _checkpoint(url)
+            profile.update(await _phase("profiled drain", profiled_drain(gw, url, args.batch, events), t))
+            await _drop(pg, url)
         postgres = await _pg_settings(build_url)
         return {
             "events": events,
             "sales": backlog.sales,
             "event_mix": mix,
             "postgres": postgres,
-            "results": results,
+            "runs": runs,
             "profile": profile,
         }
     finally:
         await gw.close()
 
 
+async def _checkpoint(url: str) -> None:
+    """Every timed phase starts right after a checkpoint (same full-page-write cost)."""
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("CHECKPOINT")
+    finally:
+        await conn.close()
+
+
+async def _drop(pg: embedded.EmbeddedPostgres, url: str) -> None:
+    conn = await asyncpg.connect(pg.url.rsplit("/", 1)[0] + "/postgres")
+    try:
+        await conn.execute(f'DROP DATABASE "{url.rsplit("/", 1)[1]}"')
+    finally:
+        await conn.close()
+
+
+def _median(values: list[float]) -> float:
+    return round(statistics.median(values), 1)
+
+
+def _median_busy(samples: list[dict[str, float]]) -> dict[str, float]:
+    """Cores kept busy (CPU seconds ÷ wall seconds) per process group, median over runs."""
+    keys = samples[0].keys() if samples else ()
+    return {k: round(statistics.median(b[k] for b in samples), 2) for k in keys}
+
+
+def summarize(runs: dict[str, list[dict]], writers: list[int]) -> tuple[dict, dict]:
+    results: dict[str, Any] = {}
+    for k in writers:
+        rs = runs[f"writers_{k}"]
+        results[f"writers_{k}"] = {
+            "writers": k,
+            "events_per_s": _median([r["events_per_s"] for r in rs]),
+            "seconds": round(statistics.median(r["seconds"] for r in rs), 3),
+            "samples_events_per_s": [r["events_per_s"] for r in rs],
+            "busy": _median_busy([r.get("busy", {}) for r in rs]),
+            "runs": rs,
+        }
+    cs = runs["copy"]
+    results["copy"] = {
+        "table": cs[0]["table"],
+        "rows_per_s": _median([c["one_transaction"]["rows_per_s"] for c in cs]),
+        "batched_rows_per_s": _median([c["batched"]["rows_per_s"] for c in cs]),
+        "batch": cs[0]["batched"]["batch"],
+        "samples_rows_per_s": [c["one_transaction"]["rows_per_s"] for c in cs],
+        "busy": _median_busy([c["one_transaction"].get("busy", {}) for c in cs]),
+        "samples_batched_rows_per_s": [c["batched"]["rows_per_s"] for c in cs],
+    }
+    copy = results["copy"]["rows_per_s"]
+    ratios = {}
+    for k in writers:
+        name = "ledger_vs_copy" if k == 1 else f"ledger_vs_copy_{k}_writers"
+        ratios[name] = round(results[f"writers_{k}"]["events_per_s"] / copy, 3)
+    ratios["copy_batched_vs_copy"] = round(results["copy"]["batched_rows_per_s"] / copy, 3)
+    for k in writers:  # the same ratio within each repetition: how much the noise moves it
+        results[f"writers_{k}"]["samples_vs_copy"] = [
+            round(r["events_per_s"] / c["one_transaction"]["rows_per_s"], 3)
+            for r, c in zip(runs[f"writers_{k}"], cs, strict=True)
+        ]
+    if 1 in writers:
+        for k in writers:
+            if k != 1:
+                ratios[f"writers_{k}_vs_1"] = round(
+                    results[f"writers_{k}"]["events_per_s"] / results["writers_1"]["events_per_s"], 3
+                )
+    return results, ratios
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=200_000, help="backlog size (about; counted exactly)")
     ap.add_argument("--writers", default="1,2", help="writer counts to measure, comma-separated")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each mode, interleaved; medians are reported")
     ap.add_argument("--batch", type=int, default=1000, help="the writer's batch (its default: 1000)")
     ap.add_argument("--convenios", type=int, default=16, help="16: one per shard, every stream busy")
     ap.add_argument("--participants", type=int, default=5000)
@@ -520,7 +728,7 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=900, help="seconds each phase may take")
     ap.add_argument("--profile", action="store_true", help="add a single-writer run under cProfile")
     args = ap.parse_args()
-    args.writers = [int(w) for w in args.writers.split(",") if w]
+    args.writers = sorted({int(w) for w in args.writers.split(",") if w})
 
     embedded.ensure_installed()
     root = Path(tempfile.mkdtemp(prefix="convenio-bench-ledger-", dir="/tmp"))
@@ -541,12 +749,7 @@ def main() -> None:
         if pg is not None and pg.data_dir != root / "postgres":
             shutil.rmtree(pg.data_dir, ignore_errors=True)
 
-    res = out["results"]
-    copy = res["copy"]["one_transaction"]["rows_per_s"]
-    ratios = {f"ledger_vs_copy_{k}w": round(res[f"writers_{k}"]["events_per_s"] / copy, 3) for k in args.writers}
-    if 1 in args.writers:
-        ratios = {"ledger_vs_copy": ratios.pop("ledger_vs_copy_1w"), **ratios}
-    ratios["copy_batched_vs_copy"] = round(res["copy"]["batched"]["rows_per_s"] / copy, 3)
+    res, ratios = summarize(out["runs"], args.writers)
     first = res[f"writers_{args.writers[0]}"]
     report = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -563,24 +766,33 @@ def main() -> None:
         "events": out["events"],
         "sales": out["sales"],
         "event_mix": out["event_mix"],
+        "writers": first["writers"],
         "seconds": first["seconds"],
         "events_per_s": first["events_per_s"],
-        "copy_rows_per_s": copy,
-        "results": res,
+        "copy_rows_per_s": res["copy"]["rows_per_s"],
         "ratios": ratios,
+        "results": res,
     }
     if out["profile"]:
         report["profile"] = out["profile"]
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{datetime.date.today().isoformat()}-ledger.json"
     path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    print(f"medians of {args.repeat} run(s), {out['events']} events:")
     for k in args.writers:
         r = res[f"writers_{k}"]
-        print(f"{k} writer(s): {r['events']} events in {r['seconds']:.2f} s = {r['events_per_s']:.0f} events/s")
-    b = res["copy"]["batched"]
-    print(f"COPY: {copy:.0f} rows/s in one transaction, {b['rows_per_s']:.0f} rows/s in batches of {b['batch']}")
+        print(
+            f"  {k} writer(s): {r['events_per_s']:>8.0f} events/s ({r['seconds']:.2f} s)"
+            f"  samples {r['samples_events_per_s']}  cores busy {r['busy']}"
+        )
+    c = res["copy"]
+    print(
+        f"  COPY:        {c['rows_per_s']:>8.0f} rows/s in one transaction  samples {c['samples_rows_per_s']}"
+        f"  cores busy {c['busy']}"
+    )
+    print(f"               {c['batched_rows_per_s']:>8.0f} rows/s in batches of {c['batch']}")
     if out["profile"]:
-        print("profile (single writer, instrumented):")
+        print(f"profile (single writer, instrumented: {out['profile']['events_per_s']:.0f} events/s):")
         for key, v in out["profile"]["breakdown"].items():
             print(f"  {key:<55} {v['seconds']:>8.2f} s  {v['share']:>6.1%}  {v['calls']:>7} calls")
     print(f"ratios: {ratios}\nwritten {path}")
