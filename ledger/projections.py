@@ -11,14 +11,20 @@ it, so the last one of the batch is the row's state.
 from __future__ import annotations
 
 import datetime
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+import msgspec
 
 from ledger.decisions import decision_of
+
+_encode = msgspec.json.Encoder().encode
+
+
+def _json(value: Any) -> str:
+    return _encode(value).decode()
 
 
 @dataclass(frozen=True)
@@ -121,8 +127,8 @@ class Fold:
                     decision.convenio,
                     decision.participant,
                     decision.empenho_id,
-                    json.dumps(decision.request),
-                    json.dumps(decision.answer),
+                    _json(decision.request),
+                    _json(decision.answer),
                 )
             )
 
@@ -170,7 +176,7 @@ class Fold:
             "allocated": int(r.get("allocated") or 0),
             "balance": int(r.get("balance") or 0),
             "reserved": int(r.get("reserved") or 0),
-            "record": json.dumps(r),
+            "record": _json(r),
             "created_at": ms(r["created_at"]),
             "updated_at": ms(r["updated_at"]),
         }
@@ -192,7 +198,7 @@ class Fold:
             "limit": int(r.get("limit") or 0),
             "balance": int(r.get("balance") or 0),
             "reserved": int(r.get("reserved") or 0),
-            "record": json.dumps(r),
+            "record": _json(r),
             "created_at": ms(r["created_at"]),
             "updated_at": ms(r["updated_at"]),
         }
@@ -266,7 +272,7 @@ class Fold:
                 "coupon": d["coupon"],
                 "committed_at": e.at,
                 "ended_at": e.at,
-                "commit_result": json.dumps(d.get("answer") or {}),
+                "commit_result": _json(d.get("answer") or {}),
             },
         )
         self._history(e, d, "COMMITTED", amount)
@@ -282,7 +288,7 @@ class Fold:
         cols: dict[str, Any] = {"status": status, "ended_at": e.at}
         if status in ("CANCELLED", "REVERSED"):
             cols["cancel_reason"] = d.get("reason") or None
-            cols["cancel_result"] = json.dumps(d.get("answer") or {})
+            cols["cancel_result"] = _json(d.get("answer") or {})
         self.empenhos.put((d["id"],), cols)
         self._history(e, d, status, int(d["amount"]))
         self._pool(d)
@@ -302,25 +308,45 @@ class Fold:
         # parents before children: the foreign keys check each statement
         for table in (self.convenios, self.participants, self.vehicles, self.empenhos, self.api_keys, self.integration):
             await table.write(conn)
+        # append-only, and only events new to the journal get here: COPY, no conflicts possible
         if self.history:
-            await conn.executemany(
-                "INSERT INTO empenho_history (protocol, empenho_id, status, at, amount) VALUES ($1, $2, $3, $4, $5)",
-                self.history,
+            await conn.copy_records_to_table(
+                "empenho_history", records=self.history, columns=("protocol", "empenho_id", "status", "at", "amount")
             )
         if self.movements:
-            await conn.executemany(
-                """INSERT INTO movements (protocol, convenio, participant, kind, amount, balance_after, pool,
-                                          empenho_id, terminal, store, sale, coupon, at)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)""",
-                self.movements,
-            )
+            await conn.copy_records_to_table("movements", records=self.movements, columns=MOVEMENT_COLUMNS)
         if self.decisions:
-            await conn.executemany(
-                """INSERT INTO decisions (protocol, at, kind, outcome, http_status, error, convenio, participant,
-                                          empenho_id, request, answer)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
-                self.decisions,
-            )
+            await conn.copy_records_to_table("decisions", records=self.decisions, columns=DECISION_COLUMNS)
+
+
+MOVEMENT_COLUMNS = (
+    "protocol",
+    "convenio",
+    "participant",
+    "kind",
+    "amount",
+    "balance_after",
+    "pool",
+    "empenho_id",
+    "terminal",
+    "store",
+    "sale",
+    "coupon",
+    "at",
+)
+DECISION_COLUMNS = (
+    "protocol",
+    "at",
+    "kind",
+    "outcome",
+    "http_status",
+    "error",
+    "convenio",
+    "participant",
+    "empenho_id",
+    "request",
+    "answer",
+)
 
 
 async def apply(conn: asyncpg.Connection, events: list[Event]) -> None:

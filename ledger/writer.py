@@ -172,34 +172,52 @@ class Writer:
         reply = await self.gw.redis.xreadgroup(
             GROUP, self.consumer, dict.fromkeys(sorted(self.owned), ">"), count=self.batch, block=block_ms
         )
-        touched = {_name(s) for s, entries in _entries(reply) if entries}
         now = time.monotonic()
         periodic = now - self._trimmed >= self.trim_s
-        claim = touched | self._to_claim | (self.owned if periodic else set())
-        self._to_claim.clear()
+        claim = self._to_claim | (self.owned if periodic else set())
+        self._to_claim = set()
         handled = 0
-        for stream in sorted(claim & self.owned):
+        for stream in sorted(claim & self.owned):  # first what earlier owners left behind
             handled += await self.store_pending(stream)
+        for raw_stream, entries in _entries(reply):
+            stream = _name(raw_stream)
+            if not entries or stream not in self.owned or stream in claim:
+                continue  # (a claimed stream's fresh entries were stored with its pending ones)
+            if not await self._oldest_pending(stream, entries):
+                # someone else's older entries are pending too: take them all, in order
+                handled += await self.store_pending(stream)
+                continue
+            handled += await self.store(stream, entries)
         if periodic:
             await self.trim()
             self._trimmed = now
         return handled
 
+    async def _oldest_pending(self, stream: str, entries: list) -> bool:
+        """Are the entries just read the stream's only pending ones? Then they are next in
+        order. (A writer that lost its lock without knowing may have read older ones.)"""
+        summary = await self.gw.redis.xpending(stream, GROUP)
+        first = summary["min"].decode() if isinstance(summary["min"], bytes) else summary["min"]
+        return summary["pending"] == len(entries) and first == _name(entries[0][0])
+
+    async def store(self, stream: str, entries: list) -> int:
+        """Store entries of one stream (in stream order), then acknowledge them."""
+        assert self.conn is not None
+        present = [(sid, f) for sid, f in entries if f]
+        if present:
+            shard = self.streams[stream]
+            events = [to_event(shard, sid, f) for sid, f in present]
+            self.stored += await store_events(self.conn, stream, events, [f[b"data"] for _, f in present])
+        if entries:
+            await self.gw.redis.xack(stream, GROUP, *[sid for sid, _ in entries])
+        return len(entries)
+
     async def store_pending(self, stream: str) -> int:
         """Take the stream's oldest pending entries (ours or a dead writer's) and store them."""
-        assert self.conn is not None
         handled = 0
         while True:
             _, claimed, *_ = await self.gw.redis.xautoclaim(stream, GROUP, self.consumer, 0, "0-0", count=self.batch)
-            entries = [(sid, f) for sid, f in claimed if f]
-            if entries:
-                shard = self.streams[stream]
-                events = [to_event(shard, sid, f) for sid, f in entries]
-                self.stored += await store_events(self.conn, stream, events, [f[b"data"] for _, f in entries])
-            ids = [sid for sid, _ in claimed]
-            if ids:
-                await self.gw.redis.xack(stream, GROUP, *ids)
-            handled += len(ids)
+            handled += await self.store(stream, claimed)
             if len(claimed) < self.batch:
                 return handled
 
