@@ -76,9 +76,15 @@ def to_event(shard: str, stream_id: bytes, fields: dict[bytes, bytes]) -> Event:
     )
 
 
-async def store_events(conn: asyncpg.Connection, stream: str, events: list[Event], raw: list[bytes]) -> int:
-    """Store events (one stream, in stream order) and project the new ones, in one
-    transaction; returns how many were new."""
+Batch = list[tuple[str, list[Event], list[bytes]]]  # (stream, its events in order, their raw data)
+
+
+async def store_events(conn: asyncpg.Connection, batch: Batch) -> int:
+    """Store events of one or more streams (each in stream order) and project the new ones,
+    in one transaction; returns how many were new. Streams are independent of each other:
+    a convênio's events all live in one."""
+    events = [e for _, evs, _ in batch for e in evs]
+    raw = [r.decode() for _, _, rs in batch for r in rs]
     async with conn.transaction():
         rows = await conn.fetch(
             INSERT,
@@ -87,11 +93,12 @@ async def store_events(conn: asyncpg.Connection, stream: str, events: list[Event
             [e.stream_id for e in events],
             [e.type for e in events],
             [e.at for e in events],
-            [r.decode() for r in raw],
+            raw,
         )
         new = {r["protocol"] for r in rows}
         await projections.apply(conn, [e for e in events if e.protocol in new])
-        await conn.execute(PROGRESS, stream, events[-1].stream_id, len(new))
+        progress = [(stream, evs[-1].stream_id, sum(e.protocol in new for e in evs)) for stream, evs, _ in batch if evs]
+        await conn.executemany(PROGRESS, progress)
     return len(new)
 
 
@@ -179,45 +186,62 @@ class Writer:
         handled = 0
         for stream in sorted(claim & self.owned):  # first what earlier owners left behind
             handled += await self.store_pending(stream)
-        for raw_stream, entries in _entries(reply):
-            stream = _name(raw_stream)
-            if not entries or stream not in self.owned or stream in claim:
-                continue  # (a claimed stream's fresh entries were stored with its pending ones)
-            if not await self._oldest_pending(stream, entries):
-                # someone else's older entries are pending too: take them all, in order
-                handled += await self.store_pending(stream)
-                continue
-            handled += await self.store(stream, entries)
+        fresh = {
+            _name(raw): entries
+            for raw, entries in _entries(reply)
+            if entries and _name(raw) in self.owned and _name(raw) not in claim
+        }  # (a claimed stream's fresh entries were stored with its pending ones)
+        in_order = await self._oldest_pending(fresh)
+        for stream in sorted(set(fresh) - set(in_order)):
+            # someone else's older entries are pending too: take them all, in order
+            handled += await self.store_pending(stream)
+        handled += await self.store(in_order)
         if periodic:
             await self.trim()
             self._trimmed = now
         return handled
 
-    async def _oldest_pending(self, stream: str, entries: list) -> bool:
-        """Are the entries just read the stream's only pending ones? Then they are next in
-        order. (A writer that lost its lock without knowing may have read older ones.)"""
-        summary = await self.gw.redis.xpending(stream, GROUP)
-        first = summary["min"].decode() if isinstance(summary["min"], bytes) else summary["min"]
-        return summary["pending"] == len(entries) and first == _name(entries[0][0])
+    async def _oldest_pending(self, fresh: dict[str, list]) -> dict[str, list]:
+        """The streams whose entries just read are their only pending ones, hence next in
+        order. (A writer that lost its lock without knowing it may have read older ones.)"""
+        if not fresh:
+            return {}
+        async with self.gw.redis.pipeline(transaction=False) as pipe:
+            for stream in fresh:
+                pipe.xpending(stream, GROUP)
+            summaries = await pipe.execute()
+        in_order = {}
+        for (stream, entries), summary in zip(fresh.items(), summaries, strict=True):
+            if summary["pending"] == len(entries) and _name(summary["min"]) == _name(entries[0][0]):
+                in_order[stream] = entries
+        return in_order
 
-    async def store(self, stream: str, entries: list) -> int:
-        """Store entries of one stream (in stream order), then acknowledge them."""
+    async def store(self, batches: dict[str, list]) -> int:
+        """Store entries of several streams (each in stream order) in one transaction, then
+        acknowledge them."""
         assert self.conn is not None
-        present = [(sid, f) for sid, f in entries if f]
-        if present:
-            shard = self.streams[stream]
-            events = [to_event(shard, sid, f) for sid, f in present]
-            self.stored += await store_events(self.conn, stream, events, [f[b"data"] for _, f in present])
-        if entries:
-            await self.gw.redis.xack(stream, GROUP, *[sid for sid, _ in entries])
-        return len(entries)
+        batch: Batch = []
+        for stream, entries in batches.items():
+            present = [(sid, f) for sid, f in entries if f]
+            if present:
+                shard = self.streams[stream]
+                events = [to_event(shard, sid, f) for sid, f in present]
+                batch.append((stream, events, [f[b"data"] for _, f in present]))
+        if batch:
+            self.stored += await store_events(self.conn, batch)
+        handled = 0
+        for stream, entries in batches.items():
+            if entries:
+                await self.gw.redis.xack(stream, GROUP, *[sid for sid, _ in entries])
+                handled += len(entries)
+        return handled
 
     async def store_pending(self, stream: str) -> int:
         """Take the stream's oldest pending entries (ours or a dead writer's) and store them."""
         handled = 0
         while True:
             _, claimed, *_ = await self.gw.redis.xautoclaim(stream, GROUP, self.consumer, 0, "0-0", count=self.batch)
-            handled += await self.store(stream, claimed)
+            handled += await self.store({stream: claimed})
             if len(claimed) < self.batch:
                 return handled
 

@@ -57,10 +57,12 @@ async def test_a_writer_that_dies_after_storing_but_before_acknowledging_loses_a
     await w1.connect()
     await w1.rebalance()
     reply = await gw.redis.xreadgroup(writer.GROUP, "w1", dict.fromkeys(gw.keys.all_events(), ">"), count=1000)
+    batch = []
     for stream, entries in writer._entries(reply):
         name = writer._name(stream)
         events = [writer.to_event(w1.streams[name], sid, f) for sid, f in entries]
-        await writer.store_events(w1.conn, name, events, [f[b"data"] for _, f in entries])
+        batch.append((name, events, [f[b"data"] for _, f in entries]))
+    await writer.store_events(w1.conn, batch)
     await w1.close()  # its locks go with its connection
 
     # another writer takes its streams and its pending batch: nothing doubles, nothing stays pending
