@@ -41,6 +41,8 @@ class LedgerDB:
         try:
             pool = await asyncio.wait_for(self._get_pool(), self.timeout_s)
             return await pool.fetch(sql, *args, timeout=self.timeout_s)
+        except asyncpg.DataError as exc:  # a value Postgres cannot take (checked at the edge first)
+            raise ApiError(ErrorCode.INVALID_REQUEST, f"A value is out of range: {type(exc).__name__}.") from None
         except _DOWN:
             raise ApiError(ErrorCode.LEDGER_UNAVAILABLE) from None
         except asyncpg.UndefinedTableError:

@@ -130,8 +130,8 @@ def _instant(q: Any, name: str) -> datetime.datetime | None:
             return datetime.datetime.fromisoformat(raw).replace(tzinfo=datetime.UTC)
         if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+(Z|[+-][0-9]{2}:[0-9]{2})", raw):
             raise ValueError(raw)
-        value = datetime.datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
+        value = datetime.datetime.fromisoformat(raw.replace("Z", "+00:00")).astimezone(datetime.UTC)
+    except (ValueError, OverflowError):
         raise invalid(name, f"`{name}` must be a date (2026-11-01) or an RFC 3339 instant.") from None
     return value
 

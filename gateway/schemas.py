@@ -25,7 +25,9 @@ Code = Annotated[
 Amount = Annotated[int, Meta(gt=0, le=MAX_AMOUNT, description="Centavos, > 0.")]
 Money = Annotated[int, Meta(ge=0, le=MAX_AMOUNT, description="Centavos, >= 0.")]
 SignedMoney = Annotated[int, Meta(description="Centavos; may be negative after tolerance use.")]
-Text = Annotated[str, Meta(min_length=1, max_length=64)]
+#: free text a person typed: no control characters (Postgres refuses NUL; nobody means them)
+PLAIN = r"^[^\x00-\x1f\x7f]*(?!\n)$"
+Text = Annotated[str, Meta(min_length=1, max_length=64, pattern=PLAIN)]
 Plate = Annotated[str, Meta(pattern=r"^[A-Za-z0-9\-]{1,16}(?!\n)$", description="Vehicle plate.", examples=["ABC1D23"])]
 Timestamp = Annotated[str, Meta(description="RFC 3339, UTC.", examples=["2026-11-23T14:05:00.000Z"])]
 Status = Literal["ACTIVE", "BLOCKED"]
@@ -117,7 +119,7 @@ class CommitRequest(Frozen):
 
 
 class CancelRequest(Frozen):
-    reason: Annotated[str, Meta(max_length=256)] | None = None
+    reason: Annotated[str, Meta(max_length=256, pattern=PLAIN)] | None = None
 
 
 class EmpenhoOutcome(Struct):
@@ -164,12 +166,12 @@ class Billing(Frozen):
     automatic: bool = False
     period: Literal["DAILY", "MONTHLY"] = "MONTHLY"
     in_participant_name: bool = False
-    payment_method: Annotated[str, Meta(max_length=64)] = "BOLETO"
+    payment_method: Annotated[str, Meta(max_length=64, pattern=PLAIN)] = "BOLETO"
 
 
 class ConvenioCreate(Frozen):
     code: Code
-    name: Annotated[str, Meta(min_length=1, max_length=128)]
+    name: Annotated[str, Meta(min_length=1, max_length=128, pattern=PLAIN)]
     total_limit: Money
     tolerance: Money = 0
     shared: bool = False
@@ -180,7 +182,7 @@ class ConvenioCreate(Frozen):
 
 
 class ConvenioUpdate(Frozen):
-    name: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
+    name: Annotated[str, Meta(min_length=1, max_length=128, pattern=PLAIN)] | None = None
     total_limit: Money | None = None
     tolerance: Money | None = None
     shared: bool | None = None
@@ -212,16 +214,16 @@ Password = Annotated[str, Meta(min_length=4, max_length=128)]
 
 class ParticipantCreate(Frozen):
     code: Code
-    name: Annotated[str, Meta(min_length=1, max_length=128)]
-    document: Annotated[str, Meta(max_length=32)] = ""
+    name: Annotated[str, Meta(min_length=1, max_length=128, pattern=PLAIN)]
+    document: Annotated[str, Meta(max_length=32, pattern=PLAIN)] = ""
     limit: Money = 0
     password: Password | None = None
     status: Status = "ACTIVE"
 
 
 class ParticipantUpdate(Frozen):
-    name: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
-    document: Annotated[str, Meta(max_length=32)] | None = None
+    name: Annotated[str, Meta(min_length=1, max_length=128, pattern=PLAIN)] | None = None
+    document: Annotated[str, Meta(max_length=32, pattern=PLAIN)] | None = None
     limit: Money | None = None
     password: Password | None = None
     status: Status | None = None
@@ -248,7 +250,7 @@ class ParticipantList(Struct):
 
 class VehicleSave(Frozen):
     plate: Plate
-    description: Annotated[str, Meta(max_length=128)] = ""
+    description: Annotated[str, Meta(max_length=128, pattern=PLAIN)] = ""
 
 
 class VehicleView(Out):

@@ -24,6 +24,7 @@ import asyncio
 import datetime
 import logging
 import math
+import re
 import time
 import zlib
 from collections.abc import Iterable
@@ -65,6 +66,15 @@ async def ensure_groups(gw: Gateway) -> None:
                 raise
 
 
+_NUL = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def clean(raw: bytes) -> bytes:
+    """Postgres refuses NUL in text and jsonb; the HTTP edge refuses it in every field, and
+    should one still reach an event it becomes U+FFFD here rather than stall its shard."""
+    return _NUL.sub(rb"\1\\ufffd", raw) if b"\\u0000" in raw else raw
+
+
 def to_event(shard: str, stream_id: bytes, fields: dict[bytes, bytes]) -> Event:
     return Event(
         protocol=fields[b"protocol"].decode(),
@@ -72,7 +82,7 @@ def to_event(shard: str, stream_id: bytes, fields: dict[bytes, bytes]) -> Event:
         stream_id=stream_id.decode(),
         type=fields[b"type"].decode(),
         at=datetime.datetime.fromtimestamp(int(fields[b"at"]) / 1000, datetime.UTC),
-        data=_decode(fields[b"data"]),
+        data=_decode(clean(fields[b"data"])),
     )
 
 
@@ -226,7 +236,7 @@ class Writer:
             if present:
                 shard = self.streams[stream]
                 events = [to_event(shard, sid, f) for sid, f in present]
-                batch.append((stream, events, [f[b"data"] for _, f in present]))
+                batch.append((stream, events, [clean(f[b"data"]) for _, f in present]))
         if batch:
             self.stored += await store_events(self.conn, batch)
         handled = 0

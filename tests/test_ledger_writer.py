@@ -112,3 +112,39 @@ async def test_a_batch_with_a_new_password_then_other_changes_keeps_the_password
     assert (row["name"], row["limit"], row["balance"]) == ("OUTRO NOME", 1500, 1500)
     assert row["pw_hash"] and row["pw_hash"].startswith("$argon2id$")
     assert await ledger.fetchval("SELECT allocated FROM convenios WHERE code = 'EMPX'") == 1500
+
+
+async def test_a_nul_character_is_refused_at_the_edge_and_cannot_stall_a_shard(
+    seed: Terminal, backoffice, gw, ledger, ledger_url
+) -> None:
+    from tests.checkout import assert_error
+
+    refused = await seed.hold(100, body=seed.sale(100, None, terminal="PDV\u0000"))
+    assert_error(refused, 422, "INVALID_REQUEST", field="terminal")
+    # should one reach an event anyway (here: straight through the script), the writer stores it
+    import msgspec
+
+    k = gw.keys
+    await gw.run(
+        "participant_save",
+        [k.convenio("EMP001"), k.participant("EMP001", "NUL1"), k.members("EMP001"), k.events(k.shard_of("EMP001"))],
+        [
+            "create",
+            gw.now_ms(),
+            gw.protocol(),
+            "EMP001",
+            "NUL1",
+            msgspec.json.encode({"name": "A\u0000B", "limit": "0"}),
+        ],
+    )
+    await writer.drain(gw, ledger_url)
+    assert await ledger.fetchval("SELECT name FROM participants WHERE participant = 'NUL1'") == "A\ufffdB"
+
+
+async def test_an_instant_out_of_range_is_a_bad_request(backoffice, seed: Terminal, ledger_url) -> None:
+    from tests.checkout import assert_error
+
+    r = await backoffice.client.get(
+        "/v1/convenios/EMP001/movements", params={"to": "9999-12-31T23:00:00-05:00"}, headers=backoffice.headers
+    )
+    assert_error(r, 422, "INVALID_REQUEST", field="to")
