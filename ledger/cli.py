@@ -169,7 +169,7 @@ def demo(convenio: str, participant: str) -> None:
     show_default="host-pid",
     help="This writer's name in the consumer group; writers share the streams.",
 )
-@click.option("--once", is_flag=True, help="Store what the streams hold now, then exit (no other writer may run).")
+@click.option("--once", is_flag=True, help="Store what the streams hold now, then exit.")
 def ledger(consumer: str, once: bool) -> None:
     """Run the ledger writer until stopped: every shard's events into the Postgres journal and
     its projections, exactly once (SIGINT/SIGTERM stop it after the batch in hand). Several

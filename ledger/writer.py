@@ -322,20 +322,25 @@ async def run(gw: Gateway, database_url: str, consumer: str, stopping: asyncio.E
 
 
 async def drain(gw: Gateway, database_url: str, consumer: str = "drain", stall_s: float = 30.0) -> int:
-    """Store everything now in the streams as a one-off writer, and return how many entries it
-    handled (`convenio ledger --once`, tests, tools). Fails if no progress for `stall_s`."""
+    """Store everything now in the streams as a one-off writer (sharing them with any writer
+    running), and return how many entries it handled (`convenio ledger --once`, tests, tools).
+    Fails if nothing moves for `stall_s`."""
     await ensure_groups(gw)
     w = Writer(gw, database_url, consumer, rebalance_s=0)
     deadline = time.monotonic() + stall_s
-    total = 0
+    total, behind = 0, -1
     try:
         while True:
             n = await w.round()
             total += n
-            if n:
-                deadline = time.monotonic() + stall_s
-            elif len(w.owned) == len(w.streams) and await _unhandled(gw) == 0:
+            lag = await _unhandled(gw)
+            if lag == 0:  # stored, by this writer or by others running
                 return total
+            if n or lag < behind:
+                deadline = time.monotonic() + stall_s
+            behind = lag
+            if not n:  # others are storing: let them
+                await asyncio.sleep(0.05)
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the streams stopped draining for {stall_s}s (is another writer holding them?)")
     finally:
