@@ -70,6 +70,7 @@ class Endpoint:
     handler: Handler
     response: type
     status: int = 200
+    also: tuple[int, ...] = ()  # other success statuses (e.g. 200 when a save changed a record)
     permissions: frozenset[Permission] = frozenset()
     request: type | None = None
     body_optional: bool = False

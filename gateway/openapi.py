@@ -66,9 +66,12 @@ def document(endpoints: tuple[Endpoint, ...], version: str) -> dict[str, Any]:
             "tags": [ep.tag],
             "parameters": params,
             "responses": {
-                str(ep.status): {
-                    "description": "Success",
-                    "content": {"application/json": {"schema": ref[ep.response]}},
+                **{
+                    str(status): {
+                        "description": "Success" if status == ep.status else "Success (also)",
+                        "content": {"application/json": {"schema": ref[ep.response]}},
+                    }
+                    for status in (ep.status, *ep.also)
                 },
                 **_error_responses(codes, error_ref),
             },
