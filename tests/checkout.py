@@ -15,6 +15,15 @@ from gateway.permissions import Permission
 
 _sales = itertools.count(1)
 
+#: a valid value for every path parameter the endpoint table uses (nothing behind them exists)
+VALID_PATH = {
+    "convenio": "EMP001",
+    "participant": "CLI001",
+    "plate": "ABC1D23",
+    "id": "E1-01ARZ3NDEKTSV4RRFFQ69G5FAV",
+    "protocol": "P01ARZ3NDEKTSV4RRFFQ69G5FAV",
+}
+
 
 def assert_error(
     r: httpx.Response, status: int, code: str, field: str | None = None, secrets: tuple[str, ...] = ()

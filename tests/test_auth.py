@@ -19,16 +19,8 @@ from gateway.http import Endpoint
 from gateway.permissions import Permission
 from gateway.routes import ENDPOINTS
 from tests import checkout
-from tests.checkout import BackOffice, Terminal
+from tests.checkout import VALID_PATH, BackOffice, Terminal
 
-#: valid values for every path parameter the table uses (nothing behind them exists)
-VALID_PATH = {
-    "convenio": "EMP001",
-    "participant": "CLI001",
-    "plate": "ABC1D23",
-    "id": "E1-01ARZ3NDEKTSV4RRFFQ69G5FAV",
-    "protocol": "P01ARZ3NDEKTSV4RRFFQ69G5FAV",
-}
 #: values that fail every path parameter's pattern
 INVALID_PATH = dict.fromkeys(VALID_PATH, "not a code " + "X" * 90)
 UNKNOWN_KEY = "cvk_" + "U" * 43  # looks like a key, was never issued

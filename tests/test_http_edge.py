@@ -32,17 +32,10 @@ from gateway.schemas import (
     PasswordCheck,
     VehicleSave,
 )
-from tests.checkout import BackOffice, Terminal, assert_error
+from tests.checkout import VALID_PATH, BackOffice, Terminal, assert_error
 
 DROP = object()  # marks a field to leave out of a body
 AVAILABLE = 11000  # the seed's R$ 100,00 limit + R$ 10,00 tolerance, untouched
-VALID_PATH = {
-    "convenio": "EMP001",
-    "participant": "CLI001",
-    "plate": "ABC1D23",
-    "id": "E1-01ARZ3NDEKTSV4RRFFQ69G5FAV",
-    "protocol": "P01ARZ3NDEKTSV4RRFFQ69G5FAV",
-}
 
 
 def url_of(ep: Endpoint, **values: str) -> str:
