@@ -72,9 +72,7 @@ def decision_of(etype: str, protocol: str, d: dict[str, Any]) -> Decision | None
         }
         return Decision("empenho.hold", "APPROVED", 201, None, *who, d["id"], _hold_request(d), answer)
     if etype == "empenho.declined":
-        return _declined(
-            "empenho.hold", d["error"], protocol, d, _hold_request(d), available=d.get("available")
-        )._replace(empenho_id=None)
+        return _declined("empenho.hold", d["error"], protocol, d, _hold_request(d), available=d.get("available"))
     if etype == "empenho.committed":
         request = {"id": d["id"], "coupon": d["coupon"], "amount": d["amount"]}
         body = _outcome_body(d, "COMMITTED", protocol)

@@ -81,7 +81,7 @@ class Difference:
 
     def line(self) -> str:
         who = f"convênio {self.convenio}" + (f" participant {self.participant}" if self.participant else " (pool)")
-        shown = ", ".join(f"{src} {_show(self.field, v)}" for src, v in self.values.items())
+        shown = ", ".join(f"{src} {_show(v)}" for src, v in self.values.items())
         nums = [v for v in self.values.values() if isinstance(v, int) and not isinstance(v, bool)]
         delta = ""
         if self.field in MONEY and len(nums) == len(self.values) and len(set(nums)) > 1:
@@ -123,10 +123,8 @@ def _brl(centavos: int) -> str:
     return f"{centavos} centavos (R$ {sign}{reais:,}.{cents:02d})".replace(",", "X").replace(".", ",").replace("X", ".")
 
 
-def _show(name: str, value: Any) -> str:
-    if value is None:
-        return "—"
-    return str(value)
+def _show(value: Any) -> str:
+    return "—" if value is None else str(value)
 
 
 async def wait_for_ledger(gw: Gateway, timeout_s: float) -> int:

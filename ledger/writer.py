@@ -38,6 +38,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.core import Gateway
 from gateway.keys import LEDGER_GROUP
+from gateway.ledger_lag import ledger_lag
 from ledger import projections
 from ledger.projections import Event
 
@@ -333,7 +334,7 @@ async def drain(gw: Gateway, database_url: str, consumer: str = "drain", stall_s
         while True:
             n = await w.round()
             total += n
-            lag = await _unhandled(gw)
+            lag = await ledger_lag(gw)
             if lag == 0:  # stored, by this writer or by others running
                 return total
             if n or lag < behind:
@@ -345,9 +346,3 @@ async def drain(gw: Gateway, database_url: str, consumer: str = "drain", stall_s
                 raise RuntimeError(f"the streams stopped draining for {stall_s}s (is another writer holding them?)")
     finally:
         await w.close()
-
-
-async def _unhandled(gw: Gateway) -> int:
-    from gateway.ledger_lag import ledger_lag
-
-    return await ledger_lag(gw)
