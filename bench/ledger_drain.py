@@ -203,7 +203,12 @@ class Backlog:
         if rng.random() < 0.01:  # a wrong password first
             await gw.run(
                 "password_result",
-                [gw.keys.participant(conv, part), gw.keys.proof(conv, "x"), gw.keys.events(gw.keys.shard_of(conv))],
+                [
+                    gw.keys.participant(conv, part),
+                    gw.keys.proof(conv, "x"),
+                    gw.keys.events(gw.keys.shard_of(conv)),
+                    gw.keys.password_checks(conv, part),
+                ],
                 ["0", gw.now_ms(), gw.protocol(), 5, 900_000, 120_000, conv, part],
             )
         proof = None if rng.random() < 0.02 else await mint_proof(gw, conv, part)  # no proof: declined

@@ -12,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -21,6 +22,7 @@ from gateway.apikeys import ApiKeyCache
 from gateway.config import Settings
 from gateway.core import Gateway
 from gateway.errors import ApiError, ErrorCode
+from gateway.header_limit import HeaderLimit
 from gateway.http import JSON, UNAVAILABLE, Call, Endpoint, Reply, error_response, wrap
 from gateway.ledger_lag import ledger_lag
 from gateway.routes import ENDPOINTS
@@ -112,4 +114,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         code = ErrorCode.METHOD_NOT_ALLOWED if exc.status_code == 405 else ErrorCode.NOT_FOUND
         return error_response(ApiError(code))
 
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(HeaderLimit)],
+        exception_handlers={HTTPException: http_error},
+    )

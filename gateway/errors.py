@@ -14,6 +14,7 @@ class ErrorCode(enum.StrEnum):
     # request shape and transport
     INVALID_REQUEST = "INVALID_REQUEST"
     BODY_TOO_LARGE = "BODY_TOO_LARGE"
+    HEADERS_TOO_LARGE = "HEADERS_TOO_LARGE"
     NOT_FOUND = "NOT_FOUND"
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     # authentication and permission
@@ -31,6 +32,8 @@ class ErrorCode(enum.StrEnum):
     SHARING_MODE_LOCKED = "SHARING_MODE_LOCKED"
     # password
     PASSWORD_LOCKED = "PASSWORD_LOCKED"
+    PASSWORD_CHECK_BUSY = "PASSWORD_CHECK_BUSY"
+    PASSWORD_CHECK_TIMEOUT = "PASSWORD_CHECK_TIMEOUT"
     PASSWORD_NOT_SET = "PASSWORD_NOT_SET"
     # empenho decisions
     INSUFFICIENT_LIMIT = "INSUFFICIENT_LIMIT"
@@ -56,6 +59,7 @@ class ErrorCode(enum.StrEnum):
 ERRORS: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.INVALID_REQUEST: (422, "The request is not valid."),
     ErrorCode.BODY_TOO_LARGE: (413, "The request body is larger than 64 KiB."),
+    ErrorCode.HEADERS_TOO_LARGE: (431, "The request headers are larger than 16 KiB."),
     ErrorCode.NOT_FOUND: (404, "No such endpoint."),
     ErrorCode.METHOD_NOT_ALLOWED: (405, "Method not allowed on this endpoint."),
     ErrorCode.UNAUTHORIZED: (401, "A valid API key is required (Authorization: Bearer <key>)."),
@@ -76,6 +80,11 @@ ERRORS: dict[ErrorCode, tuple[int, str]] = {
         "The sharing mode cannot change once the convênio has participants.",
     ),
     ErrorCode.PASSWORD_LOCKED: (423, "Too many failed password checks; try again later."),
+    ErrorCode.PASSWORD_CHECK_TIMEOUT: (503, "The password check took too long to count; check again."),
+    ErrorCode.PASSWORD_CHECK_BUSY: (
+        429,
+        "Other password checks of this participant are in progress; try again in a moment.",
+    ),
     ErrorCode.PASSWORD_NOT_SET: (422, "This participant has no password set."),
     ErrorCode.INSUFFICIENT_LIMIT: (422, "The amount is more than the available limit."),
     ErrorCode.PARTICIPANT_BLOCKED: (422, "The participant is blocked."),

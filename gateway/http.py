@@ -29,6 +29,7 @@ JSON = "application/json"
 _DIGITS = re.compile(r"^[0-9]{1,18}$")  # str.isdigit() also accepts "²", which int() refuses
 _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 _PLATE = re.compile(r"^[A-Za-z0-9\-]{1,16}$")
+_ENUM_VALUE = re.compile(r"^Invalid enum value .*?(?= - at `|$)", re.DOTALL)
 _FIELD = re.compile(r"at `\$\.?([^`]*)`")
 _NAMED = re.compile(r"(?:missing required|unknown) field `([^`]*)`")
 #: what each path parameter must look like; anything else is INVALID_REQUEST naming it
@@ -108,7 +109,8 @@ def decode(decoder: msgspec.json.Decoder, raw: bytes) -> Any:
     try:
         return decoder.decode(raw)
     except msgspec.ValidationError as exc:
-        text = str(exc)
+        # msgspec quotes a refused enum value; it may be anything, a pasted password included
+        text = _ENUM_VALUE.sub("Not one of the allowed values", str(exc))
         at = _FIELD.search(text)
         where = at.group(1) if at else ""
         named = _NAMED.search(text)

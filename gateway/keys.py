@@ -53,6 +53,10 @@ class Keys:
         """Hash plate -> JSON of the vehicle (description, last km)."""
         return f"{self.tag(self.shard_of(convenio))}:veh:{convenio}:{participant}"
 
+    def password_checks(self, convenio: str, participant: str) -> str:
+        """Sorted set of the participant's password checks in progress (protocol -> stale-after ms)."""
+        return f"{self.tag(self.shard_of(convenio))}:pwchecks:{convenio}:{participant}"
+
     def proof(self, convenio: str, proof_digest: str) -> str:
         return f"{self.tag(self.shard_of(convenio))}:proof:{proof_digest}"
 

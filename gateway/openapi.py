@@ -56,6 +56,7 @@ def document(endpoints: tuple[Endpoint, ...], version: str) -> dict[str, Any]:
             for n, d in ep.query
         ]
         codes = list(ep.errors) + [ErrorCode.INVALID_REQUEST, ErrorCode.SERVICE_UNAVAILABLE]
+        codes.append(ErrorCode.HEADERS_TOO_LARGE)  # any request, before routing: gateway.header_limit
         if not ep.public:
             codes += [ErrorCode.UNAUTHORIZED, ErrorCode.FORBIDDEN]
         if ep.request is not None:

@@ -10,20 +10,35 @@ from gateway.errors import ApiError
 from gateway.passwords import digest
 from gateway.schemas import PasswordCheck, PasswordResult
 
+#: A check in progress stops counting against the allowed failures after this long, so checks
+#: orphaned by a dead worker or a Redis restart do not keep a participant waiting. A check that
+#: takes longer (a machine overloaded past any terminal's patience) gets no proof even with the
+#: right password: guesses beyond the allowed failures can never pay off.
+CHECK_STALE_MS = 10_000
+
 
 async def verify_password(gw: Gateway, convenio: str, participant: str, body: PasswordCheck) -> PasswordResult:
     await check_integration_key(gw, body.integration_key)
     s, k = gw.settings, gw.keys
-    conv_key, part_key, stream = (
+    conv_key, part_key, stream, checks = (
         k.convenio(convenio),
         k.participant(convenio, participant),
         k.events(k.shard_of(convenio)),
+        k.password_checks(convenio, participant),
     )
     protocol = gw.protocol()
     opened = await gw.run(
         "password_attempt",
-        [conv_key, part_key, stream],
-        [gw.now_ms(), s.password_max_failures, s.password_lock_s * 1000, protocol, convenio, participant],
+        [conv_key, part_key, stream, checks],
+        [
+            gw.now_ms(),
+            s.password_max_failures,
+            s.password_lock_s * 1000,
+            protocol,
+            convenio,
+            participant,
+            CHECK_STALE_MS,
+        ],
     )
     if not opened["ok"]:
         raise ApiError(opened["code"], protocol=protocol, **opened["x"])
@@ -31,7 +46,7 @@ async def verify_password(gw: Gateway, convenio: str, participant: str, body: Pa
     proof = secrets.token_urlsafe(32) if valid else ""
     closed = await gw.run(
         "password_result",
-        [part_key, k.proof(convenio, digest(proof) if valid else "none"), stream],
+        [part_key, k.proof(convenio, digest(proof) if valid else "none"), stream, checks],
         [
             "1" if valid else "0",
             gw.now_ms(),
@@ -43,6 +58,8 @@ async def verify_password(gw: Gateway, convenio: str, participant: str, body: Pa
             participant,
         ],
     )
+    if not closed["ok"]:
+        raise ApiError(closed["code"], protocol=protocol, **closed["x"])
     r = closed["r"]
     if r["valid"]:
         return PasswordResult(valid=True, proof=proof, expires_in=s.proof_ttl_s, protocol=protocol)

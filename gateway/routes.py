@@ -220,6 +220,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         errors=(
             E.INTEGRATION_KEY_INVALID,
             E.PASSWORD_LOCKED,
+            E.PASSWORD_CHECK_BUSY,
+            E.PASSWORD_CHECK_TIMEOUT,
             E.PASSWORD_NOT_SET,
             E.UNKNOWN_CONVENIO,
             E.UNKNOWN_PARTICIPANT,

@@ -104,10 +104,10 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
         port=port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        # httptools bounds no request head; this subclass refuses one past 24 KiB (431), see header_limit
+        http="gateway.header_limit:HeadLimitedHttpToolsProtocol",
         access_log=False,
         log_level=log_level,
-        h11_max_incomplete_event_size=16 * 1024,
     )
 
 

@@ -216,17 +216,26 @@ async def mint_proof(gw: Gateway, convenio: str, participant: str) -> str:
     argon2's ~30 ms each: for tests that need hundreds of holds at once."""
     import secrets
 
+    from gateway.password_check import CHECK_STALE_MS
     from gateway.passwords import digest
 
     proof = secrets.token_urlsafe(32)
     k, s = gw.keys, gw.settings
-    await gw.run(
+    protocol = gw.protocol()
+    # the check opened as password_attempt.lua opens it (it would also want a password hash)
+    await gw.redis.zadd(k.password_checks(convenio, participant), {protocol: gw.now_ms() + CHECK_STALE_MS})
+    closed = await gw.run(
         "password_result",
-        [k.participant(convenio, participant), k.proof(convenio, digest(proof)), k.events(k.shard_of(convenio))],
+        [
+            k.participant(convenio, participant),
+            k.proof(convenio, digest(proof)),
+            k.events(k.shard_of(convenio)),
+            k.password_checks(convenio, participant),
+        ],
         [
             "1",
             gw.now_ms(),
-            gw.protocol(),
+            protocol,
             s.password_max_failures,
             s.password_lock_s * 1000,
             s.proof_ttl_s * 1000,
@@ -234,4 +243,5 @@ async def mint_proof(gw: Gateway, convenio: str, participant: str) -> str:
             participant,
         ],
     )
+    assert closed["ok"], closed
     return proof

@@ -128,13 +128,15 @@ async def test_password_checks_right_wrong_and_locked_are_found_under_their_prot
     assert valid.json()["valid"] is True
     invalid = await seed.check_password(wrong(seed.password))
     assert invalid.json()["valid"] is False
-    # a burst of guesses: the one past the allowed failures is locked out as it is counted
+    # a burst of guesses: the one past the allowed failures, counting those in progress, waits;
+    # the others fail, the last of them locks the participant, and the next check is refused
     burst = await asyncio.gather(
         *(seed.check_password(wrong(seed.password)) for _ in range(gw.settings.password_max_failures))
     )
-    locked = [r for r in burst if r.status_code == 423]
-    assert len(locked) == 1, [r.text for r in burst]
-    lock = assert_error(locked[0], 423, "PASSWORD_LOCKED")
+    busy = [r for r in burst if r.status_code == 429]
+    assert len(busy) == 1, [r.text for r in burst]
+    wait = assert_error(busy[0], 429, "PASSWORD_CHECK_BUSY")
+    lock = assert_error(await seed.check_password(), 423, "PASSWORD_LOCKED")
     stranger = await seed.check_password(participant="NINGUEM")
     refused = assert_error(stranger, 404, "UNKNOWN_PARTICIPANT")
     await writer.drain(gw, ledger_url)
@@ -149,7 +151,15 @@ async def test_password_checks_right_wrong_and_locked_are_found_under_their_prot
     assert d["answer"] == invalid.json()
     assert d["answer"]["attempts_left"] == gw.settings.password_max_failures - 1
 
-    assert await ledger.fetchval("SELECT type FROM journal WHERE protocol = $1", lock["protocol"]) == "password.locked"
+    assert await ledger.fetchval("SELECT type FROM journal WHERE protocol = $1", lock["protocol"]) == "password.refused"
+    d = await decision(seed, wait["protocol"])
+    assert (d["kind"], d["outcome"], d["http_status"], d["error"]) == (
+        "password.verify",
+        "DECLINED",
+        429,
+        "PASSWORD_CHECK_BUSY",
+    )
+    assert d["answer"] == busy[0].json()
     d = await decision(seed, lock["protocol"])
     assert (d["kind"], d["outcome"], d["http_status"], d["error"]) == (
         "password.verify",

@@ -3,7 +3,7 @@ must present (bound to its convênio and participant, short-lived)."""
 
 import asyncio
 
-from tests.checkout import Clock, Terminal
+from tests.checkout import Clock, Terminal, assert_error
 
 
 async def test_a_wrong_password_says_how_many_attempts_are_left(seed: Terminal, gw) -> None:
@@ -32,7 +32,50 @@ async def test_a_burst_of_parallel_guesses_cannot_exceed_the_allowed_failures(se
     answers = await asyncio.gather(*(seed.check_password(wrong) for _ in range(20)))
     verified = [a for a in answers if a.status_code == 200]
     assert len(verified) == gw.settings.password_max_failures
-    assert all(a.status_code == 423 for a in answers if a.status_code != 200)
+    # the rest waited for those in progress (429) or came after they locked it (423)
+    assert all(a.status_code in (423, 429) for a in answers if a.status_code != 200)
+    assert (await seed.check_password()).status_code == 423
+
+
+async def test_parallel_checks_of_the_right_password_never_lock_the_participant(seed: Terminal, gw) -> None:
+    answers = await asyncio.gather(*(seed.check_password() for _ in range(3 * gw.settings.password_max_failures)))
+    assert {a.status_code for a in answers} <= {200, 429}, [a.text for a in answers]
+    assert all(a.json()["valid"] for a in answers if a.status_code == 200)
+    assert (await seed.check_password()).json()["valid"] is True
+
+
+async def test_checks_whose_verdict_never_came_are_not_failures(seed: Terminal, gw, clock: Clock) -> None:
+    # a gateway worker killed (or Redis lost) between opening a check and recording its verdict
+    from gateway.password_check import CHECK_STALE_MS
+
+    k, s = gw.keys, gw.settings
+    for _ in range(s.password_max_failures):
+        opened = await gw.run(
+            "password_attempt",
+            [
+                k.convenio(seed.convenio),
+                k.participant(seed.convenio, seed.participant),
+                k.events(k.shard_of(seed.convenio)),
+                k.password_checks(seed.convenio, seed.participant),
+            ],
+            [
+                gw.now_ms(),
+                s.password_max_failures,
+                s.password_lock_s * 1000,
+                gw.protocol(),
+                seed.convenio,
+                seed.participant,
+                CHECK_STALE_MS,
+            ],
+        )
+        assert opened["ok"], opened
+    busy = await seed.check_password()  # while they might still be running, the next one waits
+    assert busy.status_code == 429 and busy.json()["error"]["code"] == "PASSWORD_CHECK_BUSY", busy.text
+    assert busy.json()["error"]["retry_after"] >= 1
+    clock.advance(CHECK_STALE_MS / 1000 + 1)
+    assert (await seed.check_password()).json()["valid"] is True
+    wrong = "999999" if seed.password != "999999" else "888888"
+    assert (await seed.check_password(wrong)).json()["attempts_left"] == s.password_max_failures - 1
 
 
 async def test_guesses_in_flight_when_the_lock_falls_are_told_none_are_left(seed: Terminal, gw) -> None:
@@ -127,3 +170,26 @@ async def test_a_lookalike_code_with_a_trailing_newline_is_no_code(seed: Termina
     r = await seed.hold(100, body={**sale, "participant": "CLI001\n"})
     assert r.status_code == 422
     assert r.json()["error"]["field"] == "participant"
+
+
+async def test_a_check_slower_than_the_stale_window_gives_no_proof_but_a_wrong_one_still_counts(
+    seed: Terminal, gw, clock: Clock, monkeypatch
+) -> None:
+    # a machine so loaded that the hash took longer than a check may stay open: the verdict
+    # came after the check stopped counting, so a right password must not pay off
+    from gateway.password_check import CHECK_STALE_MS
+
+    real = gw.passwords.verify
+
+    async def slow(stored_hash: str, password: str) -> bool:
+        clock.advance(CHECK_STALE_MS / 1000 + 1)
+        return await real(stored_hash, password)
+
+    monkeypatch.setattr(gw.passwords, "verify", slow)
+    late = await seed.check_password()
+    error = assert_error(late, 503, "PASSWORD_CHECK_TIMEOUT")
+    assert error["retry_after"] == 1 and "proof" not in late.text
+    wrong = "999999" if seed.password != "999999" else "888888"
+    assert (await seed.check_password(wrong)).json()["attempts_left"] == gw.settings.password_max_failures - 1
+    monkeypatch.setattr(gw.passwords, "verify", real)
+    assert (await seed.check_password()).json()["valid"] is True

@@ -1,13 +1,19 @@
--- password_attempt.lua: open one password check; counts the attempt BEFORE the (slow)
--- hash is verified, so a burst of parallel guesses cannot exceed the allowed failures.
+-- password_attempt.lua: open one password check. A check in progress counts against the
+-- allowed failures BEFORE the (slow) hash is verified, so a burst of parallel guesses cannot
+-- exceed them; but it is not a failure: a check whose verdict never comes (its worker died,
+-- Redis went away) stops counting once stale, and a right password is never locked out by
+-- checks of its own that were merely in flight.
 --
 -- 1. Unknown convênio / participant -> UNKNOWN_CONVENIO / UNKNOWN_PARTICIPANT; no password
 --    set -> PASSWORD_NOT_SET; locked -> PASSWORD_LOCKED with retry_after (s).
--- 2. failures += 1; past the maximum -> lock now, event password.locked, PASSWORD_LOCKED.
+-- 2. Failures so far + checks in progress reach the maximum -> PASSWORD_CHECK_BUSY (try again
+--    in a moment: those checks end in a lock or a reset).
+-- 3. Otherwise the check is registered as in progress until ARGV[7] ms.
 --
 -- KEYS[1] convênio hash   KEYS[2] participant hash   KEYS[3] event stream
+-- KEYS[4] the participant's checks in progress (zset protocol -> stale after, ms)
 -- ARGV[1] now (ms)   ARGV[2] max failures   ARGV[3] lock time (ms)   ARGV[4] protocol
--- ARGV[5] convênio   ARGV[6] participant
+-- ARGV[5] convênio   ARGV[6] participant   ARGV[7] a check in progress is stale after (ms)
 --
 -- A refusal is a decision under its protocol too: event password.refused.
 -- Returns JSON {ok=true, r={hash=<argon2 hash>}} or {ok=false, code, x={retry_after?}}.
@@ -31,13 +37,11 @@ local locked_until = num(p[3])
 if locked_until > now then
   return refuse('PASSWORD_LOCKED', {retry_after = math.ceil((locked_until - now) / 1000)})
 end
-local failures = num(p[4]) + 1
-if failures > max_failures then
-  redis.call('HSET', KEYS[2], 'pw_locked_until', now + lock_ms, 'pw_failures', 0)
-  emit(KEYS[3], 'password.locked', ARGV[4], ARGV[1],
-       {convenio = p[5], participant = p[6], locked_until = now + lock_ms, answered = 423,
-        retry_after = math.ceil(lock_ms / 1000)})
-  return fail('PASSWORD_LOCKED', {retry_after = math.ceil(lock_ms / 1000)})
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+if num(p[4]) + redis.call('ZCARD', KEYS[4]) >= max_failures then
+  return refuse('PASSWORD_CHECK_BUSY', {retry_after = 1})
 end
-redis.call('HSET', KEYS[2], 'pw_failures', failures)
+local stale_ms = tonumber(ARGV[7])
+redis.call('ZADD', KEYS[4], now + stale_ms, ARGV[4])
+redis.call('PEXPIRE', KEYS[4], stale_ms)
 return ok({hash = p[2]})

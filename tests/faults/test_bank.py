@@ -1,0 +1,27 @@
+"""The bank test, CI-sized: about fifteen seconds of checkouts while Redis, the ledger writer,
+a gateway worker and Postgres are each killed at least twice. The long run is
+`.venv/bin/python -m tests.faults.bank --duration 300` (see tests/faults/bank.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from tests.faults.bank import FAULTS, Run, bank
+
+
+async def test_checkouts_through_crashes_lose_nothing_lend_nothing_beyond_the_limit_and_charge_retries_once() -> None:
+    root = Path(tempfile.mkdtemp(prefix="convenio-bank-", dir="/tmp"))
+    run = Run(duration_s=15, terminals=12, participants=6, fault_every_s=1.5)
+    verdict = await bank(run, root)
+    figures = verdict.figures
+    print(json.dumps(figures, indent=2))  # the run's figure: operations, faults, retries
+
+    assert not verdict.problems, f"logs and data kept in {root}:\n" + "\n".join(verdict.problems[:50])
+    assert all(figures["faults"].get(kind, 0) >= 1 for kind in FAULTS), figures["faults"]
+    assert figures["retried"] > 0, "no request was retried: the faults touched nothing"
+    assert figures["decisions"].get("hold INSUFFICIENT_LIMIT", 0) > 0, "no sale ran into a limit"
+    assert figures["drift"] == 0
+    shutil.rmtree(root, ignore_errors=True)
