@@ -1,0 +1,352 @@
+"""The benchmark: the whole stack on loopback, every scenario and every baseline in one run.
+
+    bench/run [--seconds S] [--quick] [--scale N] [--only a,b,...]
+
+Writes bench/results/<date>.json (top-level `ratios`), <date>.md (the summary) and
+<date>-latency.png. Pinning: see bench/stack.py (PINNING, also in the report). Every loop is
+bounded in count and in time.
+
+Scenarios: (a) checkout flow, (b) holds and holds+commits over many participants, (c) a hot
+shared pool, (d) mixed with cancels, expiries and idempotent retries, (e) the ledger writer
+draining a backlog (bench.ledger_drain), (f) scale: a million participants. Baselines: (i) a bare
+Starlette echo, (ii) the raw hold script pipelined into Redis, (iii) the ERP's way in Postgres
+(SELECT ... FOR UPDATE), hot and spread, (iv) raw COPY (within e).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import http_load, pg_baseline, redis_ceiling, report, scenarios
+from bench.http_load import Result, Work
+from bench.stack import PINNING, BenchStack, pin_here, stop
+from gateway.passwords import PasswordHasher
+from ledger import embedded
+
+RESULTS = Path(__file__).with_name("results")
+SCENARIOS = "abcdef"
+HOST = "127.0.0.1"
+
+
+def say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, stack: BenchStack) -> None:
+        self.args, self.stack = args, stack
+        self.rng = random.Random(args.seed)
+        self.results: dict[str, Any] = {}
+        self.ratios: dict[str, float | None] = {}
+        self.notes: list[str] = []
+
+    # -- measuring one scenario: its maximum, then latency at 50 % and 90 % of it -----------------
+    async def closed(self, name: str, port: int, work: Work, units: int, concurrency: int, per_unit: int = 1) -> Result:
+        r = await http_load.closed(HOST, port, work, units, concurrency, self.args.seconds, per_unit)
+        say(f"  {name:<24} max {r.rate:>8.0f}/s  p50 {r.pct(0.5):6.2f} ms  p99 {r.pct(0.99):7.2f} ms  {r.statuses}")
+        return r
+
+    async def opened(self, name: str, port: int, work: Work, rate: float, per_unit: int = 1) -> Result:
+        r = await http_load.open_loop(HOST, port, work, rate, self.args.seconds, per_unit=per_unit)
+        say(
+            f"  {name:<24} @{rate:>7.0f}/s  p50 {r.pct(0.5):6.2f} ms  p99 {r.pct(0.99):7.2f} ms  "
+            f"p99.9 {r.pct(0.999):7.2f} ms  late {r.late}  {r.statuses}"
+        )
+        return r
+
+    async def scenario(
+        self,
+        name: str,
+        port: int,
+        work: Work,
+        concurrency: int,
+        per_unit: int = 1,
+        sales: scenarios.Sales | None = None,
+        mint: Any = None,
+        units: int | None = None,
+    ) -> dict[str, Any]:
+        units = units or self.args.units
+        if sales is not None:
+            sales.supply(await mint(min(200, units // 10) + units))
+        await http_load.closed(HOST, port, work, min(200, units // 10), concurrency, 10)  # warm-up
+        peak = await self.closed(name, port, work, units, concurrency, per_unit)
+        out: dict[str, Any] = {"max": peak.summary(), "concurrency": concurrency}
+        for share in (0.5, 0.9):
+            rate = peak.rate * share
+            if sales is not None:
+                sales.supply(await mint(int(rate * self.args.seconds) + 10))
+            r = await self.opened(f"{name} {int(share * 100)}%", port, work, rate, per_unit)
+            out[f"at_{int(share * 100)}"] = r.summary() | {"percentiles": report.percentiles(r.latencies_ms)}
+        self.results[name] = out
+        return out
+
+    # -- the phases ----------------------------------------------------------------------------------
+    async def gateway_phases(self) -> None:
+        s, args = self.stack, self.args
+        gw = await s.gateway()
+        try:
+            say("preparing: participants and keys")
+            pop = await scenarios.populate(gw, args.participants, 100, 50, self.rng)
+
+            def minter(convenio: str, codes: list[str]):
+                async def mint(n: int) -> list[tuple[str, str]]:
+                    return await scenarios.mint(gw, convenio, codes, n, self.rng)
+
+                return mint
+
+            spread, hot = minter("SPREAD", pop.spread), minter("HOT", pop.hot)
+            echo_proc, echo_port = s.serve_echo()
+            gw_proc, port = s.serve_gateway()
+            try:
+                sample = scenarios.hold_request(pop, "SPREAD", "S000001", "x" * 43, "k").split(b"\r\n\r\n", 1)[1]
+                say("(i) echo, one worker")
+                echo = await self.scenario("echo", echo_port, scenarios.echo(sample), args.concurrency)
+                if "b" in args.only:
+                    say("(b) holds, many participants")
+                    sales = scenarios.Sales(pop, "SPREAD", [], self.rng)
+                    hold = await self.scenario("b_hold", port, sales.hold(), args.concurrency, sales=sales, mint=spread)
+                    self.ratios["hold_vs_echo"] = round(hold["max"]["rate"] / echo["max"]["rate"], 3)
+                    rate = hold["max"]["rate"] * 0.5
+                    r = await self.opened("echo @ hold 50%", echo_port, scenarios.echo(sample), rate)
+                    self.results["echo_at_hold_50"] = r.summary()
+                    self.ratios["hold_p99_vs_echo_p99_at_50"] = round(hold["at_50"]["p99_ms"] / r.pct(0.99), 2)
+                    say("(b) holds then commits")
+                    sales = scenarios.Sales(pop, "SPREAD", [], self.rng)
+                    await self.scenario(
+                        "b_hold_commit", port, sales.hold_commit(), args.concurrency, 2, sales=sales, mint=spread
+                    )
+                    say("AOF: holds with appendfsync always, then everysec")
+                    await self.aof(gw, port, pop, spread)
+                if "c" in args.only:
+                    say("(c) hot shared pool: hold then commit, every terminal on one convênio")
+                    sales = scenarios.Sales(pop, "HOT", [], self.rng)
+                    await self.scenario("c_hot_pool", port, sales.hold_commit(), args.concurrency, 2, sales, hot)
+                if "d" in args.only:
+                    say("(d) mixed: commits, cancels, expiries, idempotent retries")
+                    sales = scenarios.Sales(pop, "SPREAD", [], self.rng)
+                    await self.scenario("d_mixed", port, sales.mixed(), args.concurrency, sales=sales, mint=spread)
+                if "a" in args.only:
+                    say("(a) checkout flow: limit -> password -> hold -> commit")
+                    await self.scenario(
+                        "a_checkout", port, scenarios.checkout(pop, self.rng), 4, 4, units=args.units // 20
+                    )
+            finally:
+                stop(gw_proc)
+                stop(echo_proc)
+            if "a" in args.only:
+                await self.passwords(pop, spread)
+            if "f" in args.only:
+                await self.scale(gw, pop, spread)
+        finally:
+            await gw.close()
+
+    async def aof(self, gw, port: int, pop: scenarios.Population, spread) -> None:
+        rates = {}
+        for mode in ("always", "everysec"):
+            await gw.redis.config_set("appendfsync", mode)
+            sales = scenarios.Sales(pop, "SPREAD", await spread(self.args.units), self.rng)
+            r = await self.closed(f"b_hold aof {mode}", port, sales.hold(), self.args.units, self.args.concurrency)
+            rates[mode] = r.summary()
+        await gw.redis.config_set("appendfsync", self.stack.appendfsync)
+        self.results["aof"] = rates
+        self.ratios["aof_always_vs_everysec"] = round(rates["always"]["rate"] / rates["everysec"]["rate"], 3)
+
+    async def passwords(self, pop: scenarios.Population, spread) -> None:
+        say("password checks against the cores' ceiling (gateway unpinned, 2 argon2 threads)")
+        hasher = PasswordHasher(b"bench", 1)
+        stored = hasher.hash_sync("123456")
+        times = []
+        for _ in range(20):
+            started = time.perf_counter()
+            hasher.verify_sync(stored, "123456")
+            times.append(time.perf_counter() - started)
+        hasher.close()
+        one = statistics.median(times)
+        cores = len(os.sched_getaffinity(0) | {0, 1})
+        ceiling = cores / one
+        proc, port = self.stack.serve_gateway(cores=None, threads=cores)
+        try:
+            work = scenarios.password_checks(pop, self.rng)
+            await http_load.closed(HOST, port, work, 20, 4, 10)
+            r = await self.closed("password checks", port, work, 100_000, 4 * cores)
+            self.results["password"] = r.summary() | {"one_verify_ms": round(one * 1000, 2), "ceiling_per_s": ceiling}
+            self.ratios["password_vs_ceiling"] = round(r.rate / ceiling, 3)
+            # holds at half their own maximum, alone and then under a saturating password load
+            sales = scenarios.Sales(pop, "SPREAD", [], self.rng)
+            peak = self.results.get("b_hold", {}).get("max", {}).get("rate", 1000)
+            rate = peak * 0.5
+            sales.supply(await spread(int(rate * self.args.seconds * 2) + 20))
+            alone = await self.opened("holds alone (unpinned)", port, sales.hold(), rate)
+            load = asyncio.create_task(http_load.closed(HOST, port, work, 100_000, 4 * cores, self.args.seconds + 2))
+            await asyncio.sleep(0.5)
+            with_pw = await self.opened("holds + password load", port, sales.hold(), rate)
+            await load
+            self.results["holds_under_password_load"] = {"alone": alone.summary(), "with_passwords": with_pw.summary()}
+            self.ratios["hold_p99_with_passwords_vs_alone"] = round(with_pw.pct(0.99) / alone.pct(0.99), 2)
+        finally:
+            stop(proc)
+
+    async def scale(self, gw, pop: scenarios.Population, spread) -> None:
+        n = self.args.scale
+        say(f"(f) scale: {n:,} participants")
+        await scenarios._convenio(gw, "SCALE", shared=False)
+        before = await self._memory(gw)
+        codes = [f"M{i:07d}" for i in range(n)]
+        started = time.perf_counter()
+        for start in range(0, n, 20_000):
+            await scenarios.bulk_participants(gw, "SCALE", codes[start : start + 20_000])
+            if start and start % 200_000 == 0:
+                say(f"  loaded {start:,} in {time.perf_counter() - started:.0f} s")
+        loaded_s = time.perf_counter() - started
+        after = await self._memory(gw)
+        per = (after - before) / n
+        proc, port = self.stack.serve_gateway()
+        try:
+            out: dict[str, Any] = {"participants": n, "load_seconds": round(loaded_s, 1)}
+            out["redis_bytes_per_participant"] = round(per, 1)
+            for label, convenio, codes_ in (("thousand", "SPREAD", pop.spread), ("scale", "SCALE", codes)):
+                minted = await scenarios.mint(gw, convenio, codes_, self.args.units, self.rng)
+                sales = scenarios.Sales(pop, convenio, minted, self.rng)
+                r = await self.closed(f"holds over {label}", port, sales.hold(), self.args.units, self.args.concurrency)
+                out[label] = r.summary()
+            out["hold_rate_scale_vs_thousand"] = round(out["scale"]["rate"] / out["thousand"]["rate"], 3)
+            self.results["f_scale"] = out
+            self.ratios["scale_hold_rate_vs_thousand"] = out["hold_rate_scale_vs_thousand"]
+        finally:
+            stop(proc)
+
+    async def _memory(self, gw) -> int:
+        """Redis's used memory, less what the event streams hold (the writer trims those)."""
+        info = await gw.redis.info("memory")
+        streams = 0
+        for key in gw.keys.all_events():
+            streams += await gw.redis.memory_usage(key, samples=0) or 0
+        return int(info["used_memory"]) - streams
+
+    async def postgres(self) -> None:
+        say("(iii) the ERP's way: one Postgres transaction with SELECT ... FOR UPDATE (all cores)")
+        pg = embedded.EmbeddedPostgres(self.stack.root / "postgres", durable=True).start()
+        try:
+            url = pg.url.rsplit("/", 1)[0] + "/postgres"
+            await pg_baseline.prepare(url)
+            out: dict[str, Any] = {"settings": await pg_baseline.settings(url)}
+            for label, hot in (("hot", True), ("spread", False)):
+                r = await pg_baseline.run(url, hot, 1_000_000, self.args.concurrency, self.args.seconds)
+                say(f"  postgres {label:<15} {r.rate:>8.0f} tx/s  p50 {r.pct(0.5):6.2f} ms  p99 {r.pct(0.99):7.2f} ms")
+                out[label] = r.summary()
+            self.results["postgres_for_update"] = out
+            ours = self.results.get("c_hot_pool", {}).get("max", {}).get("rate")
+            if ours:
+                self.ratios["hot_pool_vs_postgres"] = round(ours / out["hot"]["rate"], 2)
+        finally:
+            pg.stop()
+
+    async def redis_raw(self) -> None:
+        say("(ii) the raw hold script pipelined into Redis (client on core 0)")
+        os.sched_setaffinity(0, {0})
+        gw = await self.stack.gateway()
+        try:
+            pop = await scenarios.populate(gw, 200, 1, 1, self.rng)
+            minted = await scenarios.mint(gw, "SPREAD", pop.spread, self.args.units * 2, self.rng)
+            assert self.stack.redis.proc is not None
+            cpu = redis_ceiling.cpu_seconds(self.stack.redis.proc.pid)
+            r = await redis_ceiling.run(gw, pop.token, "SPREAD", minted)
+            busy = (redis_ceiling.cpu_seconds(self.stack.redis.proc.pid) - cpu) / r.seconds
+            say(f"  raw reserve.lua          {r.rate:>8.0f}/s  redis busy {busy:.0%}  {r.statuses}")
+            self.results["redis_raw_hold"] = r.summary() | {"pipeline_depth": 200, "redis_busy": round(busy, 2)}
+            # the client (one Python process) may be the limit: Redis's own capacity at 100 % busy
+            self.results["redis_raw_hold"]["redis_capacity_estimate_per_s"] = round(r.rate / max(busy, 0.01))
+            hold = self.results.get("b_hold", {}).get("max", {}).get("rate")
+            if hold:
+                self.ratios["hold_vs_redis_raw"] = round(hold / r.rate, 3)
+        finally:
+            await gw.close()
+            pin_here()
+
+    def ledger(self) -> None:
+        say("(e) ledger writer draining a backlog, against raw COPY (bench.ledger_drain)")
+        cmd = [sys.executable, "-m", "bench.ledger_drain", "--events", str(self.args.ledger_events)]
+        cmd += ["--writers", "1", "--repeat", "1"]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+        if done.returncode != 0:
+            self.notes.append(f"ledger_drain failed: {done.stderr[-500:]}")
+            return
+        out = json.loads((RESULTS / f"{datetime.date.today().isoformat()}-ledger.json").read_text())
+        self.results["e_ledger"] = {k: out.get(k) for k in ("events", "events_per_s", "copy_rows_per_s", "ratios")}
+        self.ratios["ledger_vs_copy"] = out["ratios"]["ledger_vs_copy"]
+        peak = self.results.get("b_hold", {}).get("max", {}).get("rate")
+        if peak:
+            self.ratios["ledger_vs_peak_decisions"] = round(out["events_per_s"]["writers_1"] / peak, 2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=5.0, help="length of each measured phase (default 5)")
+    ap.add_argument("--units", type=int, default=20_000, help="most units of work in a max-rate phase")
+    ap.add_argument("--concurrency", type=int, default=32, help="connections in the max-rate phases")
+    ap.add_argument("--participants", type=int, default=1000, help="participants of the spread convênio")
+    ap.add_argument("--scale", type=int, default=1_000_000, help="participants loaded for scenario (f)")
+    ap.add_argument("--ledger-events", type=int, default=50_000, help="backlog for scenario (e)")
+    ap.add_argument("--only", default=SCENARIOS + "pr", help="scenarios to run: a-f, p (postgres), r (redis raw)")
+    ap.add_argument("--quick", action="store_true", help="2 s phases, 100k participants, 20k events: a smoke run")
+    ap.add_argument("--seed", type=int, default=20261123)
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.seconds, args.units, args.scale, args.ledger_events = 2.0, 5_000, 100_000, 20_000
+    pin_here()
+    root = Path(tempfile.mkdtemp(prefix="convenio-bench-", dir="/tmp"))
+    root.chmod(0o755)
+    stack = BenchStack(root).start()
+    bench = Bench(args, stack)
+    started = time.perf_counter()
+    try:
+        asyncio.run(bench.gateway_phases())
+        if "r" in args.only:
+            stack.redis.stop()
+            stack.redis = embedded.EmbeddedRedis(root / "redis-raw", appendfsync="always").start()
+            asyncio.run(bench.redis_raw())
+        if "p" in args.only:
+            asyncio.run(bench.postgres())
+    finally:
+        stack.stop()
+    if "e" in args.only:
+        bench.ledger()
+    doc = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "cpu": report.cpu_model()},
+        "pinning": PINNING,
+        "settings": vars(args) | {"redis_appendfsync": stack.appendfsync, "hold_ttl_s": stack.hold_ttl_s},
+        "seconds": round(time.perf_counter() - started, 1),
+        "ratios": bench.ratios,
+        "targets": report.TARGETS,
+        "results": bench.results,
+        "notes": bench.notes,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    stem = RESULTS / datetime.date.today().isoformat()
+    stem.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(report.markdown(doc, f"{stem.name}-latency.png"))
+    report.plot(doc, stem.parent / f"{stem.name}-latency.png")
+    say(f"ratios: {json.dumps(bench.ratios)}")
+    say(f"written {stem}.json, {stem}.md, {stem}-latency.png")
+    import shutil
+
+    shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""The benchmark's report: the targets it is read against, a Markdown summary and a latency plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+#: issue 5's targets, by ratio name: (comparison, bound)
+TARGETS: dict[str, list] = {
+    "hold_vs_echo": [">=", 0.5],
+    "hold_p99_vs_echo_p99_at_50": ["<=", 2.0],
+    "hot_pool_vs_postgres": [">=", 10.0],
+    "ledger_vs_copy": [">=", 0.3],
+    "ledger_vs_peak_decisions": [">=", 5.0],
+    "password_vs_ceiling": [">=", 0.9],
+    "hold_p99_with_passwords_vs_alone": ["<=", 2.0],
+    "aof_always_vs_everysec": [">=", 0.0],  # reported, no target
+    "scale_hold_rate_vs_thousand": [">=", 0.9],
+}
+POINTS = (50, 75, 90, 95, 99, 99.9)
+
+
+def percentiles(latencies_ms: list[float]) -> dict[str, float]:
+    data = sorted(latencies_ms)
+    if not data:
+        return {}
+    return {str(p): round(data[min(len(data) - 1, int(len(data) * p / 100))], 3) for p in POINTS}
+
+
+def _met(name: str, value: float | None) -> str:
+    if value is None or name not in TARGETS:
+        return ""
+    op, bound = TARGETS[name]
+    if name == "aof_always_vs_everysec":
+        return "(no target)"
+    ok = value >= bound if op == ">=" else value <= bound
+    return f"{'met' if ok else 'NOT met'} (target {op} {bound})"
+
+
+def markdown(doc: dict[str, Any], plot_name: str) -> str:
+    r = doc["results"]
+    lines = [
+        f"# Benchmark {doc['date']}",
+        "",
+        f"Machine: {doc['machine']['cores']} cores ({doc['machine']['cpu']}), Python {doc['machine']['python']}. "
+        f"Pinning: {doc['pinning']}. Each phase {doc['settings']['seconds']} s or "
+        f"{doc['settings']['units']} units at most; the run took {doc['seconds']} s.",
+        "",
+        "## Ratios (same run, same machine)",
+        "",
+        "| ratio | value | |",
+        "| --- | --- | --- |",
+    ]
+    for name, value in doc["ratios"].items():
+        lines.append(f"| `{name}` | {value} | {_met(name, value)} |")
+    lines += [
+        "",
+        "## Scenarios",
+        "",
+        "Max: closed loop (each connection sends its next unit when the last is answered). At 50 % and 90 %:"
+        " open loop at that share of the max, latency from each unit's due time. A unit is one request,"
+        " or hold + commit (b_hold_commit, c_hot_pool), or the whole checkout (a_checkout: 4 requests).",
+        "",
+        "| scenario | max units/s | p50 / p99 / p99.9 ms at 50 % | p50 / p99 / p99.9 ms at 90 % |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, out in r.items():
+        if not isinstance(out, dict) or "max" not in out or "at_50" not in out:
+            continue
+        cells = [f"{out['max']['rate']:.0f}"]
+        for share in ("at_50", "at_90"):
+            a = out[share]
+            cells.append(f"{a['p50_ms']:.2f} / {a['p99_ms']:.2f} / {a['p999_ms']:.2f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if "postgres_for_update" in r:
+        pg = r["postgres_for_update"]
+        lines += ["", "## Baselines", ""]
+        for label in ("hot", "spread"):
+            p = pg[label]
+            lines.append(
+                f"- Postgres `SELECT … FOR UPDATE` ({label}): {p['rate']:.0f} tx/s, p50 {p['p50_ms']} ms,"
+                f" p99 {p['p99_ms']} ms"
+            )
+    if "redis_raw_hold" in r:
+        lines.append(f"- Raw `reserve.lua`, pipelined: {r['redis_raw_hold']['rate']:.0f} holds/s")
+    if "echo" in r:
+        lines.append(f"- Starlette echo, one worker: {r['echo']['max']['rate']:.0f} requests/s")
+    if "e_ledger" in r:
+        e = r["e_ledger"]
+        lines.append(f"- Ledger drain: {e['events_per_s']}; COPY ceiling {e['copy_rows_per_s']} rows/s")
+    if "password" in r:
+        p = r["password"]
+        lines.append(
+            f"- Password checks: {p['rate']:.0f}/s; one argon2id verify {p['one_verify_ms']} ms;"
+            f" ceiling {p['ceiling_per_s']:.0f}/s"
+        )
+    if "f_scale" in r:
+        f = r["f_scale"]
+        lines.append(
+            f"- Scale: {f['participants']:,} participants, {f['redis_bytes_per_participant']} bytes of Redis each"
+            f" (loaded in {f['load_seconds']} s); holds {f['scale']['rate']:.0f}/s (p99 {f['scale']['p99_ms']} ms)"
+            f" vs {f['thousand']['rate']:.0f}/s (p99 {f['thousand']['p99_ms']} ms) over a thousand"
+        )
+    if "aof" in r:
+        a = r["aof"]
+        lines.append(
+            f"- AOF: holds {a['always']['rate']:.0f}/s with `appendfsync always`,"
+            f" {a['everysec']['rate']:.0f}/s with `everysec`"
+        )
+    for note in doc.get("notes", []):
+        lines.append(f"- Note: {note}")
+    lines += ["", f"![latency]({plot_name})", ""]
+    return "\n".join(lines)
+
+
+def plot(doc: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for ax, share in zip(axes, ("at_50", "at_90"), strict=True):
+        for name, out in doc["results"].items():
+            if not isinstance(out, dict) or share not in out or "percentiles" not in out[share]:
+                continue
+            pts = out[share]["percentiles"]
+            xs = [float(p) for p in pts]
+            ax.plot(range(len(xs)), list(pts.values()), marker="o", label=f"{name} ({out[share]['rate']:.0f}/s)")
+            ax.set_xticks(range(len(xs)), [f"p{p:g}" for p in xs])
+        ax.set_yscale("log")
+        ax.set_title(f"latency at {share[3:]} % of each scenario's max rate")
+        ax.set_ylabel("ms")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"

@@ -1,0 +1,138 @@
+"""The stack a benchmark runs against, on loopback, pinned: the server under test (a gateway or
+echo worker) alone on core 0; Redis, the load generator and the preparation (this process) on
+core 1. Postgres, when a phase needs it, is not pinned (the ERP baseline gets every core)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from gateway.config import Settings
+from gateway.core import Gateway
+from ledger import embedded
+
+SERVER_CORES = "0"
+CLIENT_CORES = {1}
+PEPPER = "bench-pepper"
+PREFIX = "bench"
+PINNING = (
+    "server under test (one gateway or echo worker: uvicorn, uvloop, httptools) alone on core 0; "
+    "Redis, the load generator and the preparation on core 1; Postgres (ERP baseline) on all cores"
+)
+
+
+def pin_here() -> None:
+    os.sched_setaffinity(0, CLIENT_CORES)
+
+
+def pin(pid: int, cores: str) -> None:
+    subprocess.run(["taskset", "-a", "-p", "-c", cores, str(pid)], check=True, stdout=subprocess.DEVNULL)
+
+
+@dataclass
+class BenchStack:
+    root: Path
+    appendfsync: str = "always"
+    hold_ttl_s: int = 10
+    redis: embedded.EmbeddedRedis = field(init=False)
+    servers: list[subprocess.Popen] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.redis = embedded.EmbeddedRedis(self.root / "redis", appendfsync=self.appendfsync)
+
+    def start(self) -> BenchStack:
+        embedded.ensure_installed()
+        self.redis.start()
+        assert self.redis.proc is not None
+        pin(self.redis.proc.pid, ",".join(map(str, sorted(CLIENT_CORES))))
+        return self
+
+    def stop(self) -> None:
+        for proc in self.servers:
+            stop(proc)
+        self.redis.stop()
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(
+            redis_url=self.redis.url,
+            pepper=PEPPER.encode(),
+            key_prefix=PREFIX,
+            hold_ttl_s=self.hold_ttl_s,
+            password_threads=2,
+        )
+
+    async def gateway(self) -> Gateway:
+        gw = await Gateway.open(self.settings)
+        await gw.start()
+        return gw
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "REDIS_URL": self.redis.url,
+            "DATABASE_URL": "postgresql://bench@127.0.0.1:1/none",  # the hot path never reads the ledger
+            "CONVENIO_PEPPER": PEPPER,
+            "CONVENIO_KEY_PREFIX": PREFIX,
+            "CONVENIO_HOLD_TTL": str(self.hold_ttl_s),
+            **extra,
+        }
+
+    def serve_gateway(self, cores: str | None = SERVER_CORES, threads: int = 1) -> tuple[subprocess.Popen, int]:
+        port = embedded.free_port()
+        cmd = [sys.executable, "-m", "ledger.cli", "serve", "--port", str(port), "--log-level", "warning"]
+        env = self.env(CONVENIO_PASSWORD_THREADS=str(threads))
+        return self._serve(cmd, env, port, cores), port
+
+    def serve_echo(self) -> tuple[subprocess.Popen, int]:
+        port = embedded.free_port()
+        cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.echo_app:create_app",
+            "--factory",
+            "--port",
+            str(port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+        return self._serve(cmd, self.env(), port, SERVER_CORES), port
+
+    def _serve(self, cmd: list[str], env: dict[str, str], port: int, cores: str | None) -> subprocess.Popen:
+        prefix = ["taskset", "-c", cores] if cores else []
+        log = (self.root / f"server-{port}.log").open("ab")
+        proc = subprocess.Popen([*prefix, *cmd], env=env, stdout=log, stderr=log)
+        self.servers.append(proc)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                return proc
+            except httpx.TransportError:
+                if proc.poll() is not None:
+                    break
+                time.sleep(0.1)
+        proc.kill()
+        raise RuntimeError(f"{cmd} did not start; see {log.name}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
