@@ -279,12 +279,13 @@ class Bench:
     def ledger(self) -> None:
         say("(e) ledger writer draining a backlog, against raw COPY (bench.ledger_drain)")
         cmd = [sys.executable, "-m", "bench.ledger_drain", "--events", str(self.args.ledger_events)]
-        cmd += ["--writers", "1", "--repeat", "1"]
+        path = self.stack.root / "ledger.json"
+        cmd += ["--writers", "1", "--repeat", "1", "--out", str(path)]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
         if done.returncode != 0:
             self.notes.append(f"ledger_drain failed: {done.stderr[-500:]}")
             return
-        out = json.loads((RESULTS / f"{datetime.date.today().isoformat()}-ledger.json").read_text())
+        out = json.loads(path.read_text())
         self.results["e_ledger"] = {k: out.get(k) for k in ("events", "events_per_s", "copy_rows_per_s", "ratios")}
         self.ratios["ledger_vs_copy"] = out["ratios"]["ledger_vs_copy"]
         peak = self.results.get("b_hold", {}).get("max", {}).get("rate")

@@ -732,6 +732,7 @@ def main() -> None:
     ap.add_argument("--appendfsync", default="everysec", choices=["always", "everysec", "off"])
     ap.add_argument("--timeout", type=float, default=900, help="seconds each phase may take")
     ap.add_argument("--profile", action="store_true", help="add a single-writer run under cProfile")
+    ap.add_argument("--out", type=Path, default=None, help="the JSON report (default: results/<date>-ledger.json)")
     args = ap.parse_args()
     args.writers = sorted({int(w) for w in args.writers.split(",") if w})
 
@@ -781,7 +782,7 @@ def main() -> None:
     if out["profile"]:
         report["profile"] = out["profile"]
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{datetime.date.today().isoformat()}-ledger.json"
+    path = args.out or RESULTS / f"{datetime.date.today().isoformat()}-ledger.json"
     path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print(f"medians of {args.repeat} run(s), {out['events']} events:")
     for k in args.writers:
