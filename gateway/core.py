@@ -14,6 +14,7 @@ from gateway.ids import new_protocol
 from gateway.keys import Keys
 from gateway.ledger_db import LedgerDB
 from gateway.passwords import PasswordHasher
+from gateway.resp import Resp
 from gateway.scripts import Scripts
 
 
@@ -24,9 +25,12 @@ class ShardMismatch(RuntimeError):
 class Gateway:
     def __init__(self, settings: Settings, redis: Redis) -> None:
         self.settings = settings
+        #: redis-py, for everything off the hot path
         self.redis = redis
+        #: the pipelining client for the hot path: scripts and the idempotency claim
+        self.resp = Resp.from_url(settings.redis_url, timeout=settings.redis_timeout_ms / 1000)
         self.keys = Keys(settings.key_prefix, settings.shards)
-        self.scripts = Scripts(redis)
+        self.scripts = Scripts(self.resp)
         self.passwords = PasswordHasher(settings.pepper, settings.password_threads)
         #: Postgres, for the reads that outlive Redis (decisions, old empenhos, movements)
         self.ledger = LedgerDB(settings.database_url)
@@ -61,6 +65,7 @@ class Gateway:
     async def close(self) -> None:
         self.passwords.close()
         await self.ledger.close()
+        await self.resp.aclose()
         await self.redis.aclose()
 
     def now_ms(self) -> int:

@@ -53,8 +53,8 @@ async def hold(gw: Gateway, api_key_id: str, idempotency_key: str, req: EmpenhoR
     idem = digest(idempotency_key)[:32]
     # An Idempotency-Key belongs to the first request that used it, whichever convênio (and
     # so whichever shard) that request named; the record itself lives beside the hold.
-    first = await gw.redis.set(
-        k.idempotency_claim(api_key_id, idem), fingerprint, nx=True, get=True, ex=s.idempotency_ttl_s
+    first = await gw.resp.command(
+        "SET", k.idempotency_claim(api_key_id, idem), fingerprint, "NX", "GET", "EX", s.idempotency_ttl_s
     )
     if first is not None and first.decode() != fingerprint:
         raise ApiError(ErrorCode.IDEMPOTENCY_CONFLICT)
