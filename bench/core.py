@@ -130,6 +130,7 @@ def main() -> None:
                 "--http",
                 "httptools",
                 "--no-access-log",
+                "--no-proxy-headers",
                 "--log-level",
                 "warning",
             ],

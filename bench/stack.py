@@ -105,6 +105,7 @@ class BenchStack:
             "--http",
             "httptools",
             "--no-access-log",
+            "--no-proxy-headers",
             "--log-level",
             "warning",
         ]

@@ -127,6 +127,8 @@ def wrap(ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
     """The Starlette endpoint for `ep`; the app's lifespan puts `gateway` and `apikeys` on its state."""
     decoder = msgspec.json.Decoder(ep.request) if ep.request else None
     encoder = msgspec.json.Encoder()
+    latency = metrics.LATENCY.labels(ep.name)
+    counters: dict[tuple[int, str], Any] = {}  # (status, code) -> its counter, made once
 
     async def endpoint(request: Request) -> Response:
         started = time.perf_counter()
@@ -162,8 +164,13 @@ def wrap(ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
             log.exception("%s: unexpected error", ep.name)
             code = str(ErrorCode.INTERNAL_ERROR)
             response = error_response(ApiError(ErrorCode.INTERNAL_ERROR))
-        metrics.REQUESTS.labels(ep.name, str(response.status_code), code).inc()
-        metrics.LATENCY.labels(ep.name).observe(time.perf_counter() - started)
+        counter = counters.get((response.status_code, code))
+        if counter is None:
+            counter = counters[(response.status_code, code)] = metrics.REQUESTS.labels(
+                ep.name, str(response.status_code), code
+            )
+        counter.inc()
+        latency.observe(time.perf_counter() - started)
         return response
 
     return endpoint

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import time
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_FROM_RFC4648 = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _CROCKFORD.encode())
 _EMPENHO_ID = re.compile(r"^E([0-9]{1,4})-([0-9A-Z]{26})$")
 
 
 def _ulid() -> str:
     """A 26-character ULID: 48 bits of ms time then 80 random bits; sorts by time."""
-    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
-    out = []
-    for _ in range(26):
-        value, rem = divmod(value, 32)
-        out.append(_CROCKFORD[rem])
-    return "".join(reversed(out))
+    value = (time.time_ns() // 1_000_000 << 80) | int.from_bytes(os.urandom(10), "big")
+    # 130 bits (2 leading zeros + 128) are the first 26 of base32's 32 digits for 160 bits; the
+    # C encoder then one translate beat 26 divmods in Python (this runs twice per hold)
+    return base64.b32encode((value << 30).to_bytes(20, "big"))[:26].translate(_FROM_RFC4648).decode()
 
 
 def new_protocol() -> str:

@@ -107,6 +107,7 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
         # httptools bounds no request head; this subclass refuses one past 24 KiB (431), see header_limit
         http="gateway.header_limit:HeadLimitedHttpToolsProtocol",
         access_log=False,
+        proxy_headers=False,  # no client address is used; uvicorn's middleware would cost every request
         log_level=log_level,
     )
 
