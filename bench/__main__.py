@@ -32,7 +32,7 @@ from typing import Any
 
 from bench import http_load, pg_baseline, redis_ceiling, report, scenarios
 from bench.http_load import Result, Work
-from bench.stack import PINNING, BenchStack, pin_here, stop
+from bench.stack import PINNING, BenchStack, pin_here, stop, unpin_here
 from gateway.passwords import PasswordHasher
 from ledger import embedded
 
@@ -238,7 +238,9 @@ class Bench:
 
     async def postgres(self) -> None:
         say("(iii) the ERP's way: one Postgres transaction with SELECT ... FOR UPDATE (all cores)")
+        unpin_here()  # Postgres and its backends inherit this: every core
         pg = embedded.EmbeddedPostgres(self.stack.root / "postgres", durable=True).start()
+        pin_here()
         try:
             url = pg.url.rsplit("/", 1)[0] + "/postgres"
             await pg_baseline.prepare(url)

@@ -783,7 +783,7 @@ def main() -> None:
         report["profile"] = out["profile"]
     RESULTS.mkdir(exist_ok=True)
     path = args.out or RESULTS / f"{datetime.date.today().isoformat()}-ledger.json"
-    path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    path.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n")
     print(f"medians of {args.repeat} run(s), {out['events']} events:")
     for k in args.writers:
         r = res[f"writers_{k}"]

@@ -18,6 +18,7 @@ from gateway.core import Gateway
 from ledger import embedded
 
 SERVER_CORES = "0"
+ALL_CORES = f"0-{(os.cpu_count() or 1) - 1}"
 CLIENT_CORES = {1}
 PEPPER = "bench-pepper"
 PREFIX = "bench"
@@ -29,6 +30,11 @@ PINNING = (
 
 def pin_here() -> None:
     os.sched_setaffinity(0, CLIENT_CORES)
+
+
+def unpin_here() -> None:
+    """Every core for this process and what it starts next (Postgres, for the ERP baseline)."""
+    os.sched_setaffinity(0, range(os.cpu_count() or 1))
 
 
 def pin(pid: int, cores: str) -> None:
@@ -112,7 +118,8 @@ class BenchStack:
         return self._serve(cmd, self.env(), port, SERVER_CORES), port
 
     def _serve(self, cmd: list[str], env: dict[str, str], port: int, cores: str | None) -> subprocess.Popen:
-        prefix = ["taskset", "-c", cores] if cores else []
+        # this process is pinned to the client's core, and a child inherits that: say "all" explicitly
+        prefix = ["taskset", "-c", cores or ALL_CORES]
         log = (self.root / f"server-{port}.log").open("ab")
         proc = subprocess.Popen([*prefix, *cmd], env=env, stdout=log, stderr=log)
         self.servers.append(proc)

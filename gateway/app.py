@@ -22,6 +22,7 @@ from gateway.apikeys import ApiKeyCache
 from gateway.config import Settings
 from gateway.core import Gateway
 from gateway.errors import ApiError, ErrorCode
+from gateway.fast_path import FastPath
 from gateway.header_limit import HeaderLimit
 from gateway.http import JSON, UNAVAILABLE, Call, Endpoint, Reply, error_response, wrap
 from gateway.ledger_lag import ledger_lag
@@ -97,7 +98,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await gateway.close()
 
     endpoints = ENDPOINTS + OPERATIONS
-    routes = [Route(ep.path, wrap(ep), methods=[ep.method], name=ep.name) for ep in endpoints]
+    wrapped = [(ep, wrap(ep)) for ep in endpoints]
+    routes = [Route(ep.path, fn, methods=[ep.method], name=ep.name) for ep, fn in wrapped]
     spec = msgspec.json.encode(openapi.document(endpoints, VERSION))
 
     async def openapi_json(request: Request) -> Response:
@@ -117,6 +119,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(HeaderLimit)],
+        middleware=[
+            Middleware(HeaderLimit),
+            Middleware(FastPath, routes=[(ep.method, ep.path, fn) for ep, fn in wrapped]),
+        ],
         exception_handlers={HTTPException: http_error},
     )
