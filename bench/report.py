@@ -82,12 +82,18 @@ def markdown(doc: dict[str, Any], plot_name: str) -> str:
                 f" p99 {p['p99_ms']} ms"
             )
     if "redis_raw_hold" in r:
-        lines.append(f"- Raw `reserve.lua`, pipelined: {r['redis_raw_hold']['rate']:.0f} holds/s")
+        raw = r["redis_raw_hold"]
+        lines.append(
+            f"- Raw `reserve.lua`, pipelined from one Python client: {raw['rate']:.0f} holds/s with Redis"
+            f" {raw.get('redis_busy', 0):.0%} busy (about {raw.get('redis_capacity_estimate_per_s', 0)}/s at 100 %)"
+        )
     if "echo" in r:
         lines.append(f"- Starlette echo, one worker: {r['echo']['max']['rate']:.0f} requests/s")
     if "e_ledger" in r:
         e = r["e_ledger"]
-        lines.append(f"- Ledger drain: {e['events_per_s']}; COPY ceiling {e['copy_rows_per_s']} rows/s")
+        lines.append(
+            f"- Ledger drain (one writer): {e['events_per_s']} events/s; COPY ceiling {e['copy_rows_per_s']} rows/s"
+        )
     if "password" in r:
         p = r["password"]
         lines.append(
