@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import zlib
 
+#: Buckets of the cross-convênio index: ~15 participants each at a million, well inside a
+#: listpack hash (128 entries). Past about eight million participants, raise it (and rebuild).
+PCONV_BUCKETS = 65_536
+
 GLOBAL = "g"
 #: the consumer group through which ledger writers share the event streams
 LEDGER_GROUP = "ledger"
@@ -75,7 +79,10 @@ class Keys:
         return f"{self.prefix}:idemclaim:{api_key_id}:{idem_digest}"
 
     def participant_convenios(self, participant: str) -> str:
-        return f"{self.prefix}:pconv:{participant}"
+        """The bucket (a hash: participant code -> its convênio codes, comma-separated) that
+        indexes this participant code across convênios; see lua/pconv_add.lua."""
+        bucket = zlib.crc32(participant.encode()) % PCONV_BUCKETS
+        return f"{self.prefix}:pconv:{bucket:04x}"
 
     def meta(self) -> str:
         return f"{self.prefix}:meta"

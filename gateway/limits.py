@@ -32,7 +32,8 @@ async def limit_of(gw: Gateway, convenio: str, participant: str) -> LimitView:
 
 
 async def convenios_of(gw: Gateway, participant: str) -> list[LimitView]:
-    codes = sorted(c.decode() for c in await gw.redis.smembers(gw.keys.participant_convenios(participant)))
+    listed = await gw.redis.hget(gw.keys.participant_convenios(participant), participant)
+    codes = sorted(listed.decode().split(",")) if listed else []
     results = await asyncio.gather(*(limit_of(gw, c, participant) for c in codes), return_exceptions=True)
     views = []
     for r in results:

@@ -154,7 +154,7 @@ async def save_participant(
     record = _check(res)
     # The cross-convênio index is a separate key (another hash slot); SADD is idempotent, and
     # readers skip entries whose participant is gone, so a crash between the two is harmless.
-    await gw.redis.sadd(k.participant_convenios(code), convenio)
+    await gw.run("pconv_add", [k.participant_convenios(code)], [code, convenio])
     return _participant_view(record)
 
 

@@ -22,6 +22,9 @@ import asyncpg
 from gateway.core import Gateway
 from gateway.ids import empenho_shard
 from gateway.ledger_lag import ledger_lag
+from gateway.scripts import source
+
+PCONV_ADD = source("pconv_add")  # in a pipeline: EVAL, as Redis may not know the SHA yet
 
 Progress = Callable[[str, int], None]
 
@@ -146,7 +149,8 @@ async def rebuild(
             fields["pw_locked_until"] = locked if locked > now else 0
             await w.add(lambda p, c=c, code=code, f=fields: p.hset(k.participant(c, code), mapping=f))
             await w.add(lambda p, c=c, code=code: p.sadd(k.members(c), code))
-            await w.add(lambda p, c=c, code=code: p.sadd(k.participant_convenios(code), c))
+            index = k.participant_convenios(code)
+            await w.add(lambda p, c=c, code=code, i=index: p.eval(PCONV_ADD, 1, i, code, c))
             done.add("participants")
     say("participants", done.counts.get("participants", 0))
 

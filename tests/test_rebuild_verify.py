@@ -128,6 +128,19 @@ async def test_sales_go_on_after_a_rebuild(seed: Terminal, gw, day, ledger: asyn
     assert not report.drift, [d.line() for d in report.differences]
 
 
+async def test_a_participant_in_two_convenios_is_found_in_both_after_a_rebuild(
+    seed: Terminal, gw, day, backoffice, ledger: asyncpg.Pool, ledger_url: str
+) -> None:
+    await backoffice.add_participant("FROTA1", "CLI001", limit=0)
+    await writer.drain(gw, ledger_url)
+    await lose_redis(gw)
+    async with ledger.acquire() as conn:
+        await rebuild(gw, conn)
+    r = await seed.client.get("/v1/participants/CLI001/convenios", headers=seed.headers)
+    assert r.status_code == 200, r.text
+    assert sorted(c["convenio"] for c in r.json()["convenios"]) == ["EMP001", "FROTA1"]
+
+
 async def test_rebuild_refuses_a_redis_that_has_data(seed: Terminal, gw, day, ledger: asyncpg.Pool) -> None:
     async with ledger.acquire() as conn:
         with pytest.raises(RedisNotEmpty, match="--force"):
