@@ -26,6 +26,7 @@ import httpx
 import msgspec
 
 from bench import http_load
+from bench.stack import echo_command
 from gateway import apikeys, registry
 from gateway.config import Settings
 from gateway.core import Gateway
@@ -117,23 +118,7 @@ def main() -> None:
             }
         )
         echo = _serve(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "bench.echo_app:create_app",
-                "--factory",
-                "--port",
-                str(echo_port),
-                "--loop",
-                "uvloop",
-                "--http",
-                "httptools",
-                "--no-access-log",
-                "--no-proxy-headers",
-                "--log-level",
-                "warning",
-            ],
+            echo_command(echo_port),
             env,
             echo_port,
         )

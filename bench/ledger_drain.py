@@ -51,6 +51,7 @@ from typing import Any
 
 import asyncpg
 
+from bench.report import cpu_model
 from gateway import apikeys, empenhos, registry
 from gateway.config import Settings
 from gateway.core import Gateway
@@ -761,7 +762,7 @@ def main() -> None:
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {
             "cores": os.cpu_count(),
-            "cpu": _cpu_model(),
+            "cpu": cpu_model(),
             "python": platform.python_version(),
             "postgres": out["postgres"],
             "redis_appendfsync": args.appendfsync,
@@ -802,17 +803,3 @@ def main() -> None:
         for key, v in out["profile"]["breakdown"].items():
             print(f"  {key:<55} {v['seconds']:>8.2f} s  {v['share']:>6.1%}  {v['calls']:>7} calls")
     print(f"ratios: {ratios}\nwritten {path}")
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
-if __name__ == "__main__":
-    main()

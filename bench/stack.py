@@ -98,24 +98,7 @@ class BenchStack:
 
     def serve_echo(self) -> tuple[subprocess.Popen, int]:
         port = embedded.free_port()
-        cmd = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "bench.echo_app:create_app",
-            "--factory",
-            "--port",
-            str(port),
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--no-access-log",
-            "--no-proxy-headers",
-            "--log-level",
-            "warning",
-        ]
-        return self._serve(cmd, self.env(), port, SERVER_CORES), port
+        return self._serve(echo_command(port), self.env(), port, SERVER_CORES), port
 
     def _serve(self, cmd: list[str], env: dict[str, str], port: int, cores: str | None) -> subprocess.Popen:
         # this process is pinned to the client's core, and a child inherits that: say "all" explicitly
@@ -134,6 +117,20 @@ class BenchStack:
                 time.sleep(0.1)
         proc.kill()
         raise RuntimeError(f"{cmd} did not start; see {log.name}")
+
+
+def echo_command(port: int) -> list[str]:
+    """Baseline (i): the bare Starlette echo, served exactly as `convenio serve` serves the gateway."""
+    return [sys.executable, "-m", "uvicorn", "bench.echo_app:create_app", "--factory", "--port", str(port)] + [
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--no-proxy-headers",
+        "--log-level",
+        "warning",
+    ]
 
 
 def stop(proc: subprocess.Popen) -> None:
