@@ -24,7 +24,7 @@ from gateway.ids import empenho_shard
 from gateway.ledger_lag import ledger_lag
 from gateway.scripts import source
 
-PCONV_ADD = source("pconv_add")  # in a pipeline: EVAL, as Redis may not know the SHA yet
+PCONV_ADD = source("pconv_add")
 
 Progress = Callable[[str, int], None]
 
@@ -110,6 +110,7 @@ async def rebuild(
     now = gw.now_ms()
     done = Rebuilt()
     w = _Writes(gw)
+    pconv_add = await gw.redis.script_load(PCONV_ADD)  # then EVALSHA: not the text a million times
     await gw.check_shards()
 
     for r in await conn.fetch("SELECT * FROM api_keys"):
@@ -150,7 +151,7 @@ async def rebuild(
             await w.add(lambda p, c=c, code=code, f=fields: p.hset(k.participant(c, code), mapping=f))
             await w.add(lambda p, c=c, code=code: p.sadd(k.members(c), code))
             index = k.participant_convenios(code)
-            await w.add(lambda p, c=c, code=code, i=index: p.eval(PCONV_ADD, 1, i, code, c))
+            await w.add(lambda p, c=c, code=code, i=index: p.evalsha(pconv_add, 1, i, code, c))
             done.add("participants")
     say("participants", done.counts.get("participants", 0))
 
