@@ -19,14 +19,12 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
 import msgspec
 
 from bench import http_load
-from bench.stack import echo_command
+from bench.stack import echo_command, stop, wait_healthy
 from gateway import apikeys, registry
 from gateway.config import Settings
 from gateway.core import Gateway
@@ -41,20 +39,7 @@ RESULTS = Path(__file__).with_name("results")
 
 def _serve(cmd: list[str], env: dict[str, str], port: int) -> subprocess.Popen:
     proc = subprocess.Popen(["taskset", "-c", "0", *cmd], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            return proc
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"{cmd} did not start")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    proc.wait(timeout=20)
+    return wait_healthy(proc, port, f"{cmd} did not start")
 
 
 async def _prepare(settings: Settings, proofs_needed: int) -> tuple[str, list[str]]:
@@ -127,7 +112,7 @@ def main() -> None:
                 "echo", echo_port, lambda i: http_load.request("POST", "/echo", sample), args.requests, args.concurrency
             )
         finally:
-            _stop(echo)
+            stop(echo)
 
         gateway = _serve(
             [sys.executable, "-m", "ledger.cli", "serve", "--port", str(gw_port), "--log-level", "warning"],
@@ -166,7 +151,7 @@ def main() -> None:
 
             results["hold"] = _phase("hold", gw_port, hold, args.requests, args.concurrency)
         finally:
-            _stop(gateway)
+            stop(gateway)
     finally:
         redis.stop()
 

@@ -106,17 +106,22 @@ class BenchStack:
         log = (self.root / f"server-{port}.log").open("ab")
         proc = subprocess.Popen([*prefix, *cmd], env=env, stdout=log, stderr=log)
         self.servers.append(proc)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                return proc
-            except httpx.TransportError:
-                if proc.poll() is not None:
-                    break
-                time.sleep(0.1)
-        proc.kill()
-        raise RuntimeError(f"{cmd} did not start; see {log.name}")
+        return wait_healthy(proc, port, f"{cmd} did not start; see {log.name}")
+
+
+def wait_healthy(proc: subprocess.Popen, port: int, failure: str, seconds: float = 30) -> subprocess.Popen:
+    """The server once its /healthz answers; killed, and `failure` raised, if it never does."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return proc
+        except httpx.TransportError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(failure)
 
 
 def echo_command(port: int) -> list[str]:
