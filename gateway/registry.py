@@ -116,10 +116,10 @@ async def get_convenio(gw: Gateway, code: str) -> ConvenioView:
     return _convenio_view({k.decode(): v.decode() for k, v in raw.items()})
 
 
-def _participant_view(r: dict[str, str]) -> ParticipantView:
+def _participant_view(convenio: str, code: str, r: dict[str, str]) -> ParticipantView:
     return ParticipantView(
-        convenio=r["convenio"],
-        code=r["participant"],
+        convenio=convenio,
+        code=code,
         name=r.get("name", ""),
         document=r.get("document", ""),
         limit=int(r.get("limit", 0)),
@@ -155,7 +155,7 @@ async def save_participant(
     # The cross-convênio index is a separate key (another hash slot); SADD is idempotent, and
     # readers skip entries whose participant is gone, so a crash between the two is harmless.
     await gw.run("pconv_add", [k.participant_convenios(code)], [code, convenio])
-    return _participant_view(record)
+    return _participant_view(convenio, code, record)
 
 
 async def get_participant(gw: Gateway, convenio: str, code: str) -> ParticipantView:
@@ -164,7 +164,7 @@ async def get_participant(gw: Gateway, convenio: str, code: str) -> ParticipantV
         if not await gw.redis.exists(gw.keys.convenio(convenio)):
             raise ApiError(ErrorCode.UNKNOWN_CONVENIO)
         raise ApiError(ErrorCode.UNKNOWN_PARTICIPANT)
-    return _participant_view({k.decode(): v.decode() for k, v in raw.items()})
+    return _participant_view(convenio, code, {k.decode(): v.decode() for k, v in raw.items()})
 
 
 async def list_participants(gw: Gateway, convenio: str, after: str, limit: int) -> ParticipantList:
@@ -176,7 +176,11 @@ async def list_participants(gw: Gateway, convenio: str, after: str, limit: int) 
         for c in page:
             pipe.hgetall(gw.keys.participant(convenio, c))
         rows = await pipe.execute()
-    views = [_participant_view({k.decode(): v.decode() for k, v in r.items()}) for r in rows if r]
+    views = [
+        _participant_view(convenio, c, {k.decode(): v.decode() for k, v in r.items()})
+        for c, r in zip(page, rows, strict=True)
+        if r
+    ]
     more = len(page) == limit and page and codes[-1] != page[-1]
     return ParticipantList(participants=views, next_after=page[-1] if more else None)
 

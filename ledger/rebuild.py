@@ -143,6 +143,7 @@ async def rebuild(
         async for r in conn.cursor("SELECT * FROM participants"):
             c, code = r["convenio"], r["participant"]
             fields = dict(json.loads(r["record"]))
+            fields.pop("convenio", None), fields.pop("participant", None)  # the key names them
             fields.update(balance=r["balance"], reserved=r["reserved"], pw_failures=0)
             if r["pw_hash"]:
                 fields["pw_hash"] = r["pw_hash"]

@@ -16,7 +16,7 @@
 -- ARGV[6] JSON object of the fields given, every value a string: name, document, limit,
 --         status, pw_hash
 --
--- Returns JSON {ok=true, r=<record without password fields>} or {ok=false, code, x}.
+-- Returns JSON {ok=true, r=<record without password fields, with both codes>} or {ok=false, code, x}.
 --!include lib/common.lua
 
 local conv_key, key, members_key, stream = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -46,8 +46,8 @@ local pw_hash = f.pw_hash
 f.pw_hash = nil
 hset_table(key, f)
 if create then
-  redis.call('HSET', key, 'convenio', convenio, 'participant', participant, 'limit', limit,
-             'balance', limit, 'reserved', 0, 'created_at', now)
+  -- the codes live in the key's name only: a million participants, 40 bytes each saved
+  redis.call('HSET', key, 'limit', limit, 'balance', limit, 'reserved', 0, 'created_at', now)
   if not f.status then redis.call('HSET', key, 'status', 'ACTIVE') end
   redis.call('SADD', members_key, participant)
 elseif diff ~= 0 then
@@ -63,6 +63,7 @@ redis.call('HSET', key, 'updated_at', now)
 
 local record = hgetall(key)
 record.pw_hash, record.pw_failures, record.pw_locked_until = nil, nil, nil
+record.convenio, record.participant = convenio, participant
 local changed = f
 changed.password_changed = pw_hash ~= nil
 emit(stream, create and 'participant.created' or 'participant.updated', protocol, now,

@@ -29,8 +29,7 @@ local function refuse(code, extra)
 end
 
 if redis.call('EXISTS', KEYS[1]) == 0 then return refuse('UNKNOWN_CONVENIO') end
-local p = redis.call('HMGET', KEYS[2], 'status', 'pw_hash', 'pw_locked_until', 'pw_failures',
-                     'convenio', 'participant')
+local p = redis.call('HMGET', KEYS[2], 'status', 'pw_hash', 'pw_locked_until', 'pw_failures')
 if not p[1] then return refuse('UNKNOWN_PARTICIPANT') end
 if not p[2] or p[2] == '' then return refuse('PASSWORD_NOT_SET') end
 local locked_until = num(p[3])
