@@ -803,3 +803,7 @@ def main() -> None:
         for key, v in out["profile"]["breakdown"].items():
             print(f"  {key:<55} {v['seconds']:>8.2f} s  {v['share']:>6.1%}  {v['calls']:>7} calls")
     print(f"ratios: {ratios}\nwritten {path}")
+
+
+if __name__ == "__main__":
+    main()
