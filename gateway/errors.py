@@ -49,6 +49,7 @@ class ErrorCode(enum.StrEnum):
     COMMIT_EXCEEDS_HOLD = "COMMIT_EXCEEDS_HOLD"
     # the ledger
     UNKNOWN_PROTOCOL = "UNKNOWN_PROTOCOL"
+    UNKNOWN_DUPLICATA = "UNKNOWN_DUPLICATA"
     # service health
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     LEDGER_UNAVAILABLE = "LEDGER_UNAVAILABLE"
@@ -113,6 +114,7 @@ ERRORS: dict[ErrorCode, tuple[int, str]] = {
         404,
         "No decision with this protocol in the ledger (a decision reaches it within moments).",
     ),
+    ErrorCode.UNKNOWN_DUPLICATA: (404, "No duplicata with this id."),
     ErrorCode.LEDGER_UNAVAILABLE: (503, "The ledger database is not reachable; retry shortly."),
     ErrorCode.SERVICE_UNAVAILABLE: (503, "A backing service is unavailable; retry shortly."),
     ErrorCode.INTERNAL_ERROR: (

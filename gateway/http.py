@@ -39,6 +39,7 @@ PATH_PARAMS = {
     "plate": _PLATE,
     "id": re.compile(r"^\S{1,64}$"),
     "protocol": re.compile(r"^[A-Za-z0-9]{1,64}$"),
+    "duplicata": re.compile(r"^D[0-9A-Z]{26}$"),
 }
 UNAVAILABLE = (ConnectionError, TimeoutError, BusyLoadingError, OSError)
 

@@ -24,6 +24,10 @@ def new_protocol() -> str:
     return "P" + _ulid()
 
 
+def new_duplicata_id() -> str:
+    return "D" + _ulid()
+
+
 def new_empenho_id(shard: int) -> str:
     return f"E{shard}-{_ulid()}"
 

@@ -5,8 +5,10 @@ and they answer 503 LEDGER_UNAVAILABLE while it is down."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -50,6 +52,19 @@ class LedgerDB:
             raise ApiError(ErrorCode.LEDGER_UNAVAILABLE, msg) from None
         except asyncpg.InvalidCatalogNameError:
             raise ApiError(ErrorCode.LEDGER_UNAVAILABLE, "The ledger database does not exist.") from None
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection for a back-office write (settlement); Postgres down -> 503."""
+        try:
+            pool = await asyncio.wait_for(self._get_pool(), self.timeout_s)
+            async with pool.acquire(timeout=self.timeout_s) as conn:
+                yield conn
+        except _DOWN:
+            raise ApiError(ErrorCode.LEDGER_UNAVAILABLE) from None
+        except asyncpg.UndefinedTableError:
+            msg = "The ledger database is not migrated (run `convenio migrate`)."
+            raise ApiError(ErrorCode.LEDGER_UNAVAILABLE, msg) from None
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -165,6 +180,7 @@ def _movement(r: asyncpg.Record) -> Movement:
         ("store", "store"),
         ("sale", "sale"),
         ("coupon", "coupon"),
+        ("batch_key", "batch"),
     ):
         if r[column] is not None:
             setattr(m, attr, r[column])

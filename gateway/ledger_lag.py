@@ -3,6 +3,9 @@ acknowledged. Reported by /readyz (against its bound) and as a metric."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from redis.exceptions import ResponseError
 
 from gateway.core import Gateway
@@ -23,3 +26,45 @@ async def ledger_lag(gw: Gateway) -> int:
         unread = group.get("lag")
         lag += group["pending"] + (unread if unread is not None else await gw.redis.xlen(stream))
     return lag
+
+
+def _sid(raw: bytes | str) -> tuple[int, int]:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+async def stored_up_to_now(gw: Gateway, timeout_s: float, poll_s: float = 0.05) -> int:
+    """Wait (bounded) until every event appended before this call is stored and acknowledged.
+    Unlike a zero lag, this barrier is reached under live traffic. Returns how many of those
+    events are still not stored (0: the ledger holds everything up to the call)."""
+    marks: dict[str, tuple[int, int]] = {}
+    for stream in gw.keys.all_events():
+        try:
+            info = await gw.redis.xinfo_stream(stream)
+        except ResponseError:
+            continue
+        if info.get("length"):
+            marks[stream] = _sid(info["last-generated-id"])
+    deadline = time.monotonic() + timeout_s
+    while True:
+        behind = 0
+        for stream, mark in marks.items():
+            behind += await _behind(gw, stream, mark)
+        if behind == 0 or time.monotonic() >= deadline:
+            return behind
+        await asyncio.sleep(poll_s)
+
+
+async def _behind(gw: Gateway, stream: str, mark: tuple[int, int]) -> int:
+    """Entries up to mark not yet acknowledged by the ledger's group (an estimate above 0)."""
+    groups = await gw.redis.xinfo_groups(stream)
+    group = next((g for g in groups if g["name"] in (LEDGER_GROUP, LEDGER_GROUP.encode())), None)
+    if group is None:
+        return max(1, await gw.redis.xlen(stream))
+    if _sid(group["last-delivered-id"]) < mark:
+        return max(1, group.get("lag") or 1)
+    if not group["pending"]:
+        return 0
+    oldest = await gw.redis.xpending_range(stream, LEDGER_GROUP, min="-", max=f"{mark[0]}-{mark[1]}", count=1000)
+    return len(oldest)

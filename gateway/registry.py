@@ -51,6 +51,8 @@ def _convenio_fields(body: ConvenioCreate | ConvenioUpdate) -> dict[str, str]:
         f["billing_period"] = body.billing.period
         f["billing_in_participant_name"] = _flag(body.billing.in_participant_name)
         f["payment_method"] = body.billing.payment_method
+        f["billing_due_days"] = str(body.billing.due_days)
+        f["billing_block_after_days"] = str(body.billing.block_after_days)
     if body.requires_vehicle is not None:
         f["requires_vehicle"] = _flag(body.requires_vehicle)
     if body.status is not None:
@@ -72,6 +74,8 @@ def _convenio_view(r: dict[str, str]) -> ConvenioView:
             period=r.get("billing_period", "MONTHLY"),
             in_participant_name=r.get("billing_in_participant_name") == "1",
             payment_method=r.get("payment_method", "BOLETO"),
+            due_days=int(r.get("billing_due_days") or 10),
+            block_after_days=int(r.get("billing_block_after_days") or 5),
         ),
         requires_vehicle=r.get("requires_vehicle") == "1",
         status=r["status"],

@@ -7,9 +7,11 @@ import datetime
 import re
 from typing import Any
 
+import msgspec
+
 from gateway import empenhos, limits, registry
 from gateway.apikeys import set_integration_key
-from gateway.errors import ErrorCode
+from gateway.errors import ApiError, ErrorCode
 from gateway.http import PATH_PARAMS, Call, Endpoint, Reply, invalid
 from gateway.password_check import verify_password
 from gateway.permissions import READ_REGISTRY, Permission
@@ -22,6 +24,8 @@ from gateway.schemas import (
     ConvenioView,
     DecisionView,
     Done,
+    DuplicataList,
+    DuplicataView,
     EmpenhoHeld,
     EmpenhoOutcome,
     EmpenhoRequest,
@@ -35,6 +39,7 @@ from gateway.schemas import (
     ParticipantView,
     PasswordCheck,
     PasswordResult,
+    SettleRequest,
     VehicleList,
     VehicleSave,
     VehicleView,
@@ -184,6 +189,54 @@ async def list_vehicles(c: Call) -> Reply:
 async def put_integration_key(c: Call) -> Reply:
     await set_integration_key(c.gw, c.body.integration_key, only_if_unset=False)
     return Reply(Done())
+
+
+# -- duplicatas: the batches live in ledger/; these are the back-office's window on them ------------
+def _duplicata_view(view: dict[str, Any]) -> DuplicataView:
+    return msgspec.convert(view, DuplicataView)
+
+
+async def list_duplicatas(c: Call) -> Reply:
+    from ledger import duplicatas
+
+    q = c.request.query_params
+    status = q.get("status")
+    if status not in (None, "OPEN", "PAID"):
+        raise invalid("status", "`status` must be OPEN or PAID.")
+    if not await c.gw.redis.exists(c.gw.keys.convenio(c.path["convenio"])):
+        raise ApiError(ErrorCode.UNKNOWN_CONVENIO)
+    async with c.gw.ledger.connection() as conn:
+        rows = await duplicatas.listing(conn, c.path["convenio"], status, _page_size(q))
+    return Reply(DuplicataList(duplicatas=[_duplicata_view(v) for v in rows]))
+
+
+async def get_duplicata(c: Call) -> Reply:
+    from ledger import duplicatas
+
+    async with c.gw.ledger.connection() as conn:
+        try:
+            view = await duplicatas.get(conn, c.path["duplicata"], items=True)
+        except duplicatas.UnknownDuplicata:
+            raise ApiError(ErrorCode.UNKNOWN_DUPLICATA) from None
+    return Reply(_duplicata_view(view))
+
+
+async def settle_duplicata(c: Call) -> Reply:
+    from ledger import duplicatas, jobs
+
+    assert c.key is not None
+    now = datetime.datetime.fromtimestamp(c.gw.now_ms() / 1000, datetime.UTC)
+    note = (c.body.note if c.body is not None else None) or ""
+    async with c.gw.ledger.connection() as conn:
+        try:
+            view = await duplicatas.settle(
+                c.gw, conn, c.path["duplicata"], now=now, by=f"api key {c.key.id}", note=note, ledger_wait_s=5
+            )
+        except duplicatas.UnknownDuplicata:
+            raise ApiError(ErrorCode.UNKNOWN_DUPLICATA) from None
+        except jobs.LedgerBehind as exc:
+            raise ApiError(ErrorCode.LEDGER_UNAVAILABLE, f"Settled; giving the balance back waits: {exc}.") from None
+    return Reply(_duplicata_view(view))
 
 
 PARTICIPANT = "/v1/convenios/{convenio}/participants/{participant}"
@@ -382,6 +435,47 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             ("after", "Continue after this movement (the previous page's next_after)."),
             ("limit", "Page size, 1 to 1000 (default 100)."),
         ),
+    ),
+    Endpoint(
+        "GET",
+        "/v1/convenios/{convenio}/duplicatas",
+        "duplicata_list",
+        "The convênio's duplicatas (collection bills), newest period first.",
+        list_duplicatas,
+        DuplicataList,
+        permissions=READ_REGISTRY,
+        tag="back-office",
+        errors=(E.UNKNOWN_CONVENIO, E.LEDGER_UNAVAILABLE),
+        query=(
+            ("status", "OPEN or PAID."),
+            ("limit", "How many, 1 to 1000 (default 100)."),
+        ),
+    ),
+    Endpoint(
+        "GET",
+        "/v1/duplicatas/{duplicata}",
+        "duplicata_get",
+        "A duplicata with every sale and reversal it bills.",
+        get_duplicata,
+        DuplicataView,
+        permissions=READ_REGISTRY,
+        tag="back-office",
+        errors=(E.UNKNOWN_DUPLICATA, E.LEDGER_UNAVAILABLE),
+    ),
+    Endpoint(
+        "POST",
+        "/v1/duplicatas/{duplicata}/settle",
+        "duplicata_settle",
+        "Settle (quitação) a duplicata: ON_SETTLEMENT gives its amount back to the balances, and a "
+        "convênio blocked for overdue duplicatas is unblocked once none is left. Settling again "
+        "answers the same.",
+        settle_duplicata,
+        DuplicataView,
+        permissions=ADMIN,
+        request=SettleRequest,
+        body_optional=True,
+        tag="back-office",
+        errors=(E.UNKNOWN_DUPLICATA, E.LEDGER_UNAVAILABLE),
     ),
     Endpoint(
         "GET",

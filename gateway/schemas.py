@@ -167,6 +167,10 @@ class Billing(Frozen):
     period: Literal["DAILY", "MONTHLY"] = "MONTHLY"
     in_participant_name: bool = False
     payment_method: Annotated[str, Meta(max_length=64, pattern=PLAIN)] = "BOLETO"
+    due_days: Annotated[int, Meta(ge=0, le=365, description="Days from issue to the due date.")] = 10
+    block_after_days: Annotated[
+        int, Meta(ge=0, le=365, description="Days past due after which an unpaid duplicata blocks the convênio.")
+    ] = 5
 
 
 class ConvenioCreate(Frozen):
@@ -301,7 +305,7 @@ class Movement(Out):
     seq: int
     protocol: str
     at: Timestamp
-    kind: Literal["SALE", "REVERSAL", "LIMIT_CHANGE"]
+    kind: Literal["SALE", "REVERSAL", "LIMIT_CHANGE", "ROLLOVER", "RESTORE"]
     amount: Annotated[int, Meta(description="Centavos, signed: the change of the balance.")]
     balance_after: SignedMoney
     pool: Literal["P", "C"]
@@ -311,8 +315,50 @@ class Movement(Out):
     store: str | UnsetType = UNSET
     sale: str | UnsetType = UNSET
     coupon: str | UnsetType = UNSET
+    batch: Annotated[str, Meta(description="ROLLOVER: its date; RESTORE: the duplicata given back.")] | UnsetType = (
+        UNSET
+    )
 
 
 class MovementList(Out):
     movements: list[Movement]
     next_after: int | UnsetType = UNSET
+
+
+# --- duplicatas (issue 6) ------------------------------------------------------------------
+class DuplicataLine(Out):
+    movement: str
+    kind: Literal["SALE", "REVERSAL"]
+    amount: Annotated[int, Meta(description="Centavos billed: a sale positive, a reversal negative.")]
+    at: Timestamp
+    participant: str | None = None
+    empenho: str | None = None
+
+
+class DuplicataView(Out):
+    """A collection bill to the company (or in a participant's name) for a period's sales."""
+
+    id: str
+    convenio: str
+    period: Literal["DAILY", "MONTHLY"]
+    period_start: Annotated[str, Meta(description="First local day billed (YYYY-MM-DD).")]
+    period_end: Annotated[str, Meta(description="Day after the last one billed (YYYY-MM-DD).")]
+    amount: Annotated[int, Meta(description="Centavos: sales less reversals of sales billed before.")]
+    items: int
+    payment_method: str
+    issued_at: Timestamp
+    due_date: str
+    status: Literal["OPEN", "PAID"]
+    restore: Literal["NONE", "PENDING", "DONE"]
+    participant: str | None = None
+    paid_at: Timestamp | None = None
+    paid_by: str | None = None
+    lines: list[DuplicataLine] | UnsetType = UNSET
+
+
+class DuplicataList(Out):
+    duplicatas: list[DuplicataView]
+
+
+class SettleRequest(Frozen):
+    note: Annotated[str, Meta(max_length=256, pattern=PLAIN)] | None = None

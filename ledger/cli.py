@@ -296,8 +296,8 @@ def _pepper(data_dir: Path) -> str:
 )
 def up(host: str, port: int, workers: int, data_dir: Path) -> None:
     """Run the whole product locally: services (private ones when REDIS_URL/DATABASE_URL are
-    unset), migrations, the demo data, the gateway and the ledger writer. Ctrl-C stops
-    everything it started."""
+    unset), migrations, the demo data, the gateway, the ledger writer and the month's
+    scheduler. Ctrl-C stops everything it started."""
     from ledger import embedded
 
     def stop(signum: int, frame: object) -> None:
@@ -348,6 +348,7 @@ def up(host: str, port: int, workers: int, data_dir: Path) -> None:
             subprocess.Popen([*cli, "serve", "--host", host, "--port", str(port), "--workers", str(workers)], env=env)
         )
         children.append(subprocess.Popen([*cli, "ledger"], env=env))
+        children.append(subprocess.Popen([*cli, "scheduler"], env=env))
         while all(c.poll() is None for c in children):
             try:
                 children[0].wait(timeout=1)
@@ -369,6 +370,18 @@ def up(host: str, port: int, workers: int, data_dir: Path) -> None:
                 child.kill()
         for service in reversed(started):
             service.stop()
+
+
+# the month's batches (issue 6), in their own module
+from ledger import month_cli  # noqa: E402
+
+for _command in month_cli.COMMANDS:
+    main.add_command(_command)
+
+from ledger import reconcile_cli  # noqa: E402
+
+for _command in reconcile_cli.COMMANDS:  # reconcile, closing
+    main.add_command(_command)
 
 
 if __name__ == "__main__":

@@ -179,8 +179,28 @@ class Fold:
                 d.get("sale"),
                 d.get("coupon"),
                 e.at,
+                None,
             )
         )
+
+    def _batch(self, e: Event, d: dict[str, Any], kind: str) -> None:
+        """A chunk of a month's batch (balance_batch.lua): per pool, its change and its state after."""
+        convenio, shared = d["convenio"], d["pool"] == "C"
+        for i, (code, delta, balance, reserved) in enumerate(d["items"]):
+            money = {"balance": int(balance), "reserved": int(reserved)}
+            if shared:
+                self.convenios.put((convenio,), money)
+            else:
+                self.participants.put((convenio, code), money)
+            if int(delta):
+                row = (f"{e.protocol}.{i}", convenio, None if shared else code, kind, int(delta), int(balance))
+                self.movements.append((*row, d["pool"], None, None, None, None, None, e.at, d["key"]))
+
+    def _balance_rolled_over(self, e: Event, d: dict[str, Any]) -> None:
+        self._batch(e, d, "ROLLOVER")
+
+    def _balance_restored(self, e: Event, d: dict[str, Any]) -> None:
+        self._batch(e, d, "RESTORE")
 
     def _history(self, e: Event, d: dict[str, Any], status: str, amount: int) -> None:
         self.history.append((e.protocol, d["id"], status, e.at, amount))
@@ -354,6 +374,7 @@ MOVEMENT_COLUMNS = (
     "sale",
     "coupon",
     "at",
+    "batch_key",
 )
 DECISION_COLUMNS = (
     "protocol",

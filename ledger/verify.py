@@ -58,6 +58,13 @@ WITH effects AS (
   FROM journal
   WHERE type IN ('participant.created', 'participant.updated', 'convenio.created', 'convenio.updated',
                  'empenho.held', 'empenho.committed', 'empenho.cancelled', 'empenho.reversed', 'empenho.expired')
+  UNION ALL
+  -- the month's batches: one event per chunk, its items [participant or '', change, balance, reserved]
+  SELECT data->>'convenio', NULLIF(item->>0, ''),
+         split_part(stream_id, '-', 1)::bigint * 1000000 + split_part(stream_id, '-', 2)::bigint,
+         false, (item->>1)::bigint, 0
+  FROM journal, jsonb_array_elements(data->'items') AS item
+  WHERE type IN ('balance.rolled_over', 'balance.restored')
 ),
 starts AS (
   SELECT convenio, participant, max(ord) AS since FROM effects WHERE fresh GROUP BY convenio, participant

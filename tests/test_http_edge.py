@@ -30,6 +30,7 @@ from gateway.schemas import (
     ParticipantCreate,
     ParticipantUpdate,
     PasswordCheck,
+    SettleRequest,
     VehicleSave,
 )
 from tests.checkout import VALID_PATH, BackOffice, Terminal, assert_error
@@ -400,6 +401,7 @@ TEMPLATES: dict[type, dict[str, Any]] = {
     EmpenhoRequest: sale(proof="p", vehicle={"plate": "ABC1D23", "odometer_km": 10}),
     CommitRequest: {"coupon": "CUPOM-1", "amount": 100},
     CancelRequest: {"reason": "cliente desistiu"},
+    SettleRequest: {"note": "TED 123"},
     ConvenioCreate: {
         "code": "EMPFZ",
         "name": "N",

@@ -54,7 +54,14 @@ async def test_a_convenio_is_created_with_its_whole_policy_and_read_back(backoff
         "tolerance": 2_000,
         "shared": False,
         "rollover": {"policy": "MONTHLY", "day": 10},
-        "billing": {"automatic": True, "period": "DAILY", "in_participant_name": True, "payment_method": "PIX"},
+        "billing": {
+            "automatic": True,
+            "period": "DAILY",
+            "in_participant_name": True,
+            "payment_method": "PIX",
+            "due_days": 15,
+            "block_after_days": 3,
+        },
         "requires_vehicle": True,
         "status": "ACTIVE",
     }
@@ -81,6 +88,8 @@ async def test_each_rollover_and_billing_policy_is_kept(backoffice: BackOffice) 
         "period": "MONTHLY",
         "in_participant_name": False,
         "payment_method": "BOLETO",
+        "due_days": 10,  # the defaults: due 10 days after issue, blocking 5 days after that
+        "block_after_days": 5,
     }
     on_settlement = await backoffice.create_convenio(
         "EMP300", 30_000, tolerance=1_000, shared=True, rollover={"policy": "ON_SETTLEMENT"}, status="BLOCKED"
