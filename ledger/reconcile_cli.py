@@ -24,11 +24,16 @@ MAX_SHOWN_PROBLEMS = 50
 
 
 def _who() -> str:
-    return os.environ.get("USER") or "system"
+    from ledger.jobs import operator
+
+    return operator()
 
 
 by_option = click.option(
-    "--by", default=_who, show_default="$USER or 'system'", help="Who does this; kept in each record's history."
+    "--by",
+    default=_who,
+    show_default="$CONVENIO_OPERATOR, else the login name",
+    help="Who does this; kept in each record's history.",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout (for scripts).")
 DAY = click.DateTime(formats=["%Y-%m-%d"])
