@@ -6,9 +6,11 @@ its answer into the contract's body or error.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import msgspec
 
@@ -38,10 +40,26 @@ class Decision:
     replayed: bool
 
 
+_LOCAL = ZoneInfo("America/Sao_Paulo")
+_window_cache: tuple[int, tuple[str, str]] = (-1, ("", ""))
+
+
+def _window_keys(now_ms: int) -> tuple[str, str]:
+    """The local day and month of a hold (limit windows), computed once a minute."""
+    global _window_cache
+    minute = now_ms // 60_000
+    if _window_cache[0] != minute:
+        local = datetime.datetime.fromtimestamp(now_ms / 1000, _LOCAL)
+        _window_cache = (minute, (local.strftime("%Y%m%d"), local.strftime("%Y%m")))
+    return _window_cache[1]
+
+
 def _decline(r: dict[str, Any], replayed: bool) -> ApiError:
     return ApiError(
         r["error"],
         available=r.get("available"),
+        scope=r.get("scope"),
+        remaining=r.get("remaining"),
         protocol=r.get("protocol"),
         headers=REPLAYED if replayed else None,
     )
@@ -96,6 +114,8 @@ async def hold(gw: Gateway, api_key_id: str, idempotency_key: str, req: EmpenhoR
             api_key_id,
             "1" if req.proof else "0",
             idem,
+            req.order or "",
+            *_window_keys(now),
         ],
     )
     if not res["ok"]:
@@ -246,4 +266,6 @@ async def get(gw: Gateway, empenho_id: str) -> EmpenhoView:
         view.vehicle = Vehicle(plate=e["plate"], odometer_km=int(km) if km else None)
     if e.get("cancel_reason"):
         view.cancel_reason = e["cancel_reason"]
+    if e.get("order"):
+        view.order = e["order"]
     return view

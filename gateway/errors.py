@@ -47,6 +47,19 @@ class ErrorCode(enum.StrEnum):
     EMPENHO_NOT_PENDING = "EMPENHO_NOT_PENDING"
     COMMIT_CONFLICT = "COMMIT_CONFLICT"
     COMMIT_EXCEEDS_HOLD = "COMMIT_EXCEEDS_HOLD"
+    # limit windows (seed 003): declines of a hold, each saying what the window still allows
+    ORDER_LIMIT_EXCEEDED = "ORDER_LIMIT_EXCEEDED"
+    DAILY_LIMIT_EXCEEDED = "DAILY_LIMIT_EXCEEDED"
+    MONTHLY_LIMIT_EXCEEDED = "MONTHLY_LIMIT_EXCEEDED"
+    # customer credits and orders (seed 000, seed 003)
+    INSUFFICIENT_CREDIT = "INSUFFICIENT_CREDIT"
+    CREDIT_REFERENCE_EXISTS = "CREDIT_REFERENCE_EXISTS"
+    UNKNOWN_CREDIT_HOLD = "UNKNOWN_CREDIT_HOLD"
+    CREDIT_HOLD_NOT_PENDING = "CREDIT_HOLD_NOT_PENDING"
+    UNKNOWN_ORDER = "UNKNOWN_ORDER"
+    # limit-change requests (seed 004)
+    UNKNOWN_LIMIT_REQUEST = "UNKNOWN_LIMIT_REQUEST"
+    LIMIT_REQUEST_DECIDED = "LIMIT_REQUEST_DECIDED"
     # the ledger
     UNKNOWN_PROTOCOL = "UNKNOWN_PROTOCOL"
     UNKNOWN_DUPLICATA = "UNKNOWN_DUPLICATA"
@@ -99,6 +112,16 @@ ERRORS: dict[ErrorCode, tuple[int, str]] = {
         422,
         "The vehicle plate is not registered for this participant.",
     ),
+    ErrorCode.ORDER_LIMIT_EXCEEDED: (422, "The amount is more than one order may take (`remaining`)."),
+    ErrorCode.DAILY_LIMIT_EXCEEDED: (422, "The amount is more than today's window still allows (`remaining`)."),
+    ErrorCode.MONTHLY_LIMIT_EXCEEDED: (422, "The amount is more than this month's window still allows (`remaining`)."),
+    ErrorCode.INSUFFICIENT_CREDIT: (422, "The customer's credits do not cover the amount (`available`)."),
+    ErrorCode.CREDIT_REFERENCE_EXISTS: (409, "A credit with this reference already exists with other values."),
+    ErrorCode.UNKNOWN_CREDIT_HOLD: (404, "No credit hold with this id."),
+    ErrorCode.CREDIT_HOLD_NOT_PENDING: (409, "The credit hold is not pending."),
+    ErrorCode.UNKNOWN_ORDER: (404, "No credit or empenho was ever used by this order."),
+    ErrorCode.UNKNOWN_LIMIT_REQUEST: (404, "No limit-change request with this id."),
+    ErrorCode.LIMIT_REQUEST_DECIDED: (409, "The limit-change request was already approved or rejected."),
     ErrorCode.IDEMPOTENCY_CONFLICT: (
         409,
         "This Idempotency-Key was already used with a different request.",

@@ -129,6 +129,8 @@ class LedgerDB:
             view.vehicle = Vehicle(plate=e["plate"], odometer_km=e["odometer_km"])
         if e["cancel_reason"]:
             view.cancel_reason = e["cancel_reason"]
+        if e["order_ref"]:
+            view.order = e["order_ref"]
         return view
 
     async def movements(

@@ -14,6 +14,7 @@ class Permission(enum.IntEnum):
     EMPENHO_CANCEL = 3186  # API - cancelar empenho
     INTEGRATION = 3187  # Parâmetros de integrações
     ADMIN = 9000  # back-office writes: convênios, participants, vehicles
+    CREDITS = 9010  # the customers' current account (seed 000): register credits
 
 
 #: who may read the registry: the seed's two query permissions, and the admin who writes it

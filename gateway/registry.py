@@ -26,6 +26,7 @@ from gateway.schemas import (
     VehicleList,
     VehicleSave,
     VehicleView,
+    Windows,
 )
 
 
@@ -57,7 +58,26 @@ def _convenio_fields(body: ConvenioCreate | ConvenioUpdate) -> dict[str, str]:
         f["requires_vehicle"] = _flag(body.requires_vehicle)
     if body.status is not None:
         f["status"] = body.status
+    if body.windows is not None:
+        f.update(_window_fields(body.windows))
     return f
+
+
+def _window_fields(w: Windows) -> dict[str, str]:
+    """'' means no cap (reserve.lua reads it as nil)."""
+    return {
+        "w_order": "" if w.order_max is None else str(w.order_max),
+        "w_day": "" if w.daily_max is None else str(w.daily_max),
+        "w_month": "" if w.monthly_max is None else str(w.monthly_max),
+    }
+
+
+def _windows_view(r: dict[str, str]) -> Windows:
+    def cap(name: str) -> int | None:
+        v = r.get(name) or ""
+        return int(v) if v else None
+
+    return Windows(order_max=cap("w_order"), daily_max=cap("w_day"), monthly_max=cap("w_month"))
 
 
 def _convenio_view(r: dict[str, str]) -> ConvenioView:
@@ -79,6 +99,7 @@ def _convenio_view(r: dict[str, str]) -> ConvenioView:
         ),
         requires_vehicle=r.get("requires_vehicle") == "1",
         status=r["status"],
+        windows=_windows_view(r),
         allocated=int(r.get("allocated", 0)),
         balance=int(r.get("balance", 0)),
         reserved=int(r.get("reserved", 0)),
@@ -93,7 +114,9 @@ def _check(res: dict[str, Any]) -> dict[str, Any]:
     return res["r"]
 
 
-async def save_convenio(gw: Gateway, code: str, body: ConvenioCreate | ConvenioUpdate) -> ConvenioView:
+async def save_convenio(
+    gw: Gateway, code: str, body: ConvenioCreate | ConvenioUpdate, by: str = "", reason: str | None = None
+) -> ConvenioView:
     k = gw.keys
     create = isinstance(body, ConvenioCreate)
     # a monthly rollover always has its day; the seed's default is the 1st
@@ -108,6 +131,8 @@ async def save_convenio(gw: Gateway, code: str, body: ConvenioCreate | ConvenioU
             gw.protocol(),
             code,
             msgspec.json.encode(_convenio_fields(body)),
+            by,
+            reason or getattr(body, "reason", None) or "",
         ],
     )
     return _convenio_view(_check(res))
@@ -131,14 +156,22 @@ def _participant_view(convenio: str, code: str, r: dict[str, str]) -> Participan
         reserved=int(r.get("reserved", 0)),
         status=r["status"],
         password_set=bool(r.get("pw_changed_at") or r.get("pw_hash")),
+        windows=_windows_view(r),
         created_at=rfc3339(int(r["created_at"])),
         updated_at=rfc3339(int(r["updated_at"])),
     )
 
 
 async def save_participant(
-    gw: Gateway, convenio: str, code: str, body: ParticipantCreate | ParticipantUpdate
+    gw: Gateway,
+    convenio: str,
+    code: str,
+    body: ParticipantCreate | ParticipantUpdate,
+    by: str = "",
+    reason: str | None = None,
 ) -> ParticipantView:
+    """Create or update a participant; `by` (who) and the body's or the caller's reason (why)
+    go into the event, for the change history."""
     k = gw.keys
     create = isinstance(body, ParticipantCreate)
     f: dict[str, str] = {}
@@ -148,12 +181,23 @@ async def save_participant(
             f[name] = value
     if body.limit is not None:
         f["limit"] = str(body.limit)
+    if body.windows is not None:
+        f.update(_window_fields(body.windows))
     if body.password is not None:
         f["pw_hash"] = await gw.passwords.hash(body.password)
     res = await gw.run(
         "participant_save",
         [k.convenio(convenio), k.participant(convenio, code), k.members(convenio), k.events(k.shard_of(convenio))],
-        ["create" if create else "update", gw.now_ms(), gw.protocol(), convenio, code, msgspec.json.encode(f)],
+        [
+            "create" if create else "update",
+            gw.now_ms(),
+            gw.protocol(),
+            convenio,
+            code,
+            msgspec.json.encode(f),
+            by,
+            reason or getattr(body, "reason", None) or "",
+        ],
     )
     record = _check(res)
     # The cross-convênio index is a separate key (another hash slot); SADD is idempotent, and

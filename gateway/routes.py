@@ -54,6 +54,11 @@ DECISION_READ = EMPENHO_READ | {Permission.LIMIT_QUERY, Permission.PASSWORD_CHEC
 MOVEMENTS_READ = frozenset({Permission.SALES_READ, Permission.ADMIN})
 
 
+def _who(c: Call) -> str:
+    """Who made a change, for the history: the API key that asked (never the key itself)."""
+    return f"apikey:{c.key.id}" if c.key is not None else ""
+
+
 def _replayed(replayed: bool) -> dict[str, str]:
     return dict(empenhos.REPLAYED) if replayed else {}
 
@@ -143,11 +148,11 @@ def _instant(q: Any, name: str) -> datetime.datetime | None:
 
 # --- back-office ---------------------------------------------------------------------------
 async def create_convenio(c: Call) -> Reply:
-    return Reply(await registry.save_convenio(c.gw, c.body.code, c.body), 201)
+    return Reply(await registry.save_convenio(c.gw, c.body.code, c.body, by=_who(c)), 201)
 
 
 async def update_convenio(c: Call) -> Reply:
-    return Reply(await registry.save_convenio(c.gw, c.path["convenio"], c.body))
+    return Reply(await registry.save_convenio(c.gw, c.path["convenio"], c.body, by=_who(c)))
 
 
 async def get_convenio(c: Call) -> Reply:
@@ -155,11 +160,11 @@ async def get_convenio(c: Call) -> Reply:
 
 
 async def create_participant(c: Call) -> Reply:
-    return Reply(await registry.save_participant(c.gw, c.path["convenio"], c.body.code, c.body), 201)
+    return Reply(await registry.save_participant(c.gw, c.path["convenio"], c.body.code, c.body, by=_who(c)), 201)
 
 
 async def update_participant(c: Call) -> Reply:
-    return Reply(await registry.save_participant(c.gw, c.path["convenio"], c.path["participant"], c.body))
+    return Reply(await registry.save_participant(c.gw, c.path["convenio"], c.path["participant"], c.body, by=_who(c)))
 
 
 async def get_participant(c: Call) -> Reply:
@@ -548,3 +553,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         tag="back-office",
     ),
 )
+
+
+# issue 7's endpoints live in their own modules
+from gateway import credit_routes, limit_request_routes  # noqa: E402
+
+ENDPOINTS = ENDPOINTS + credit_routes.ENDPOINTS + limit_request_routes.ENDPOINTS

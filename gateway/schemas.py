@@ -30,7 +30,8 @@ PLAIN = r"^[^\x00-\x1f\x7f]*(?!\n)$"
 Text = Annotated[str, Meta(min_length=1, max_length=64, pattern=PLAIN)]
 Plate = Annotated[str, Meta(pattern=r"^[A-Za-z0-9\-]{1,16}(?!\n)$", description="Vehicle plate.", examples=["ABC1D23"])]
 Timestamp = Annotated[str, Meta(description="RFC 3339, UTC.", examples=["2026-11-23T14:05:00.000Z"])]
-Status = Literal["ACTIVE", "BLOCKED"]
+#: what an operator may set; the system also sets BLOCKED_OVERDUE (unpaid duplicatas)
+Status = Literal["ACTIVE", "BLOCKED", "BLOCKED_CREDIT"]
 
 
 class Frozen(Struct, frozen=True, forbid_unknown_fields=True):
@@ -102,6 +103,18 @@ class EmpenhoRequest(Frozen):
     sale: Text
     proof: Annotated[str, Meta(max_length=256)] | None = None
     vehicle: Vehicle | None = None
+    order: (
+        Annotated[
+            str,
+            Meta(
+                min_length=1,
+                max_length=64,
+                pattern=r"^[A-Za-z0-9._-]+$",
+                description="The order (pedido) this sale pays, store or web: GET /v1/orders/{order} lists it.",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class EmpenhoHeld(Struct):
@@ -154,6 +167,7 @@ class EmpenhoView(Out):
     coupon: str | UnsetType = UNSET
     vehicle: Vehicle | UnsetType = UNSET
     cancel_reason: str | UnsetType = UNSET
+    order: str | UnsetType = UNSET
 
 
 # --- back-office registry ------------------------------------------------------------------
@@ -173,6 +187,18 @@ class Billing(Frozen):
     ] = 5
 
 
+class Windows(Frozen):
+    """Limit windows (seed 003): caps a hold must also fit in, besides the balance; None: no cap.
+    On a convênio, daily/monthly cap its participants' sum; on a participant, their own."""
+
+    order_max: Annotated[Money | None, Meta(description="Most one hold (one order) may take.")] = None
+    daily_max: Annotated[Money | None, Meta(description="Most the holds of one local day may take.")] = None
+    monthly_max: Annotated[Money | None, Meta(description="Most the holds of one local month may take.")] = None
+
+
+Reason = Annotated[str, Meta(max_length=256, pattern=PLAIN, description="Why: kept in the change history.")]
+
+
 class ConvenioCreate(Frozen):
     code: Code
     name: Annotated[str, Meta(min_length=1, max_length=128, pattern=PLAIN)]
@@ -183,6 +209,7 @@ class ConvenioCreate(Frozen):
     billing: Billing = Billing()
     requires_vehicle: bool = False
     status: Status = "ACTIVE"
+    windows: Windows = Windows()
 
 
 class ConvenioUpdate(Frozen):
@@ -194,6 +221,8 @@ class ConvenioUpdate(Frozen):
     billing: Billing | None = None
     requires_vehicle: bool | None = None
     status: Status | None = None
+    windows: Windows | None = None
+    reason: Reason | None = None
 
 
 class ConvenioView(Struct):
@@ -206,6 +235,7 @@ class ConvenioView(Struct):
     billing: Billing
     requires_vehicle: bool
     status: str
+    windows: Windows
     allocated: int
     balance: SignedMoney
     reserved: int
@@ -223,6 +253,7 @@ class ParticipantCreate(Frozen):
     limit: Money = 0
     password: Password | None = None
     status: Status = "ACTIVE"
+    windows: Windows = Windows()
 
 
 class ParticipantUpdate(Frozen):
@@ -231,6 +262,8 @@ class ParticipantUpdate(Frozen):
     limit: Money | None = None
     password: Password | None = None
     status: Status | None = None
+    windows: Windows | None = None
+    reason: Reason | None = None
 
 
 class ParticipantView(Struct):
@@ -243,6 +276,7 @@ class ParticipantView(Struct):
     reserved: int
     status: str
     password_set: bool
+    windows: Windows
     created_at: Timestamp
     updated_at: Timestamp
 

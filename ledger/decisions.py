@@ -50,6 +50,8 @@ def _hold_request(d: dict[str, Any]) -> dict[str, Any]:
         km = d.get("odometer_km")
         request["vehicle"] = {"plate": d["plate"], "odometer_km": int(km) if km else None}
     request["api_key_id"] = d.get("api_key")
+    if d.get("order"):
+        request["order"] = d["order"]
     return request
 
 
@@ -72,7 +74,17 @@ def decision_of(etype: str, protocol: str, d: dict[str, Any]) -> Decision | None
         }
         return Decision("empenho.hold", "APPROVED", 201, None, *who, d["id"], _hold_request(d), answer)
     if etype == "empenho.declined":
-        return _declined("empenho.hold", d["error"], protocol, d, _hold_request(d), available=d.get("available"))
+        window = d.get("window") or {}
+        return _declined(
+            "empenho.hold",
+            d["error"],
+            protocol,
+            d,
+            _hold_request(d),
+            available=d.get("available"),
+            scope=window.get("scope"),
+            remaining=window.get("remaining"),
+        )
     if etype == "empenho.committed":
         request = {"id": d["id"], "coupon": d["coupon"], "amount": d["amount"]}
         body = _outcome_body(d, "COMMITTED", protocol)

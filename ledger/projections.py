@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import datetime
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import msgspec
@@ -115,10 +116,25 @@ async def column_types(conn: asyncpg.Connection, table: str) -> dict[str, str]:
     return _COLUMN_TYPES[table]
 
 
+class Extension(Protocol):
+    """Another feature's projections, folded from the same batch and written in the same
+    transaction, after the core tables (so its rows may refer to them)."""
+
+    def add(self, e: Event) -> None: ...
+
+    async def write(self, conn: asyncpg.Connection) -> None: ...
+
+
+#: factories of the extensions every batch's Fold carries (registered by their modules,
+#: imported at the end of this one)
+EXTENSIONS: list[Callable[[], Extension]] = []
+
+
 class Fold:
     """One batch's events folded into row changes, in the order the tables must be written."""
 
     def __init__(self) -> None:
+        self.extensions = [make() for make in EXTENSIONS]
         self.convenios = Table("convenios", ("code",))
         self.participants = Table("participants", ("convenio", "participant"))
         self.vehicles = Table("vehicles", ("convenio", "participant", "plate"))
@@ -135,6 +151,8 @@ class Fold:
         handler = getattr(self, "_" + e.type.replace(".", "_"), None)
         if handler is not None:
             handler(e, d)
+        for extension in self.extensions:
+            extension.add(e)
         decision = decision_of(e.type, e.protocol, d)
         if decision is not None:
             self.decisions.append(
@@ -295,6 +313,7 @@ class Fold:
             "plate": d.get("plate") or "",
             "odometer_km": int(km) if km not in (None, "") else None,
             "api_key_id": d.get("api_key") or "",
+            "order_ref": d.get("order") or None,
             "protocol": e.protocol,
             "created_at": e.at,
             "expires_at": ms(d["expires_at"]),
@@ -358,6 +377,8 @@ class Fold:
             await conn.copy_records_to_table("movements", records=self.movements, columns=MOVEMENT_COLUMNS)
         if self.decisions:
             await conn.copy_records_to_table("decisions", records=self.decisions, columns=DECISION_COLUMNS)
+        for extension in self.extensions:
+            await extension.write(conn)
 
 
 MOVEMENT_COLUMNS = (
@@ -398,3 +419,7 @@ async def apply(conn: asyncpg.Connection, events: list[Event]) -> None:
     for e in events:
         fold.add(e)
     await fold.write(conn)
+
+
+# the other features' projections register themselves on import
+from ledger import credit_projections, history_projections  # noqa: E402, F401

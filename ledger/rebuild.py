@@ -28,6 +28,9 @@ PCONV_ADD = source("pconv_add")
 
 Progress = Callable[[str, int], None]
 
+#: limit-window counters (reserve.lua): live spending, never restored from a stale record
+WINDOW_COUNTERS = ("wd", "wds", "wm", "wms")
+
 
 class RedisNotEmpty(RuntimeError):
     pass
@@ -134,6 +137,8 @@ async def rebuild(
 
     for r in await conn.fetch("SELECT * FROM convenios"):
         fields = dict(json.loads(r["record"]))
+        for counter in WINDOW_COUNTERS:
+            fields.pop(counter, None)
         fields.update(balance=r["balance"], reserved=r["reserved"], allocated=r["allocated"])
         await w.add(lambda p, c=r["code"], f=fields: p.hset(k.convenio(c), mapping=f))
         done.add("convênios")
@@ -144,6 +149,8 @@ async def rebuild(
             c, code = r["convenio"], r["participant"]
             fields = dict(json.loads(r["record"]))
             fields.pop("convenio", None), fields.pop("participant", None)  # the key names them
+            for counter in WINDOW_COUNTERS:  # a window's spending so far is not in the record: it restarts
+                fields.pop(counter, None)
             fields.update(balance=r["balance"], reserved=r["reserved"], pw_failures=0)
             if r["pw_hash"]:
                 fields["pw_hash"] = r["pw_hash"]
@@ -206,6 +213,7 @@ async def _empenhos(gw: Gateway, conn: asyncpg.Connection, w: _Writes, done: Reb
             "plate": e["plate"],
             "odometer_km": "" if e["odometer_km"] is None else e["odometer_km"],
             "protocol": e["protocol"],
+            "order": e["order_ref"] or "",
         }
         if e["committed_amount"] is not None:
             fields.update(committed_amount=e["committed_amount"], coupon=e["coupon"], commit_result=e["commit_result"])

@@ -50,10 +50,12 @@ if emp.status == 'PENDING' then
   reserved = redis.call('HINCRBY', pkey, 'reserved', -amount)
   balance = num(redis.call('HGET', pkey, 'balance'))
   redis.call('ZREM', pending_key, id)
+  unwind_windows(emp, conv_key, part_key, amount)
 else
   status, amount, etype = 'REVERSED', tonumber(emp.committed_amount), 'empenho.reversed'
   balance = redis.call('HINCRBY', pkey, 'balance', amount)
   reserved = num(redis.call('HGET', pkey, 'reserved'))
+  unwind_windows(emp, conv_key, part_key, amount)
 end
 local result = {s = 200, id = id, status = status, amount = amount, balance = balance,
                 protocol = protocol}

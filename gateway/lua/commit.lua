@@ -68,6 +68,7 @@ end
 local pkey = pool_key(emp, conv_key, part_key)
 local reserved = redis.call('HINCRBY', pkey, 'reserved', -held)
 local balance = redis.call('HINCRBY', pkey, 'balance', -amount)
+unwind_windows(emp, conv_key, part_key, held - amount)  -- a partial commit releases the rest
 if vehicle then
   vehicle.last_km = tonumber(emp.odometer_km)
   vehicle.last_km_at = tonumber(now)

@@ -11,6 +11,7 @@
 -- KEYS[1] convênio hash   KEYS[2] convênio's member set   KEYS[3] event stream
 -- ARGV[1] "create" | "update"   ARGV[2] now (ms)   ARGV[3] protocol   ARGV[4] convênio code
 -- ARGV[5] JSON object of the fields given, every value a string (see gateway/registry.py)
+-- ARGV[6] who (the API key id, or an operator)   ARGV[7] why (free text)
 --
 -- Returns JSON {ok=true, r=<record>} or {ok=false, code, x}.
 --!include lib/common.lua
@@ -18,6 +19,7 @@
 local key, members_key, stream = KEYS[1], KEYS[2], KEYS[3]
 local create, now, protocol, code = ARGV[1] == 'create', ARGV[2], ARGV[3], ARGV[4]
 local f = cjson.decode(ARGV[5])
+local by, reason = ARGV[6] or '', ARGV[7] or ''  -- who and why, for the history
 local cur = hgetall(key)
 
 if create and cur.status then return fail('CONVENIO_EXISTS') end
@@ -50,5 +52,6 @@ redis.call('HSET', key, 'updated_at', now)
 local record = hgetall(key)
 emit(stream, create and 'convenio.created' or 'convenio.updated', protocol, now,
      {convenio = code, record = record, changed = f, previous_total_limit = old_total,
-      previous_balance = num(cur.balance), previous_reserved = num(cur.reserved)})
+      previous_balance = num(cur.balance), previous_reserved = num(cur.reserved),
+      previous_status = cur.status or '', by = by, reason = reason})
 return ok(record)

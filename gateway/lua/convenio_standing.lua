@@ -21,7 +21,8 @@ if cur.status ~= from then return ok({changed = false, status = cur.status}) end
 redis.call('HSET', key, 'status', to, 'updated_at', now)
 local record = hgetall(key)
 emit(stream, 'convenio.updated', protocol, now,
-     {convenio = code, record = record, changed = {status = to}, reason = reason,
+     {convenio = code, record = record, changed = {status = to}, reason = reason, by = 'system',
+      previous_status = from,
       previous_total_limit = num(cur.total_limit), previous_balance = num(cur.balance),
       previous_reserved = num(cur.reserved)})
 return ok({changed = true, status = to})

@@ -14,7 +14,8 @@
 -- ARGV[1] "create" | "update"   ARGV[2] now (ms)   ARGV[3] protocol
 -- ARGV[4] convênio code   ARGV[5] participant code
 -- ARGV[6] JSON object of the fields given, every value a string: name, document, limit,
---         status, pw_hash
+--         status, pw_hash, w_order, w_day, w_month
+-- ARGV[7] who (the API key id, or an operator)   ARGV[8] why (free text)
 --
 -- Returns JSON {ok=true, r=<record without password fields, with both codes>} or {ok=false, code, x}.
 --!include lib/common.lua
@@ -23,6 +24,7 @@ local conv_key, key, members_key, stream = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local create, now, protocol = ARGV[1] == 'create', ARGV[2], ARGV[3]
 local convenio, participant = ARGV[4], ARGV[5]
 local f = cjson.decode(ARGV[6])
+local by, reason = ARGV[7] or '', ARGV[8] or ''  -- who and why, for the history
 
 local conv = redis.call('HMGET', conv_key, 'status', 'shared', 'total_limit', 'allocated')
 if not conv[1] then return fail('UNKNOWN_CONVENIO') end
@@ -31,6 +33,8 @@ if create and exists then return fail('PARTICIPANT_EXISTS') end
 if not create and not exists then return fail('UNKNOWN_PARTICIPANT') end
 
 local old_limit = num(redis.call('HGET', key, 'limit'))
+local old_status = redis.call('HGET', key, 'status') or ''
+
 local limit = old_limit
 if f.limit then limit = tonumber(f.limit) end
 local diff = limit - old_limit
@@ -68,5 +72,6 @@ local changed = f
 changed.password_changed = pw_hash ~= nil
 emit(stream, create and 'participant.created' or 'participant.updated', protocol, now,
      {convenio = convenio, participant = participant, record = record, changed = changed,
-      previous_limit = old_limit, pw_hash = pw_hash, convenio_allocated = allocated})
+      previous_limit = old_limit, pw_hash = pw_hash, convenio_allocated = allocated,
+      previous_status = old_status, by = by, reason = reason})
 return ok(record)

@@ -19,6 +19,12 @@
 -- ARGV[10] terminal       ARGV[11] store             ARGV[12] sale
 -- ARGV[13] plate or ""    ARGV[14] odometer km or "" ARGV[15] api key id
 -- ARGV[16] "1" when a proof was given   ARGV[17] idempotency key digest
+-- ARGV[18] order or ""   ARGV[19] the local day (YYYYMMDD)   ARGV[20] the local month (YYYYMM)
+--
+-- Limit windows (seed 003): the convênio's and the participant's hashes may cap one order
+-- (w_order), a local day (w_day) and a local month (w_month); the spending of the current
+-- day and month is counted in wd/wds and wm/wms of each hash that has a cap (counting starts
+-- when a cap is set), and commit, cancel and expiry give back what they release.
 --
 -- The event carries the request, the answer, the idempotency key's digest and fingerprint
 -- and the pool's balance and reserved after the change: Postgres can rebuild Redis from it.
@@ -46,7 +52,8 @@ end
 
 local request = {convenio = convenio, participant = participant, amount = amount,
                  terminal = ARGV[10], store = ARGV[11], sale = ARGV[12], plate = plate,
-                 odometer_km = km, api_key = ARGV[15], idem = ARGV[17], fp = fingerprint}
+                 odometer_km = km, api_key = ARGV[15], idem = ARGV[17], fp = fingerprint,
+                 order = ARGV[18]}
 
 local function decide(etype, result)
   result.protocol = protocol
@@ -56,16 +63,50 @@ local function decide(etype, result)
   return ok(result)
 end
 
-local function decline(status, code, available)
+local function decline(status, code, available, window)
   request.error = code
   request.available = available
-  return decide('empenho.declined', {s = status, error = code, available = available})
+  local result = {s = status, error = code, available = available}
+  if window then
+    request.window, result.scope, result.remaining = window, window.scope, window.remaining
+  end
+  return decide('empenho.declined', result)
 end
 
+-- A hash's window caps (from index o of its HMGET reply) against this amount: nil when it
+-- has no cap; else whether it counts, and the first window the amount does not fit in.
+local day, month = ARGV[19], ARGV[20]
+local function window_of(h, o, scope)
+  local order_max, day_max, month_max = tonumber(h[o]), tonumber(h[o + 1]), tonumber(h[o + 2])
+  if not (order_max or day_max or month_max) then return false, nil end
+  local used_day = (h[o + 3] == day) and num(h[o + 4]) or 0
+  local used_month = (h[o + 5] == month) and num(h[o + 6]) or 0
+  if order_max and amount > order_max then
+    return true, {code = 'ORDER_LIMIT_EXCEEDED', scope = scope, remaining = order_max}
+  end
+  if day_max and amount > day_max - used_day then
+    return true, {code = 'DAILY_LIMIT_EXCEEDED', scope = scope, remaining = math.max(0, day_max - used_day)}
+  end
+  if month_max and amount > month_max - used_month then
+    return true, {code = 'MONTHLY_LIMIT_EXCEEDED', scope = scope,
+                  remaining = math.max(0, month_max - used_month)}
+  end
+  return true, nil
+end
+
+-- count a hold in a hash's current day and month (a new day or month starts from zero)
+local function count(key, h, o)
+  if h[o + 3] == day then redis.call('HINCRBY', key, 'wds', amount)
+  else redis.call('HSET', key, 'wd', day, 'wds', amount) end
+  if h[o + 5] == month then redis.call('HINCRBY', key, 'wms', amount)
+  else redis.call('HSET', key, 'wm', month, 'wms', amount) end
+end
+
+local WINDOW_FIELDS = {'w_order', 'w_day', 'w_month', 'wd', 'wds', 'wm', 'wms'}
 local conv = redis.call('HMGET', conv_key, 'status', 'shared', 'tolerance', 'balance',
-                        'reserved', 'requires_vehicle')
+                        'reserved', 'requires_vehicle', unpack(WINDOW_FIELDS))
 if not conv[1] then return decline(404, 'UNKNOWN_CONVENIO') end
-local part = redis.call('HMGET', part_key, 'status', 'balance', 'reserved')
+local part = redis.call('HMGET', part_key, 'status', 'balance', 'reserved', unpack(WINDOW_FIELDS))
 if not part[1] then return decline(404, 'UNKNOWN_PARTICIPANT') end
 
 local shared = conv[2] == '1'
@@ -91,14 +132,23 @@ if plate ~= '' or conv[6] == '1' then
   end
 end
 if amount > available then return decline(422, 'INSUFFICIENT_LIMIT', available) end
+local part_counts, part_over = window_of(part, 4, 'participant')
+if part_over then return decline(422, part_over.code, available, part_over) end
+local conv_counts, conv_over = window_of(conv, 7, 'convenio')
+if conv_over then return decline(422, conv_over.code, available, conv_over) end
 
 -- every check passed: write
+local counted = ''
+if part_counts then count(part_key, part, 4); counted = 'P' end
+if conv_counts then count(conv_key, conv, 7); counted = counted .. 'C' end
 local pool_reserved = redis.call('HINCRBY', pool_key, 'reserved', amount)
 redis.call('DEL', proof_key)
 redis.call('HSET', emp_key, 'id', id, 'convenio', convenio, 'participant', participant,
            'amount', amount, 'status', 'PENDING', 'pool', pool, 'created_at', now,
            'expires_at', expires_at, 'terminal', ARGV[10], 'store', ARGV[11],
-           'sale', ARGV[12], 'plate', plate, 'odometer_km', km, 'protocol', protocol)
+           'sale', ARGV[12], 'plate', plate, 'odometer_km', km, 'protocol', protocol,
+           'order', ARGV[18])
+if counted ~= '' then redis.call('HSET', emp_key, 'wc', counted, 'wd', day, 'wm', month) end
 redis.call('RPUSH', hist_key, cjson.encode({status = 'PENDING', at = tonumber(now),
                                             protocol = protocol, amount = amount}))
 redis.call('ZADD', pending_key, expires_at, id)

@@ -19,6 +19,19 @@ local function retire(emp_key, hist_key, ttl_s)
   redis.call('EXPIRE', hist_key, ttl_s)
 end
 
+-- Give back to the limit windows (see reserve.lua) what an empenho no longer takes, in the
+-- hashes that counted it, while their day or month is still the empenho's.
+local function unwind_windows(emp, conv_key, part_key, amount)
+  if not emp.wc or emp.wc == '' or amount == 0 then return end
+  for scope, key in pairs({P = part_key, C = conv_key}) do
+    if string.find(emp.wc, scope, 1, true) then
+      local h = redis.call('HMGET', key, 'wd', 'wm')
+      if h[1] == emp.wd then redis.call('HINCRBY', key, 'wds', -amount) end
+      if h[2] == emp.wm then redis.call('HINCRBY', key, 'wms', -amount) end
+    end
+  end
+end
+
 -- Release a PENDING hold whose time ran out. Caller has checked status and time.
 -- `trigger` says who found it overdue: the sweeper, or a commit or cancel (whose request then
 -- gets EMPENHO_NOT_PENDING under this event's protocol).
@@ -27,6 +40,7 @@ local function expire_now(emp, emp_key, hist_key, conv_key, part_key, pending_ke
   local amount = tonumber(emp.amount)
   local pkey = pool_key(emp, conv_key, part_key)
   local reserved = redis.call('HINCRBY', pkey, 'reserved', -amount)
+  unwind_windows(emp, conv_key, part_key, amount)
   redis.call('HSET', emp_key, 'status', 'EXPIRED', 'ended_at', now)
   redis.call('ZREM', pending_key, id)
   push_history(hist_key, 'EXPIRED', now, protocol, amount)
