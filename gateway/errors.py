@@ -57,6 +57,8 @@ class ErrorCode(enum.StrEnum):
     UNKNOWN_CREDIT_HOLD = "UNKNOWN_CREDIT_HOLD"
     CREDIT_HOLD_NOT_PENDING = "CREDIT_HOLD_NOT_PENDING"
     UNKNOWN_ORDER = "UNKNOWN_ORDER"
+    CREDIT_COMMIT_CONFLICT = "CREDIT_COMMIT_CONFLICT"
+    CREDIT_COMMIT_EXCEEDS_HOLD = "CREDIT_COMMIT_EXCEEDS_HOLD"
     # limit-change requests (seed 004)
     UNKNOWN_LIMIT_REQUEST = "UNKNOWN_LIMIT_REQUEST"
     LIMIT_REQUEST_DECIDED = "LIMIT_REQUEST_DECIDED"
@@ -120,6 +122,11 @@ ERRORS: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.UNKNOWN_CREDIT_HOLD: (404, "No credit hold with this id."),
     ErrorCode.CREDIT_HOLD_NOT_PENDING: (409, "The credit hold is not pending."),
     ErrorCode.UNKNOWN_ORDER: (404, "No credit or empenho was ever used by this order."),
+    ErrorCode.CREDIT_COMMIT_CONFLICT: (
+        409,
+        "The credit hold was already committed with a different coupon or amount.",
+    ),
+    ErrorCode.CREDIT_COMMIT_EXCEEDS_HOLD: (422, "The commit amount is more than the credit hold's amount."),
     ErrorCode.UNKNOWN_LIMIT_REQUEST: (404, "No limit-change request with this id."),
     ErrorCode.LIMIT_REQUEST_DECIDED: (409, "The limit-change request was already approved or rejected."),
     ErrorCode.IDEMPOTENCY_CONFLICT: (

@@ -40,6 +40,7 @@ PATH_PARAMS = {
     "id": re.compile(r"^\S{1,64}$"),
     "protocol": re.compile(r"^[A-Za-z0-9]{1,64}$"),
     "duplicata": re.compile(r"^D[0-9A-Z]{26}$"),
+    "request": re.compile(r"^L[0-9A-Z]{26}$"),  # a limit-change request
 }
 UNAVAILABLE = (ConnectionError, TimeoutError, BusyLoadingError, OSError)
 
@@ -51,6 +52,19 @@ class Call:
     key: ApiKey | None
     body: Any
     path: dict[str, str]
+
+
+def who(c: Call) -> str:
+    """Who made a change, for the histories: the API key that asked (its id, never the key)."""
+    return f"apikey:{c.key.id}" if c.key is not None else ""
+
+
+def page_size(c: Call) -> int:
+    """The `limit` query parameter of a listing: 1 to 1000, 100 by default."""
+    raw = c.request.query_params.get("limit", "100")
+    if not re.fullmatch(r"[0-9]{1,4}", raw) or not 1 <= int(raw) <= 1000:
+        raise invalid("limit", "`limit` must be a whole number from 1 to 1000.")
+    return int(raw)
 
 
 @dataclass

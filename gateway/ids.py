@@ -28,6 +28,18 @@ def new_duplicata_id() -> str:
     return "D" + _ulid()
 
 
+def new_limit_request_id() -> str:
+    return "L" + _ulid()
+
+
+def new_credit_id() -> str:
+    return "CR" + _ulid()
+
+
+def new_credit_hold_id(shard: int) -> str:
+    return f"C{shard}-{_ulid()}"
+
+
 def new_empenho_id(shard: int) -> str:
     return f"E{shard}-{_ulid()}"
 

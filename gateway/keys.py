@@ -97,3 +97,41 @@ class Keys:
 
     def integration(self) -> str:
         return f"{self.tag(GLOBAL)}:integration"
+
+    # -- customer credits and orders (issue 7; docs/credits.md) -----------------------------
+    # A customer's credits live under the tag of `shard_of(customer)`, so a credit hold's
+    # script touches one slot and appends to that shard's stream.
+    def credits(self, customer: str) -> str:
+        """Hash credit id -> JSON record of the customer's credit (remaining included)."""
+        return f"{self.tag(self.shard_of(customer))}:ccr:{customer}"
+
+    def credit_refs(self, customer: str) -> str:
+        """Hash reference -> credit id: a reference names one credit of the customer."""
+        return f"{self.tag(self.shard_of(customer))}:ccref:{customer}"
+
+    def credits_open(self, customer: str) -> str:
+        """Set of the customer's credit ids with something remaining."""
+        return f"{self.tag(self.shard_of(customer))}:ccopen:{customer}"
+
+    def credit_idempotency(self, customer: str, api_key_id: str, idem_digest: str) -> str:
+        """The answer of a credit hold under its Idempotency-Key, beside the customer's credits."""
+        return f"{self.tag(self.shard_of(customer))}:cidem:{api_key_id}:{idem_digest}"
+
+    def credit_hold(self, shard: int, hold_id: str) -> str:
+        return f"{self.tag(shard)}:chold:{hold_id}"
+
+    def credit_pending(self, shard: int) -> str:
+        """Sorted set of PENDING credit hold ids scored by their expiry (ms)."""
+        return f"{self.tag(shard)}:cpending"
+
+    def order_holds(self, order: str) -> str:
+        """Set of the credit hold ids of an order (cross-shard index: single-key commands only)."""
+        return f"{self.prefix}:orderholds:{order}"
+
+    def order_status_params(self) -> str:
+        """Hash of the order-status integration's parameters (seed 003)."""
+        return f"{self.tag(GLOBAL)}:orderstatus"
+
+    def order_status_results(self, order: str) -> str:
+        """Hash status -> JSON report of processing that order status (replayed on a re-post)."""
+        return f"{self.tag(GLOBAL)}:ostatus:{order}"

@@ -12,7 +12,7 @@ import msgspec
 from gateway import empenhos, limits, registry
 from gateway.apikeys import set_integration_key
 from gateway.errors import ApiError, ErrorCode
-from gateway.http import PATH_PARAMS, Call, Endpoint, Reply, invalid
+from gateway.http import PATH_PARAMS, Call, Endpoint, Reply, invalid, page_size, who
 from gateway.password_check import verify_password
 from gateway.permissions import READ_REGISTRY, Permission
 from gateway.schemas import (
@@ -52,11 +52,6 @@ EMPENHO_READ = frozenset({Permission.EMPENHO, Permission.EMPENHO_CANCEL}) | READ
 #: whoever can ask for a decision can look it up by its protocol
 DECISION_READ = EMPENHO_READ | {Permission.LIMIT_QUERY, Permission.PASSWORD_CHECK}
 MOVEMENTS_READ = frozenset({Permission.SALES_READ, Permission.ADMIN})
-
-
-def _who(c: Call) -> str:
-    """Who made a change, for the history: the API key that asked (never the key itself)."""
-    return f"apikey:{c.key.id}" if c.key is not None else ""
 
 
 def _replayed(replayed: bool) -> dict[str, str]:
@@ -118,16 +113,9 @@ async def list_movements(c: Call) -> Reply:
             _instant(q, "from"),
             _instant(q, "to"),
             int(after),
-            _page_size(q),
+            page_size(c),
         )
     )
-
-
-def _page_size(q: Any) -> int:
-    raw = q.get("limit", "100")
-    if not re.fullmatch(r"[0-9]{1,4}", raw) or not 1 <= int(raw) <= 1000:
-        raise invalid("limit", "`limit` must be a whole number from 1 to 1000.")
-    return int(raw)
 
 
 def _instant(q: Any, name: str) -> datetime.datetime | None:
@@ -148,11 +136,11 @@ def _instant(q: Any, name: str) -> datetime.datetime | None:
 
 # --- back-office ---------------------------------------------------------------------------
 async def create_convenio(c: Call) -> Reply:
-    return Reply(await registry.save_convenio(c.gw, c.body.code, c.body, by=_who(c)), 201)
+    return Reply(await registry.save_convenio(c.gw, c.body.code, c.body, by=who(c)), 201)
 
 
 async def update_convenio(c: Call) -> Reply:
-    return Reply(await registry.save_convenio(c.gw, c.path["convenio"], c.body, by=_who(c)))
+    return Reply(await registry.save_convenio(c.gw, c.path["convenio"], c.body, by=who(c)))
 
 
 async def get_convenio(c: Call) -> Reply:
@@ -160,11 +148,11 @@ async def get_convenio(c: Call) -> Reply:
 
 
 async def create_participant(c: Call) -> Reply:
-    return Reply(await registry.save_participant(c.gw, c.path["convenio"], c.body.code, c.body, by=_who(c)), 201)
+    return Reply(await registry.save_participant(c.gw, c.path["convenio"], c.body.code, c.body, by=who(c)), 201)
 
 
 async def update_participant(c: Call) -> Reply:
-    return Reply(await registry.save_participant(c.gw, c.path["convenio"], c.path["participant"], c.body, by=_who(c)))
+    return Reply(await registry.save_participant(c.gw, c.path["convenio"], c.path["participant"], c.body, by=who(c)))
 
 
 async def get_participant(c: Call) -> Reply:
@@ -174,7 +162,7 @@ async def get_participant(c: Call) -> Reply:
 async def list_participants(c: Call) -> Reply:
     q = c.request.query_params
     after = q.get("after", "")
-    return Reply(await registry.list_participants(c.gw, c.path["convenio"], after, _page_size(q)))
+    return Reply(await registry.list_participants(c.gw, c.path["convenio"], after, page_size(c)))
 
 
 async def save_vehicle(c: Call) -> Reply:
@@ -211,7 +199,7 @@ async def list_duplicatas(c: Call) -> Reply:
     if not await c.gw.redis.exists(c.gw.keys.convenio(c.path["convenio"])):
         raise ApiError(ErrorCode.UNKNOWN_CONVENIO)
     async with c.gw.ledger.connection() as conn:
-        rows = await duplicatas.listing(conn, c.path["convenio"], status, _page_size(q))
+        rows = await duplicatas.listing(conn, c.path["convenio"], status, page_size(c))
     return Reply(DuplicataList(duplicatas=[_duplicata_view(v) for v in rows]))
 
 

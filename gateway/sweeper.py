@@ -9,7 +9,7 @@ import logging
 
 from redis.exceptions import RedisError
 
-from gateway import empenhos, metrics
+from gateway import credits, empenhos, metrics
 from gateway.core import Gateway
 
 log = logging.getLogger("convenio.sweeper")
@@ -26,7 +26,7 @@ async def sweep_once(gw: Gateway) -> int:
                 expired += await empenhos.expire(gw, shard, raw.decode())
             if len(due) < BATCH:
                 break
-    return expired
+    return expired + await credits.sweep_once(gw)
 
 
 async def run(gw: Gateway, stopping: asyncio.Event) -> None:

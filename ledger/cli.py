@@ -383,6 +383,11 @@ from ledger import reconcile_cli  # noqa: E402
 for _command in reconcile_cli.COMMANDS:  # reconcile, closing
     main.add_command(_command)
 
+from ledger import credits_cli  # noqa: E402
+
+for _command in credits_cli.COMMANDS:  # credits export, credits verify
+    main.add_command(_command)
+
 
 if __name__ == "__main__":
     main()

@@ -180,6 +180,12 @@ async def rebuild(
     await _idempotency(gw, conn, w, done, now)
     await w.flush()
     say("idempotency answers", done.counts.get("idempotency answers", 0))
+    # the customers' credits and credit holds (issue 7)
+    from ledger import credit_projections
+
+    for what, n in (await credit_projections.restore(gw, conn)).items():
+        done.add(what, n)
+        say(what, n)
     return done
 
 

@@ -17,8 +17,10 @@ import httpx
 import msgspec
 import pytest
 
+from gateway.credit_schemas import CreditCreate, CreditHoldRequest, OrderStatusBatch, OrderStatusParams
 from gateway.errors import ERRORS, ErrorCode
 from gateway.http import MAX_BODY, Endpoint
+from gateway.limit_request_schemas import LimitRequestApprove, LimitRequestCreate, LimitRequestReject
 from gateway.routes import ENDPOINTS
 from gateway.schemas import (
     CancelRequest,
@@ -427,6 +429,26 @@ TEMPLATES: dict[type, dict[str, Any]] = {
     ParticipantUpdate: {"name": "N", "document": "1", "limit": 100, "status": "ACTIVE"},
     VehicleSave: {"plate": "XYZ9A99", "description": "Gol"},
     IntegrationKeySet: {"integration_key": "ik_fuzz_12345"},
+    CreditCreate: {
+        "reference": "DEV-0001",
+        "type": "DEVOLUCAO",
+        "amount": 1500,
+        "origin": {"channel": "STORE", "store": "LOJA01", "terminal": "PDV01", "order": "PED-0001"},
+        "expires_at": "2099-12-31T23:59:59Z",
+    },
+    CreditHoldRequest: {
+        "customer": "CLI001",
+        "amount": 100,
+        "order": "PED-0001",
+        "channel": "STORE",
+        "store": "LOJA01",
+        "terminal": "PDV01",
+    },
+    OrderStatusParams: {"commit_statuses": ["PF"], "cancel_statuses": ["PC"], "update_balance": False},
+    OrderStatusBatch: {"orders": [{"order": "PED-0001", "status": "PF"}]},
+    LimitRequestCreate: {"suggested_limit": 15_000, "reason": "aumento de salário", "urgent": True},
+    LimitRequestApprove: {"limit": 20_000, "reason": "cotado pela análise"},
+    LimitRequestReject: {"reason": "renda insuficiente"},
 }
 GARBAGE_VALUES: list[Any] = [
     None,

@@ -10,6 +10,7 @@ deterministic (fixed seed, derandomized, no example database) and capped per ope
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -31,7 +32,7 @@ from gateway import apikeys
 from gateway.app import create_app
 from gateway.config import Settings
 from gateway.permissions import Permission
-from ledger import demo
+from ledger import demo, writer
 from tests.checkout import Terminal
 
 MAX_EXAMPLES = 25
@@ -64,6 +65,9 @@ def real(settings: Settings) -> Iterator[dict[str, Any]]:
     async def lifespan(a: Any) -> AsyncIterator[None]:
         async with inner(a):
             gw = a.state.gateway
+            # a ledger writer runs, as deployed: endpoints that wait for the ledger get an answer
+            stopping = asyncio.Event()
+            writing = asyncio.create_task(writer.run(gw, gw.settings.database_url, "schemathesis", stopping))
             creds = await demo.load(gw)
             loaded["token"], _ = await apikeys.create(gw, frozenset(Permission), name="schemathesis")
             transport = httpx.ASGITransport(app=a)
@@ -88,7 +92,11 @@ def real(settings: Settings) -> Iterator[dict[str, Any]]:
                 ],
                 "POST /v1/empenhos": [{**who, "proof": proof} for proof in proofs] + [who],
             }
-            yield
+            try:
+                yield
+            finally:
+                stopping.set()
+                await writing
 
     app.router.lifespan_context = lifespan
     yield loaded

@@ -1,0 +1,66 @@
+-- credit_cancel.lua: void a PENDING credit hold (CANCELLED: every part back to its credit) or
+-- reverse a COMMITTED one (REVERSED, the order was returned: each committed part back to the
+-- credit it came from).
+--
+-- 1. Unknown id (or another customer's) -> UNKNOWN_CREDIT_HOLD. Already CANCELLED or REVERSED ->
+--    replay the first answer. PENDING past its expiry -> expire it now, then
+--    CREDIT_HOLD_NOT_PENDING. EXPIRED -> CREDIT_HOLD_NOT_PENDING.
+-- 2. PENDING -> CANCELLED: each part's held amount back. COMMITTED -> REVERSED: each part's
+--    committed amount back.
+-- 3. Append credit.cancelled / credit.reversed.
+--
+-- KEYS[1] credit hold hash   KEYS[2] customer's credits hash   KEYS[3] customer's open-credits set
+-- KEYS[4] shard's pending credit holds zset   KEYS[5] shard's event stream
+-- ARGV[1] hold id   ARGV[2] now (ms)   ARGV[3] protocol   ARGV[4] reason
+-- ARGV[5] ttl (s) of a final hold in Redis   ARGV[6] customer
+--
+-- Returns JSON {ok=true, r={s=200, id, status, amount, credits, protocol, replay}} or
+-- {ok=false, code, x={status?, protocol}}.
+--!include lib/common.lua
+--!include lib/credit.lua
+
+local hold_key, credits_key, open_key, pending_key, stream = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local id, now, protocol, reason, final_ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+
+local function refuse(code, status)
+  emit(stream, 'credit.cancel_refused', protocol, now,
+       {id = id, customer = ARGV[6], error = code, status = status})
+  return fail(code, {status = status, protocol = protocol})
+end
+
+local hold = hgetall(hold_key)
+if not hold.status or hold.customer ~= ARGV[6] then return refuse('UNKNOWN_CREDIT_HOLD') end
+if hold.status == 'CANCELLED' or hold.status == 'REVERSED' then
+  local r = cjson.decode(hold.cancel_result)
+  r.replay = true
+  return ok(r)
+end
+if hold.status ~= 'PENDING' and hold.status ~= 'COMMITTED' then
+  return refuse('CREDIT_HOLD_NOT_PENDING', hold.status)
+end
+local parts = cjson.decode(hold.parts)
+local recs = load_credits(credits_key, parts)
+if not recs then return refuse('UNKNOWN_CREDIT_HOLD') end  -- its credits are gone: nothing to give back
+if hold.status == 'PENDING' and tonumber(hold.expires_at) <= tonumber(now) then
+  expire_hold(hold, hold_key, parts, recs, credits_key, open_key, pending_key, stream, now, protocol,
+              final_ttl, 'cancel')
+  return fail('CREDIT_HOLD_NOT_PENDING', {status = 'EXPIRED', protocol = protocol})
+end
+
+-- every check passed: write
+local status, etype, amount, amounts = 'CANCELLED', 'credit.cancelled', tonumber(hold.amount), {}
+if hold.status == 'COMMITTED' then
+  status, etype, amount = 'REVERSED', 'credit.reversed', tonumber(hold.committed_amount)
+end
+for i, p in ipairs(parts) do amounts[i] = status == 'REVERSED' and p.k or p.h end
+local moved, shown = give_back(credits_key, open_key, recs, parts, amounts)
+local result = {s = 200, id = id, status = status, amount = amount, credits = shown, protocol = protocol}
+redis.call('HSET', hold_key, 'status', status, 'ended_at', now, 'cancel_reason', reason,
+           'cancel_result', cjson.encode(result), 'history', with_history(hold, status, now, protocol, amount))
+if status == 'CANCELLED' then redis.call('ZREM', pending_key, id) end
+retire_hold(hold_key, final_ttl)
+emit(stream, etype, protocol, now,
+     {id = id, customer = hold.customer, amount = amount, reason = reason, order = hold.order,
+      channel = hold.channel, store = hold.store, terminal = hold.terminal, parts = moved,
+      answer = result})
+return ok(result)
