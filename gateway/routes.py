@@ -229,6 +229,8 @@ async def settle_duplicata(c: Call) -> Reply:
             raise ApiError(ErrorCode.UNKNOWN_DUPLICATA) from None
         except jobs.LedgerBehind as exc:
             raise ApiError(ErrorCode.LEDGER_UNAVAILABLE, f"Settled; giving the balance back waits: {exc}.") from None
+        except RuntimeError as exc:  # settled, but the balances could not all be given back yet
+            raise ApiError(ErrorCode.SERVICE_UNAVAILABLE, f"Settled; giving the balance back failed: {exc}.") from None
     return Reply(_duplicata_view(view))
 
 

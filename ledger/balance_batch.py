@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 
@@ -26,24 +26,30 @@ Progress = Callable[[int], None]
 class Applied:
     changed: int = 0
     skipped: int = 0  # done by an earlier attempt
-    missing: int = 0  # in Postgres but not in Redis (removed since)
+    missing: list[str] = field(default_factory=list)  # in Postgres but not in Redis
+    stale: list[str] = field(default_factory=list)  # RESET: the balance moved since the ledger was read
 
 
 async def already_done(
     conn: asyncpg.Connection, convenio: str, mode: str, key: str, since: datetime.datetime
 ) -> set[str]:
-    """Pools ('' for the shared pool) an earlier attempt of this batch changed."""
+    """Pools ('' for the shared pool) an earlier attempt of this batch changed. `since` only
+    narrows the scan (the key alone identifies the batch): give it well before the batch."""
     etype = "balance.rolled_over" if mode == "RESET" else "balance.restored"
     rows = await conn.fetch(
         """SELECT DISTINCT item->>0 AS code
            FROM journal, jsonb_array_elements(data->'items') AS item
            WHERE type = $1 AND at >= $2 AND data->>'convenio' = $3 AND data->>'key' = $4""",
         etype,
-        since,
+        since - datetime.timedelta(days=2),
         convenio,
         key,
     )
     return {r["code"] for r in rows}
+
+
+def _codes(value: object) -> list[str]:
+    return list(value) if isinstance(value, list) else []  # Lua's empty table comes back as {}
 
 
 async def apply(
@@ -52,35 +58,37 @@ async def apply(
     mode: str,
     key: str,
     policy: str,
-    pools: Sequence[tuple[str, int | None]],
+    pools: Sequence[tuple[str, int, int | None]],
     *,
     shared: bool,
     skip: set[str] | frozenset[str] = frozenset(),
     progress: Progress | None = None,
     chunk: int | None = None,
 ) -> Applied:
-    """Apply mode to pools: (participant code, amount to give back or None for RESET); for the
-    shared pool one entry with code ''."""
+    """Apply mode to pools, each (participant code or '' for the shared pool, a, b): RESET: a
+    the balance the ledger showed, b the net sales since the cutoff; RESTORE: a the amount
+    to give back, b None."""
     chunk = chunk or CHUNK
     k = gw.keys
     shard = k.shard_of(convenio)
     head = [k.convenio(convenio), k.events(shard)]
     out = Applied()
-    todo = [(code, amount) for code, amount in pools if code not in skip]
+    todo = [p for p in pools if p[0] not in skip]
     out.skipped = len(pools) - len(todo)
     if progress and out.skipped:
         progress(out.skipped)
     for start in range(0, len(todo), chunk):
         part = todo[start : start + chunk]
-        keys = list(head) if shared else [*head, *(k.participant(convenio, code) for code, _ in part)]
+        keys = list(head) if shared else [*head, *(k.participant(convenio, code) for code, _, _ in part)]
         args: list[str | int] = [gw.now_ms(), gw.protocol(), convenio, mode, key, policy]
-        for code, amount in part:
-            args += [code, "" if amount is None else amount]
+        for code, a, b in part:
+            args += [code, a, "" if b is None else b]
         res = await gw.run("balance_batch", keys, args)
         if not res["ok"]:
             raise RuntimeError(f"{mode} of {convenio} refused: {res['code']}")
         out.changed += res["r"]["changed"]
-        out.missing += len(res["r"]["missing"] or [])
+        out.missing += _codes(res["r"]["missing"])
+        out.stale += _codes(res["r"]["stale"])
         if progress:
             progress(len(part))
     return out

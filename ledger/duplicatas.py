@@ -35,6 +35,14 @@ class UnknownDuplicata(LookupError):
     pass
 
 
+class UnknownConvenio(LookupError):
+    pass
+
+
+class TooEarly(ValueError):
+    """A period asked for before it has closed."""
+
+
 @dataclass(frozen=True)
 class Policy:
     """What a convênio's record says about billing and rollover."""
@@ -119,7 +127,8 @@ async def bill(
     new duplicatas' ids (none when there was nothing to bill)."""
     lo, hi = local_start(start), local_start(end)
     by_participant = policy.in_participant_name
-    async with conn.transaction():
+    # one snapshot for the totals and the items: a movement stored meanwhile is in neither
+    async with conn.transaction(isolation="repeatable_read"):
         groups = await conn.fetch(_GROUPS, policy.code, lo, hi, by_participant)
         if not groups:
             return []
@@ -143,6 +152,16 @@ async def bill(
             [g["n"] for g in groups],
         )
         await conn.execute(_ITEMS, policy.code, lo, hi, by_participant, ids, whos)
+        # zero or less (reversals of sales billed before): nothing to collect. It is issued
+        # settled, so ON_SETTLEMENT takes the amount back from the balances at once
+        await conn.execute(
+            """UPDATE duplicatas SET status = 'PAID', paid_at = issued_at, paid_by = 'system',
+                 paid_note = 'nothing to collect',
+                 restore = CASE WHEN $2 = 'ON_SETTLEMENT' THEN 'PENDING' ELSE restore END
+               WHERE id = ANY($1::text[]) AND amount <= 0""",
+            ids,
+            policy.rollover,
+        )
     return ids
 
 
@@ -160,6 +179,8 @@ async def generate(
     """The nightly generation for local date (every convênio with automatic billing), or a
     run by hand for one convênio (whatever its billing mode)."""
     now = now or datetime.datetime.now(datetime.UTC)
+    if date > local_today(now):
+        raise TooEarly(f"{date} has not come yet: a run bills the periods closed before its date")
     key = date.isoformat() if convenio is None else f"{date.isoformat()}/{convenio}"
     async with jobs.job_run(conn, "duplicatas", key, now, by) as job:
         if job.already_done:
@@ -168,23 +189,35 @@ async def generate(
         counts = job.counts
         counts.update(convenios=0, duplicatas=0, amount=0, restored=0)
         chosen = [p for p in await policies(conn, convenio) if convenio is not None or p.automatic]
+        if convenio is not None and not chosen:
+            raise UnknownConvenio(convenio)
         tick = progress("duplicatas", len(chosen)) if progress else None
+        failed: list[str] = []
         for policy in chosen:
             period = period_of(policy, date, nightly=convenio is None)
-            if period is not None:
-                ids = await bill(conn, policy, *period, issued=now)
-                counts["convenios"] += 1
-                counts["duplicatas"] += len(ids)
-                if ids:
-                    counts["amount"] += await conn.fetchval(
-                        "SELECT coalesce(sum(amount), 0)::bigint FROM duplicatas WHERE id = ANY($1::text[])", ids
-                    )
-                if policy.rollover == "ON_BILLING":
-                    counts["restored"] += await restore_pending(
-                        gw, conn, convenio=policy.code, now=now, ledger_wait_s=ledger_wait_s, progress=progress
-                    )
+            try:
+                if period is not None:
+                    ids = await bill(conn, policy, *period, issued=now)
+                    counts["convenios"] += 1
+                    counts["duplicatas"] += len(ids)
+                    if ids:
+                        counts["amount"] += await conn.fetchval(
+                            "SELECT coalesce(sum(amount), 0)::bigint FROM duplicatas WHERE id = ANY($1::text[])", ids
+                        )
+                # what this billing gives back (ON_BILLING, credit notes), and what an earlier
+                # generation or settlement left half-way
+                counts["restored"] += await restore_pending(
+                    gw, conn, convenio=policy.code, now=now, ledger_wait_s=ledger_wait_s, progress=progress
+                )
+            except (jobs.JobBusy, jobs.LedgerBehind):
+                raise
+            except Exception as exc:  # one convênio's trouble does not stop the others' bills
+                failed.append(f"{policy.code}: {exc}")
             if tick:
                 tick(1)
+        if failed:
+            counts["failed"] = failed
+            raise RuntimeError(f"billing failed for {len(failed)} convênio(s): {'; '.join(failed)}")
         return job
 
 
@@ -232,16 +265,17 @@ async def _restore_one(
     dup_id = r["id"]
     # under the lock, read again: a process that held it may have finished
     state = await conn.fetchrow(
-        """UPDATE duplicatas SET restore_started_at = coalesce(restore_started_at, $2)
+        """UPDATE duplicatas SET restore_started_at = coalesce(restore_started_at, $2),
+                                 restore_attempts = restore_attempts + 1
            WHERE id = $1 AND restore = 'PENDING'
-           RETURNING restore_started_at, issued_at""",
+           RETURNING restore_attempts, issued_at""",
         dup_id,
         now,
     )
     if state is None:
         return 0
     skip: set[str] = set()
-    if r["restore_started_at"] is not None or state["restore_started_at"] != now:
+    if state["restore_attempts"] > 1:
         # an earlier attempt died half-way: the pools it gave back to are in the journal
         await jobs.require_ledger(gw, ledger_wait_s)
         skip = await balance_batch.already_done(conn, r["convenio"], "RESTORE", dup_id, state["issued_at"])
@@ -250,12 +284,17 @@ async def _restore_one(
            FROM duplicata_items WHERE duplicata = $1 GROUP BY 1 ORDER BY 1""",
         dup_id,
     )
-    pools = [(s["code"], s["amount"]) for s in sums if s["amount"]]
+    pools = [(s["code"], s["amount"], None) for s in sums if s["amount"]]
     tick = progress(f"restore {dup_id}", len(pools)) if progress else None
     policy = r["policy"] if r["policy"] in ("ON_BILLING", "ON_SETTLEMENT") else "ON_BILLING"
-    await balance_batch.apply(
+    applied = await balance_batch.apply(
         gw, r["convenio"], "RESTORE", dup_id, policy, pools, shared=r["shared"], skip=skip, progress=tick
     )
+    if applied.missing:  # Redis lost them: the restoration stays PENDING until they are back
+        raise RuntimeError(
+            f"{len(applied.missing)} participant(s) of {r['convenio']} are not in Redis "
+            f"(e.g. {applied.missing[0]}): run `convenio rebuild`, then `convenio duplicatas restore`"
+        )
     await conn.execute("UPDATE duplicatas SET restore = 'DONE', restored_at = $2 WHERE id = $1", dup_id, now)
     return 1
 
@@ -290,9 +329,11 @@ async def settle(
     )
     if row is None and not await conn.fetchval("SELECT convenio FROM duplicatas WHERE id = $1", dup_id):
         raise UnknownDuplicata(dup_id)
-    await restore_pending(gw, conn, duplicata=dup_id, now=now, ledger_wait_s=ledger_wait_s)
     view = await get(conn, dup_id)
-    await _standing(gw, conn, view["convenio"], local_today(now))
+    try:
+        await restore_pending(gw, conn, duplicata=dup_id, now=now, ledger_wait_s=ledger_wait_s)
+    finally:  # paid is paid: the block is lifted even if giving the amount back must wait
+        await _standing(gw, conn, view["convenio"], local_today(now))
     return await get(conn, dup_id)
 
 

@@ -82,6 +82,8 @@ def _run_job(fn: Callable[[Any, Any, Bars], Any], as_json: bool, quiet: bool = F
         cli._fail(str(exc), EXIT_BUSY)
     except jobs.LedgerBehind as exc:
         cli._fail(str(exc), cli.EXIT_UNAVAILABLE)
+    except (ValueError, LookupError) as exc:  # a date not come yet, an unknown convênio
+        cli._fail(str(exc) if not isinstance(exc, LookupError) else f"no convênio {exc}")
     _print_run(run, as_json)
 
 

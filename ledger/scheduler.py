@@ -5,9 +5,10 @@
   month, on the 1st), the overdue check (blocks and unblocks), and the reconciliation of the
   day that ended (with re-tries of what is unmatched within its look-back window).
 
-A job is due from its time until the local day ends; each (job, date) runs until job_runs
-says DONE, so a scheduler restarted at 23:50 still rolls over, two schedulers never run the
-same job twice (the run's advisory lock), and a FAILED run is tried again after RETRY_AFTER.
+A job is due from its time on; each (job, date) runs until job_runs says DONE, so a scheduler
+restarted at 23:50, or the next morning, still rolls over (as of 23:30: see ledger/rollover.py)
+and bills the night it missed (back to LOOKBACK_DAYS), two schedulers never run the same job
+twice (the run's advisory lock), and a FAILED run is tried again after RETRY_AFTER.
 Every job can also be run by hand for any date with its own command.
 """
 
@@ -29,6 +30,7 @@ log = logging.getLogger("convenio.scheduler")
 
 NIGHTLY_AT = datetime.time(1, 0)
 RETRY_AFTER = datetime.timedelta(minutes=5)
+LOOKBACK_DAYS = 3  # a scheduler that was down catches up this many days of jobs
 
 Runner = Callable[[Gateway, asyncpg.Connection, datetime.date, datetime.datetime], Awaitable[jobs.Run]]
 
@@ -71,10 +73,19 @@ JOBS: list[Job] = [
 ]
 
 
-def due(now: datetime.datetime, jobs_: list[Job] | None = None) -> list[tuple[Job, datetime.date]]:
-    """The jobs whose time has come on the local day of now."""
+def due(
+    now: datetime.datetime, jobs_: list[Job] | None = None, since: datetime.date | None = None
+) -> list[tuple[Job, datetime.date]]:
+    """The jobs whose time has come, on the local day of now and, to catch up a night the
+    scheduler missed, on the days before it back to `since` (at most LOOKBACK_DAYS), oldest first."""
     local = now.astimezone(LOCAL)
-    return [(j, local.date()) for j in (jobs_ or JOBS) if local.time() >= j.at]
+    today = local.date()
+    first = max(since or today, today - datetime.timedelta(days=LOOKBACK_DAYS))
+    out = []
+    for n in range((today - first).days, -1, -1):
+        day = today - datetime.timedelta(days=n)
+        out += [(j, day) for j in (jobs_ or JOBS) if day < today or local.time() >= j.at]
+    return out
 
 
 async def tick(
@@ -82,7 +93,10 @@ async def tick(
 ) -> list[dict]:
     """Run every due job that is not DONE for its date; returns what each did."""
     out = []
-    for job, date in due(now, jobs_):
+    # catch up only as far back as the scheduler has been running (never on a first start)
+    first = await conn.fetchval("SELECT min(started_at) FROM job_runs")
+    since = first.astimezone(LOCAL).date() if first else None
+    for job, date in due(now, jobs_, since):
         row = await conn.fetchrow(
             "SELECT outcome, ended_at FROM job_runs WHERE job = $1 AND key = $2", job.name, date.isoformat()
         )

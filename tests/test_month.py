@@ -5,6 +5,7 @@ duplicatas, settlement and overdue blocking, checked to the centavo, with the te
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 import pytest
 
@@ -386,3 +387,111 @@ async def test_settling_an_unknown_duplicata_says_so(month: Month) -> None:
     async with month.ledger.acquire() as conn:
         with pytest.raises(duplicatas.UnknownDuplicata):
             await duplicatas.settle(month.gw, conn, "DNOPE", now=month.now)
+
+
+# -- what the review of the month found -----------------------------------------------------------
+async def test_a_late_rollover_keeps_what_was_sold_after_2330(month: Month) -> None:
+    """The reset is as of 23:30: a run that comes late (a retry, a scheduler that was down)
+    leaves the sales made since debited."""
+    month.at(local(2026, 11, 2))
+    await month.convenio("LATE", 100_000, rollover={"policy": "MONTHLY", "day": 30})
+    ana = await month.participant("LATE", "ANA", limit=10_000)
+    month.at(local(2026, 11, 20))
+    await month.sell(ana, 3_000)
+    month.at(local(2026, 11, 30, 23, 32))
+    after = await month.sell(ana, 2_000)
+    month.at(local(2026, 11, 30, 23, 33))
+    await month.sell(ana, 500)
+    await month.reverse(ana, after)  # net since 23:30: 500
+    month.at(local(2026, 12, 1, 8))  # the next morning
+    run = await month.rollover(D(2026, 11, 30))
+    assert run.counts["changed"] == 1
+    assert await month.balance("LATE", "ANA") == 10_000 - 500
+    await no_drift(month)
+
+
+async def test_a_sale_landing_while_the_rollover_runs_is_not_lost(month: Month, monkeypatch, gw, ledger_url) -> None:
+    """A pool whose balance moved after the ledger was read is left for the next round, which
+    reads the ledger again: the sale stays debited."""
+    import asyncio
+
+    from ledger import writer
+
+    month.at(local(2026, 11, 2))
+    await month.convenio("RACE", 100_000, rollover={"policy": "MONTHLY", "day": 30})
+    ana = await month.participant("RACE", "ANA", limit=10_000)
+    bia = await month.participant("RACE", "BIA", limit=10_000)
+    month.at(local(2026, 11, 20))
+    await month.sell(ana, 1_000)
+    await month.sell(bia, 1_000)
+    month.at(local(2026, 11, 30, 23, 31))
+
+    real_apply = balance_batch.apply
+    rounds = []
+
+    async def a_sale_first(*args: Any, **kw: Any) -> Any:
+        if not rounds:
+            await month.sell(bia, 400)  # after the ledger was read, before the chunk runs
+        rounds.append(len(args[5]))
+        return await real_apply(*args, **kw)
+
+    monkeypatch.setattr(balance_batch, "apply", a_sale_first)
+    await month.store()
+    stopping = asyncio.Event()
+    writing = asyncio.create_task(writer.run(gw, ledger_url, "during-rollover", stopping))
+    try:
+        async with month.ledger.acquire() as conn:
+            from ledger import rollover
+
+            run = await rollover.run(gw, conn, D(2026, 11, 30), now=month.now, ledger_wait_s=10)
+    finally:
+        stopping.set()
+        await writing
+    assert rounds == [2, 1]  # BIA's balance moved: read again, reset in a second round
+    assert run.counts["changed"] == 2
+    assert await month.balance("RACE", "ANA") == 10_000
+    assert await month.balance("RACE", "BIA") == 10_000 - 400
+    await no_drift(month)
+
+
+async def test_a_credit_note_under_on_settlement_is_issued_settled_and_taken_back(month: Month) -> None:
+    """A reversal of a billed sale makes the next duplicata negative: nothing to collect, so it
+    is issued PAID, and ON_SETTLEMENT takes the amount the reversal gave back."""
+    month.at(local(2026, 11, 9))
+    await month.convenio(
+        "NOTE", 100_000, rollover={"policy": "ON_SETTLEMENT"}, billing={"automatic": True, "period": "DAILY"}
+    )
+    ana = await month.participant("NOTE", "ANA", limit=10_000)
+    month.at(local(2026, 11, 10, 12))
+    sale = await month.sell(ana, 1_000)
+    month.at(local(2026, 11, 11, 1))
+    await month.bill(D(2026, 11, 11))
+    [first] = await month.duplicatas("NOTE")
+    await month.settle(first["id"])
+    assert await month.balance("NOTE", "ANA") == 10_000
+    month.at(local(2026, 11, 11, 10))
+    await month.reverse(ana, sale)
+    assert await month.balance("NOTE", "ANA") == 11_000
+    month.at(local(2026, 11, 12, 1))
+    await month.bill(D(2026, 11, 12))
+    note = next(d for d in await month.duplicatas("NOTE") if d["period_start"] == "2026-11-11")
+    assert (note["amount"], note["status"], note["paid_by"], note["restore"]) == (-1_000, "PAID", "system", "DONE")
+    assert await month.balance("NOTE", "ANA") == 10_000
+    await no_drift(month)
+
+
+async def test_a_participant_missing_from_redis_keeps_the_restoration_pending(month: Month) -> None:
+    month.at(local(2026, 11, 9))
+    await month.convenio(
+        "GONE", 100_000, rollover={"policy": "ON_BILLING"}, billing={"automatic": True, "period": "DAILY"}
+    )
+    ana = await month.participant("GONE", "ANA", limit=10_000)
+    month.at(local(2026, 11, 10, 12))
+    await month.sell(ana, 1_000)
+    await month.store()
+    await month.gw.redis.delete(month.gw.keys.participant("GONE", "ANA"))  # Redis lost it
+    month.at(local(2026, 11, 11, 1))
+    with pytest.raises(RuntimeError, match="not in Redis"):
+        await month.bill(D(2026, 11, 11))
+    [dup] = await month.duplicatas("GONE")
+    assert dup["restore"] == "PENDING"

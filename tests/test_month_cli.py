@@ -80,21 +80,27 @@ async def test_mistakes_and_conditions_get_their_exit_codes(month: Month, env) -
 
     # a run of the same job and date in progress elsewhere
     async with month.ledger.acquire() as conn:
-        async with jobs.job_run(conn, "rollover", "2026-11-30", month.now):
-            r = await convenio(env, "rollover", "--date", "2026-11-30")
+        async with jobs.job_run(conn, "rollover", "2026-10-31", month.now):
+            r = await convenio(env, "rollover", "--date", "2026-10-31")
     assert r.exit_code == 4 and "in progress" in r.output
-    r = await convenio(env, "rollover", "--date", "2026-11-30")  # that one finished meanwhile
+    r = await convenio(env, "rollover", "--date", "2026-10-31")  # that one finished meanwhile
     assert r.exit_code == 0 and "already done" in r.output
 
     # an event the ledger writer has not stored (no writer running): the batch will not read a stale ledger
     month.at(local(2026, 11, 9))
     await month.convenio("EMPL", 1_000)
-    r = await convenio(env, "rollover", "--date", "2026-12-01", "--ledger-wait", "0.2")
+    r = await convenio(env, "rollover", "--date", "2026-11-01", "--ledger-wait", "0.2")
     assert r.exit_code == 3 and "convenio ledger" in r.output
     await month.store()
-    r = await convenio(env, "rollover", "--date", "2026-12-01", "--json", "--quiet")
+    r = await convenio(env, "rollover", "--date", "2026-11-01", "--json", "--quiet")
     assert r.exit_code == 0, r.output
     counts = json.loads(r.stdout)["counts"]
+    r = await convenio(env, "rollover", "--date", "2099-01-31")
+    assert r.exit_code == 1 and "not before" in r.output
+    r = await convenio(env, "duplicatas", "generate", "--date", "2099-01-31")
+    assert r.exit_code == 1 and "has not come yet" in r.output
+    r = await convenio(env, "duplicatas", "generate", "--date", "2026-11-01", "--convenio", "NOPE")
+    assert r.exit_code == 1 and "no convênio" in r.output
     assert (counts["convenios"], counts["pools"]) == (1, 0)  # the default: MONTHLY on the 1st, nobody in it yet
 
 
