@@ -8,7 +8,9 @@ bounded in count and in time.
 
 Scenarios: (a) checkout flow, (b) holds and holds+commits over many participants, (c) a hot
 shared pool, (d) mixed with cancels, expiries and idempotent retries, (e) the ledger writer
-draining a backlog (bench.ledger_drain), (f) scale: a million participants. Baselines: (i) a bare
+draining a backlog (bench.ledger_drain), (f) scale: a million participants, (m) the month at
+scale: a million participants rolled over while holds go on, duplicatas over ten million
+journal rows (bench.month, its own stack). Baselines: (i) a bare
 Starlette echo, (ii) the raw hold script pipelined into Redis, (iii) the ERP's way in Postgres
 (SELECT ... FOR UPDATE), hot and spread, (iv) raw COPY (within e).
 """
@@ -30,14 +32,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import http_load, pg_baseline, redis_ceiling, report, scenarios
+from bench import http_load, month, pg_baseline, redis_ceiling, report, scenarios
 from bench.http_load import Result, Work
 from bench.stack import PINNING, BenchStack, pin_here, stop, unpin_here
 from gateway.passwords import PasswordHasher
 from ledger import embedded
 
 RESULTS = Path(__file__).with_name("results")
-SCENARIOS = "abcdef"
+SCENARIOS = "abcdefm"
+GATEWAY_PHASES = "abcdf"  # the scenarios that run on the stack's gateway (with baseline i)
 HOST = "127.0.0.1"
 
 
@@ -278,6 +281,14 @@ class Bench:
             await gw.close()
             pin_here()
 
+    def month(self) -> None:
+        a = self.args
+        say(f"(m) the month at scale: {a.month_participants:,} participants rolled over while holds go on;")
+        say(f"    duplicatas over {a.month_journal_rows:,} journal rows (bench.month, its own Redis and Postgres)")
+        out = month.run(self.stack.root / "month", a.month_participants, a.month_journal_rows, a.seconds, seed=a.seed)
+        self.results["m_month"] = out
+        self.ratios.update(out["ratios"])
+
     def ledger(self) -> None:
         say("(e) ledger writer draining a backlog, against raw COPY (bench.ledger_drain)")
         cmd = [sys.executable, "-m", "bench.ledger_drain", "--events", str(self.args.ledger_events)]
@@ -305,12 +316,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--participants", type=int, default=1000, help="participants of the spread convênio")
     ap.add_argument("--scale", type=int, default=1_000_000, help="participants loaded for scenario (f)")
     ap.add_argument("--ledger-events", type=int, default=50_000, help="backlog for scenario (e)")
-    ap.add_argument("--only", default=SCENARIOS + "pr", help="scenarios to run: a-f, p (postgres), r (redis raw)")
-    ap.add_argument("--quick", action="store_true", help="2 s phases, 100k participants, 20k events: a smoke run")
+    ap.add_argument("--month-participants", type=int, default=1_000_000, help="rolled over in scenario (m)")
+    ap.add_argument("--month-journal-rows", type=int, default=10_000_000, help="journal rows for scenario (m)")
+    ap.add_argument(
+        "--only", default=SCENARIOS + "pr", help="scenarios to run: a-f, m (month), p (postgres), r (redis raw)"
+    )
+    ap.add_argument(
+        "--quick", action="store_true", help="2 s phases, 100k participants, 20k events, a small month: a smoke run"
+    )
     ap.add_argument("--seed", type=int, default=20261123)
     args = ap.parse_args(argv)
     if args.quick:
         args.seconds, args.units, args.scale, args.ledger_events = 2.0, 5_000, 100_000, 20_000
+        args.month_participants, args.month_journal_rows = 50_000, 500_000
     pin_here()
     root = Path(tempfile.mkdtemp(prefix="convenio-bench-", dir="/tmp"))
     root.chmod(0o755)
@@ -318,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(args, stack)
     started = time.perf_counter()
     try:
-        asyncio.run(bench.gateway_phases())
+        if set(args.only) & set(GATEWAY_PHASES):
+            asyncio.run(bench.gateway_phases())
         if "r" in args.only:
             stack.redis.stop()
             stack.redis = embedded.EmbeddedRedis(root / "redis-raw", appendfsync="always").start()
@@ -332,6 +351,11 @@ def main(argv: list[str] | None = None) -> int:
             bench.ledger()
         except Exception as exc:  # a broken phase is a note in the report, not a lost run
             bench.notes.append(f"scenario e failed: {exc!r}")
+    if "m" in args.only:
+        try:
+            bench.month()
+        except Exception as exc:
+            bench.notes.append(f"scenario m failed: {exc!r}")
     doc = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "cpu": report.cpu_model()},

@@ -29,7 +29,7 @@ from gateway.credit_schemas import (
     OrderView,
 )
 from gateway.empenhos import REPLAYED
-from gateway.errors import ErrorCode
+from gateway.errors import ApiError, ErrorCode
 from gateway.http import Call, Endpoint, Reply, invalid, page_size
 from gateway.permissions import Permission
 from gateway.schemas import CancelRequest, CommitRequest
@@ -92,6 +92,14 @@ async def get_order(c: Call) -> Reply:
 
 
 async def post_order_statuses(c: Call) -> Reply:
+    # a cancelling status reverses sales: the key must also hold what a cancel needs (3186)
+    assert c.key is not None
+    if Permission.EMPENHO_CANCEL not in c.key.permissions:
+        p = await order_status.params(c.gw)
+        if any(item.status in p.cancel for item in c.body.orders):
+            raise ApiError(
+                ErrorCode.FORBIDDEN, "Posting a cancelling status (PC) needs permission 3186 as well as 3185."
+            )
     return Reply(await order_status.process(c.gw, c.body))
 
 
@@ -110,9 +118,12 @@ def _date(q: Any, name: str) -> datetime.date | None:
     try:
         if not _DATE.fullmatch(raw):
             raise ValueError(raw)
-        return datetime.date.fromisoformat(raw)
+        day = datetime.date.fromisoformat(raw)
+        if not 1900 <= day.year <= 2199:
+            raise ValueError(raw)
+        return day
     except ValueError:
-        raise invalid(name, f"`{name}` must be a date (2026-11-01).") from None
+        raise invalid(name, f"`{name}` must be a date (2026-11-01) between the years 1900 and 2199.") from None
 
 
 async def list_credit_movements(c: Call) -> Reply:

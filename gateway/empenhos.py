@@ -195,7 +195,9 @@ def _lifecycle_keys(gw: Gateway, shard: int, empenho_id: str, conv: str, part: s
     ]
 
 
-async def cancel(gw: Gateway, empenho_id: str, req: CancelRequest) -> Decision:
+async def cancel(gw: Gateway, empenho_id: str, req: CancelRequest, keep_windows: bool = False) -> Decision:
+    """Cancel (PENDING) or reverse (COMMITTED); `keep_windows`: a release by order processing
+    (alterasaldo off), a sale made elsewhere that keeps its place in the limit windows."""
     shard, conv, part = await _locate(gw, empenho_id)
     res = await gw.run(
         "cancel",
@@ -208,6 +210,7 @@ async def cancel(gw: Gateway, empenho_id: str, req: CancelRequest) -> Decision:
             gw.settings.final_empenho_ttl_s,
             conv,
             part,
+            "1" if keep_windows else "0",
         ],
     )
     return _outcome(res)

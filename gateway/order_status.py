@@ -179,7 +179,7 @@ async def _apply(gw: Gateway, order: str, status: str, p: Params, holds: OrderHo
                     out.put("committed", e.id)
                 else:
                     release = f"{reason} processed without a balance change (update_balance off)"
-                    d = await empenhos.cancel(gw, e.id, CancelRequest(reason=release))
+                    d = await empenhos.cancel(gw, e.id, CancelRequest(reason=release), keep_windows=True)
                     out.put("released", e.id)
                 e.status = d.body.status
             elif action == "CANCEL" and (e.status == "PENDING" or (e.status == "COMMITTED" and p.update_balance)):
@@ -265,7 +265,10 @@ async def process(gw: Gateway, batch: OrderStatusBatch) -> OrderStatusReport:
                     continue
                 out = await _apply(gw, o, status, p, h)
                 result = _result(o, status, p, out, None)
-                if result.action != "NONE" and out.error is None:
+                moved = out.committed or out.released or out.cancelled or out.reversed
+                # a report that moved nothing is not kept: a hold placed later for the order is
+                # processed by the next post
+                if result.action != "NONE" and out.error is None and moved:
                     result = await _record(gw, result)
                     kept[(o, status)] = result
                 results[n] = result

@@ -56,6 +56,9 @@ def previous_month_start(date: datetime.date) -> datetime.date:
 def parse_date(text: str) -> datetime.date:
     """YYYY-MM-DD, or ValueError with a message an operator can act on."""
     try:
-        return datetime.date.fromisoformat(text)
+        day = datetime.date.fromisoformat(text)
     except ValueError:
         raise ValueError(f"{text!r} is not a date: use YYYY-MM-DD") from None
+    if not 1900 <= day.year <= 2199:  # and periods of a day past it stay representable
+        raise ValueError(f"{text!r} is out of range: years 1900 to 2199")
+    return day

@@ -29,6 +29,7 @@ from ledger.local_calendar import ROLLOVER_AT, is_rollover_day, local_at, local_
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
 ROUNDS = 10  # reads of the ledger for pools that kept moving while they were being reset
+LATER_ROUND_WAIT_S = 600.0
 _LOCK_CLASS = 0x726F6C6C  # 'roll': one rollover of a convênio and date at a time
 
 
@@ -96,8 +97,10 @@ async def _roll(
     try:
         counts = {"pools": 0, "changed": 0, "skipped": 0, "missing": 0, "rounds": 0}
         stale: list[str] = []
-        for _ in range(ROUNDS):
-            await jobs.require_ledger(gw, ledger_wait_s)
+        for n in range(ROUNDS):
+            # a later round reads the ledger after the writer stored the earlier rounds' own
+            # events too (a million pools: a minute or so): it may wait longer
+            await jobs.require_ledger(gw, ledger_wait_s if n == 0 else max(ledger_wait_s, LATER_ROUND_WAIT_S))
             done = await balance_batch.already_done(conn, code, "RESET", key, local_start(date))
             pools = await _pools(conn, code, c["shared"], cutoff)
             if counts["rounds"] == 0:

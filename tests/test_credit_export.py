@@ -198,3 +198,12 @@ async def test_credits_verify_says_when_redis_and_the_ledger_differ(
     assert r.exit_code == 1 and "DRIFT credit hold" in r.stdout, r.output
     await writer.drain(gw, ledger_url)
     assert (await verify()).exit_code == 0
+
+
+@pytest.mark.parametrize("params", [{"to": "9999-12-31"}, {"from": "0001-01-01"}])
+async def test_a_date_out_of_range_is_a_422(client, backoffice, params) -> None:
+    from gateway.permissions import Permission
+
+    finance = {"Authorization": f"Bearer {await backoffice.key(Permission.CREDITS)}"}
+    r = await client.get("/v1/credits/movements", params=params, headers=finance)
+    assert r.status_code == 422, r.text

@@ -108,3 +108,21 @@ async def test_without_caps_nothing_is_counted_and_a_decline_is_kept_as_answered
     await month.store()
     d = (await month.client.get(f"/v1/protocols/{body['protocol']}", headers=month.office.headers)).json()
     assert d["outcome"] == "DECLINED" and d["answer"]["error"]["remaining"] == 100
+
+
+async def test_a_request_stamped_before_midnight_arriving_late_counts_in_the_later_day(month: Month) -> None:
+    """Two gateways a second apart around midnight: the windows never move backwards, so the
+    late request of the 2nd counts in the 3rd and the 3rd's cap still holds."""
+    month.at(local(2026, 11, 2, 9))
+    await month.convenio("MAI", 1_000_000)
+    await month.office.add_participant("MAI", "ANA", limit=100_000, windows={"daily_max": 10_000})
+    ana = Terminal(month.client, {**_creds(month), "convenio": "MAI", "participant": "ANA"})
+    month.at(local(2026, 11, 3, 0, 0))
+    month.clock.now += 1_000  # 00:00:01 on the 3rd
+    await month.hold(ana, 6_000)
+    month.clock.now -= 2_000  # 23:59:59 on the 2nd, arriving late
+    late = await month.hold(ana, 100)
+    month.clock.now += 3_000
+    declined(await try_hold(month, ana, 9_000), "DAILY_LIMIT_EXCEEDED", "participant", 3_900)
+    await ana.cancel(late)  # and cancelling it gives back to the day it was counted in
+    declined(await try_hold(month, ana, 4_001), "DAILY_LIMIT_EXCEEDED", "participant", 4_000)

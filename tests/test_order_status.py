@@ -206,3 +206,18 @@ async def test_a_batch_is_checked_whole(backoffice: BackOffice) -> None:
     ]
     for body, field in cases:
         assert_error(await client.post("/v1/orders/status", json=body, headers=headers), 422, "INVALID_REQUEST", field)
+
+
+async def test_a_cancelling_status_needs_the_cancel_permission_too(
+    account: Account, backoffice: BackOffice, client, gw, ledger_url
+) -> None:
+    """PC reverses sales: a key that may not cancel (3186) may not post it either."""
+    await account.registered("CLI001", "DEV-1", "DEVOLUCAO", 1_000)
+    held = await account.held("CLI001", 1_000, "PED-9")
+    assert (await account.commit(held["id"], coupon="NF-9")).status_code == 200
+    only_3185 = {"Authorization": f"Bearer {await backoffice.key(Permission.EMPENHO)}"}
+    await writer.drain(gw, ledger_url)
+    r = await client.post("/v1/orders/status", json={"orders": [{"order": "PED-9", "status": "PC"}]}, headers=only_3185)
+    assert_error(r, 403, "FORBIDDEN")
+    r = await client.post("/v1/orders/status", json={"orders": [{"order": "PED-9", "status": "PF"}]}, headers=only_3185)
+    assert r.status_code == 200, r.text

@@ -11,6 +11,7 @@
 -- KEYS[4] participant hash   KEYS[5] pending zset   KEYS[6] event stream
 -- ARGV[1] empenho id   ARGV[2] now (ms)   ARGV[3] protocol   ARGV[4] reason
 -- ARGV[5] ttl (s) of a final empenho in Redis   ARGV[6] convênio   ARGV[7] participant
+-- ARGV[8] "1": a release by order processing, which keeps the hold's place in the limit windows
 --
 -- Returns JSON {ok=true, r={s=200, id, status, amount, balance?, protocol, replay}} or
 -- {ok=false, code, x={status?, protocol}}.
@@ -50,7 +51,9 @@ if emp.status == 'PENDING' then
   reserved = redis.call('HINCRBY', pkey, 'reserved', -amount)
   balance = num(redis.call('HGET', pkey, 'balance'))
   redis.call('ZREM', pending_key, id)
-  unwind_windows(emp, conv_key, part_key, amount)
+  -- a release by the ERP's order processing (alterasaldo off) is a sale made elsewhere:
+  -- it keeps its place in the limit windows
+  if ARGV[8] ~= '1' then unwind_windows(emp, conv_key, part_key, amount) end
 else
   status, amount, etype = 'REVERSED', tonumber(emp.committed_amount), 'empenho.reversed'
   balance = redis.call('HINCRBY', pkey, 'balance', amount)

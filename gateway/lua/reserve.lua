@@ -75,12 +75,18 @@ end
 
 -- A hash's window caps (from index o of its HMGET reply) against this amount: nil when it
 -- has no cap; else whether it counts, and the first window the amount does not fit in.
+-- Windows never move backwards: a request stamped just before midnight by one gateway that
+-- arrives after one stamped just after it by another counts in the later, stored, day.
 local day, month = ARGV[19], ARGV[20]
+local function current(stored, asked)
+  if stored and stored > asked then return stored end
+  return asked
+end
 local function window_of(h, o, scope)
   local order_max, day_max, month_max = tonumber(h[o]), tonumber(h[o + 1]), tonumber(h[o + 2])
   if not (order_max or day_max or month_max) then return false, nil end
-  local used_day = (h[o + 3] == day) and num(h[o + 4]) or 0
-  local used_month = (h[o + 5] == month) and num(h[o + 6]) or 0
+  local used_day = (h[o + 3] == current(h[o + 3], day)) and num(h[o + 4]) or 0
+  local used_month = (h[o + 5] == current(h[o + 5], month)) and num(h[o + 6]) or 0
   if order_max and amount > order_max then
     return true, {code = 'ORDER_LIMIT_EXCEEDED', scope = scope, remaining = order_max}
   end
@@ -94,12 +100,15 @@ local function window_of(h, o, scope)
   return true, nil
 end
 
--- count a hold in a hash's current day and month (a new day or month starts from zero)
+-- count a hold in a hash's current day and month (a new day or month starts from zero);
+-- returns the day and month it was counted in, for commit/cancel/expiry to give it back
 local function count(key, h, o)
-  if h[o + 3] == day then redis.call('HINCRBY', key, 'wds', amount)
-  else redis.call('HSET', key, 'wd', day, 'wds', amount) end
-  if h[o + 5] == month then redis.call('HINCRBY', key, 'wms', amount)
-  else redis.call('HSET', key, 'wm', month, 'wms', amount) end
+  local d, m = current(h[o + 3], day), current(h[o + 5], month)
+  if h[o + 3] == d then redis.call('HINCRBY', key, 'wds', amount)
+  else redis.call('HSET', key, 'wd', d, 'wds', amount) end
+  if h[o + 5] == m then redis.call('HINCRBY', key, 'wms', amount)
+  else redis.call('HSET', key, 'wm', m, 'wms', amount) end
+  return d, m
 end
 
 local WINDOW_FIELDS = {'w_order', 'w_day', 'w_month', 'wd', 'wds', 'wm', 'wms'}
@@ -138,9 +147,17 @@ local conv_counts, conv_over = window_of(conv, 7, 'convenio')
 if conv_over then return decline(422, conv_over.code, available, conv_over) end
 
 -- every check passed: write
-local counted = ''
-if part_counts then count(part_key, part, 4); counted = 'P' end
-if conv_counts then count(conv_key, conv, 7); counted = counted .. 'C' end
+local counted = {}
+if part_counts then
+  local d, m = count(part_key, part, 4)
+  counted[#counted + 1] = 'wdP'; counted[#counted + 1] = d
+  counted[#counted + 1] = 'wmP'; counted[#counted + 1] = m
+end
+if conv_counts then
+  local d, m = count(conv_key, conv, 7)
+  counted[#counted + 1] = 'wdC'; counted[#counted + 1] = d
+  counted[#counted + 1] = 'wmC'; counted[#counted + 1] = m
+end
 local pool_reserved = redis.call('HINCRBY', pool_key, 'reserved', amount)
 redis.call('DEL', proof_key)
 redis.call('HSET', emp_key, 'id', id, 'convenio', convenio, 'participant', participant,
@@ -148,7 +165,7 @@ redis.call('HSET', emp_key, 'id', id, 'convenio', convenio, 'participant', parti
            'expires_at', expires_at, 'terminal', ARGV[10], 'store', ARGV[11],
            'sale', ARGV[12], 'plate', plate, 'odometer_km', km, 'protocol', protocol,
            'order', ARGV[18])
-if counted ~= '' then redis.call('HSET', emp_key, 'wc', counted, 'wd', day, 'wm', month) end
+if #counted > 0 then redis.call('HSET', emp_key, unpack(counted)) end
 redis.call('RPUSH', hist_key, cjson.encode({status = 'PENDING', at = tonumber(now),
                                             protocol = protocol, amount = amount}))
 redis.call('ZADD', pending_key, expires_at, id)

@@ -22,12 +22,13 @@ end
 -- Give back to the limit windows (see reserve.lua) what an empenho no longer takes, in the
 -- hashes that counted it, while their day or month is still the empenho's.
 local function unwind_windows(emp, conv_key, part_key, amount)
-  if not emp.wc or emp.wc == '' or amount == 0 then return end
+  if amount == 0 then return end
   for scope, key in pairs({P = part_key, C = conv_key}) do
-    if string.find(emp.wc, scope, 1, true) then
+    local wd, wm = emp['wd' .. scope], emp['wm' .. scope]
+    if wd then
       local h = redis.call('HMGET', key, 'wd', 'wm')
-      if h[1] == emp.wd then redis.call('HINCRBY', key, 'wds', -amount) end
-      if h[2] == emp.wm then redis.call('HINCRBY', key, 'wms', -amount) end
+      if h[1] == wd then redis.call('HINCRBY', key, 'wds', -amount) end
+      if h[2] == wm then redis.call('HINCRBY', key, 'wms', -amount) end
     end
   end
 end
