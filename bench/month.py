@@ -273,8 +273,9 @@ def summarize(chosen: list[Sample], by_second: bool = True) -> dict[str, Any]:
     }
     if by_second:
         seconds: dict[int, list[float]] = {}
+        first = min(dues) if dues else 0.0
         for due, ms, _ in chosen:
-            seconds.setdefault(int(due - min(dues)), []).append(ms)
+            seconds.setdefault(int(due - first), []).append(ms)
         out["seconds"] = round(span, 3)
         out["rate"] = round(len(chosen) / span, 1) if span else None
         out["p99_ms_by_second"] = [pct(seconds.get(i, []), 0.99) for i in range(int(span) + 1)] if chosen else []
