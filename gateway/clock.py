@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import time
+from zoneinfo import ZoneInfo
+
+#: the retailers' local time: business days, limit windows, the month's batches
+LOCAL = ZoneInfo("America/Sao_Paulo")
 
 
 def system_ms() -> int:

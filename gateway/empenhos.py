@@ -10,11 +10,10 @@ import datetime
 import hashlib
 from dataclasses import dataclass
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import msgspec
 
-from gateway.clock import rfc3339
+from gateway.clock import LOCAL, rfc3339
 from gateway.core import Gateway
 from gateway.errors import ApiError, ErrorCode
 from gateway.ids import empenho_shard, new_empenho_id
@@ -40,7 +39,6 @@ class Decision:
     replayed: bool
 
 
-_LOCAL = ZoneInfo("America/Sao_Paulo")
 _window_cache: tuple[int, tuple[str, str]] = (-1, ("", ""))
 
 
@@ -49,7 +47,7 @@ def _window_keys(now_ms: int) -> tuple[str, str]:
     global _window_cache
     minute = now_ms // 60_000
     if _window_cache[0] != minute:
-        local = datetime.datetime.fromtimestamp(now_ms / 1000, _LOCAL)
+        local = datetime.datetime.fromtimestamp(now_ms / 1000, LOCAL)
         _window_cache = (minute, (local.strftime("%Y%m%d"), local.strftime("%Y%m")))
     return _window_cache[1]
 

@@ -196,22 +196,22 @@ def ledger(consumer: str, once: bool) -> None:
     click.echo(f"ledger writer {consumer} stopped", err=True)
 
 
-async def _with_ledger(fn: Callable[[Any, Any], Awaitable[T]]) -> T:
-    """Run fn(gateway, postgres connection)."""
+async def _with_postgres(fn: Callable[[Any], Awaitable[T]]) -> T:
+    """Run fn(postgres connection) on the ledger database (DATABASE_URL)."""
     import asyncpg
 
     from gateway.config import Settings
 
-    url = os.environ.get("DATABASE_URL", Settings.database_url)
+    conn = await asyncpg.connect(os.environ.get("DATABASE_URL", Settings.database_url), timeout=10)
+    try:
+        return await fn(conn)
+    finally:
+        await conn.close()
 
-    async def both(gw: Any) -> T:
-        conn = await asyncpg.connect(url, timeout=10)
-        try:
-            return await fn(gw, conn)
-        finally:
-            await conn.close()
 
-    return await _with_gateway(both)
+async def _with_ledger(fn: Callable[[Any, Any], Awaitable[T]]) -> T:
+    """Run fn(gateway, postgres connection)."""
+    return await _with_gateway(lambda gw: _with_postgres(lambda conn: fn(gw, conn)))
 
 
 def _guard_ledger(fn: Callable[[], T]) -> T:

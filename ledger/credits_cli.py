@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 from typing import Any
 
 import click
@@ -44,25 +43,15 @@ def export(start: str, end: str, fmt: str, output: str | None) -> None:
     """Every debit and credit of the period, with each credit's reference and type: one line per
     credit touched (CREDIT registered, DEBIT an order's committed part, RETURN a returned
     order's part), amounts in integer centavos; JSON adds the totals per type."""
-    import asyncpg
-
-    from gateway.config import Settings
     from ledger import credit_export
 
     first, last = _date(start, "--from"), _date(end, "--to")
     if last < first:
         raise click.BadParameter("must not be before --from", param_hint="--to")
-    url = os.environ.get("DATABASE_URL", Settings.database_url)
-
-    async def go() -> dict[str, Any]:
-        conn = await asyncpg.connect(url, timeout=10)
-        try:
-            return await credit_export.export(conn, first, last)
-        finally:
-            await conn.close()
-
     cli = _cli()
-    exported = cli._guard_ledger(lambda: cli._run(go()))
+    exported = cli._guard_ledger(
+        lambda: cli._run(cli._with_postgres(lambda conn: credit_export.export(conn, first, last)))
+    )
     text = credit_export.as_csv(exported) if fmt == "csv" else json.dumps(exported, ensure_ascii=False) + "\n"
     if output:
         with open(output, "w", encoding="utf-8", newline="") as fh:

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import calendar
 import datetime
-from zoneinfo import ZoneInfo
 
-LOCAL = ZoneInfo("America/Sao_Paulo")
+from gateway.clock import LOCAL
 
 #: the MONTHLY rollover runs on its day at this local time (seed 001)
 ROLLOVER_AT = datetime.time(23, 30)

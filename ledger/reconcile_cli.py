@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -47,19 +46,6 @@ def _print_json(value: Any) -> None:
     click.echo(json.dumps(value, ensure_ascii=False))
 
 
-async def _with_postgres(fn: Callable[[Any], Awaitable[T]]) -> T:
-    import asyncpg
-
-    from gateway.config import Settings
-
-    url = os.environ.get("DATABASE_URL", Settings.database_url)
-    conn = await asyncpg.connect(url, timeout=10)
-    try:
-        return await fn(conn)
-    finally:
-        await conn.close()
-
-
 def _call(fn: Callable[[Any], Awaitable[T]], as_json: bool) -> T:
     """fn(connection) to completion; a refusal becomes its message (and its JSON) and exit 1,
     an unreachable or unmigrated database cli's usual line and exit code."""
@@ -67,7 +53,7 @@ def _call(fn: Callable[[Any], Awaitable[T]], as_json: bool) -> T:
     from ledger.reconciliation import BadFile, ReconciliationError
 
     try:
-        return _cli._guard_ledger(lambda: _cli._run(_with_postgres(fn)))
+        return _cli._guard_ledger(lambda: _cli._run(_cli._with_postgres(fn)))
     except BadFile as exc:
         if as_json:
             _print_json({"error": str(exc), "problems": [p.as_dict() for p in exc.problems]})
