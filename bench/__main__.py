@@ -35,8 +35,8 @@ from typing import Any
 from bench import http_load, month, pg_baseline, redis_ceiling, report, scenarios
 from bench.http_load import Result, Work
 from bench.stack import PINNING, BenchStack, pin_here, stop, unpin_here
-from gateway.passwords import PasswordHasher
-from ledger import embedded
+from gateway.platform.passwords import PasswordHasher
+from ledger.ops import embedded
 
 RESULTS = Path(__file__).with_name("results")
 SCENARIOS = "abcdefm"
@@ -99,14 +99,14 @@ class Bench:
     # -- the phases ----------------------------------------------------------------------------------
     async def gateway_phases(self) -> None:
         s, args = self.stack, self.args
-        gw = await s.gateway()
+        svc = await s.gateway()
         try:
             say("preparing: participants and keys")
-            pop = await scenarios.populate(gw, args.participants, 100, 50, self.rng)
+            pop = await scenarios.populate(svc, args.participants, 100, 50, self.rng)
 
             def minter(convenio: str, codes: list[str]):
                 async def mint(n: int) -> list[tuple[str, str]]:
-                    return await scenarios.mint(gw, convenio, codes, n, self.rng)
+                    return await scenarios.mint(svc, convenio, codes, n, self.rng)
 
                 return mint
 
@@ -132,7 +132,7 @@ class Bench:
                         "b_hold_commit", port, sales.hold_commit(), args.concurrency, 2, sales=sales, mint=spread
                     )
                     say("AOF: holds with appendfsync always, then everysec")
-                    await self.aof(gw, port, pop, spread)
+                    await self.aof(svc, port, pop, spread)
                 if "c" in args.only:
                     say("(c) hot shared pool: hold then commit, every terminal on one convênio")
                     sales = scenarios.Sales(pop, "HOT", [], self.rng)
@@ -152,18 +152,18 @@ class Bench:
             if "a" in args.only:
                 await self.passwords(pop, spread)
             if "f" in args.only:
-                await self.scale(gw, pop, spread)
+                await self.scale(svc, pop, spread)
         finally:
-            await gw.close()
+            await svc.close()
 
-    async def aof(self, gw, port: int, pop: scenarios.Population, spread) -> None:
+    async def aof(self, svc, port: int, pop: scenarios.Population, spread) -> None:
         rates = {}
         for mode in ("always", "everysec"):
-            await gw.redis.config_set("appendfsync", mode)
+            await svc.redis.config_set("appendfsync", mode)
             sales = scenarios.Sales(pop, "SPREAD", await spread(self.args.units), self.rng)
             r = await self.closed(f"b_hold aof {mode}", port, sales.hold(), self.args.units, self.args.concurrency)
             rates[mode] = r.summary()
-        await gw.redis.config_set("appendfsync", self.stack.appendfsync)
+        await svc.redis.config_set("appendfsync", self.stack.appendfsync)
         self.results["aof"] = rates
         self.ratios["aof_always_vs_everysec"] = round(rates["always"]["rate"] / rates["everysec"]["rate"], 3)
 
@@ -202,26 +202,26 @@ class Bench:
         finally:
             stop(proc)
 
-    async def scale(self, gw, pop: scenarios.Population, spread) -> None:
+    async def scale(self, svc, pop: scenarios.Population, spread) -> None:
         n = self.args.scale
         say(f"(f) scale: {n:,} participants")
-        await scenarios._convenio(gw, "SCALE", shared=False)
-        before = await self._memory(gw)
+        await scenarios._convenio(svc, "SCALE", shared=False)
+        before = await self._memory(svc)
         codes = [f"M{i:07d}" for i in range(n)]
         started = time.perf_counter()
         for start in range(0, n, 20_000):
-            await scenarios.bulk_participants(gw, "SCALE", codes[start : start + 20_000])
+            await scenarios.bulk_participants(svc, "SCALE", codes[start : start + 20_000])
             if start and start % 200_000 == 0:
                 say(f"  loaded {start:,} in {time.perf_counter() - started:.0f} s")
         loaded_s = time.perf_counter() - started
-        after = await self._memory(gw)
+        after = await self._memory(svc)
         per = (after - before) / n
         proc, port = self.stack.serve_gateway()
         try:
             out: dict[str, Any] = {"participants": n, "load_seconds": round(loaded_s, 1)}
             out["redis_bytes_per_participant"] = round(per, 1)
             for label, convenio, codes_ in (("thousand", "SPREAD", pop.spread), ("scale", "SCALE", codes)):
-                minted = await scenarios.mint(gw, convenio, codes_, self.args.units, self.rng)
+                minted = await scenarios.mint(svc, convenio, codes_, self.args.units, self.rng)
                 sales = scenarios.Sales(pop, convenio, minted, self.rng)
                 r = await self.closed(f"holds over {label}", port, sales.hold(), self.args.units, self.args.concurrency)
                 out[label] = r.summary()
@@ -231,12 +231,12 @@ class Bench:
         finally:
             stop(proc)
 
-    async def _memory(self, gw) -> int:
+    async def _memory(self, svc) -> int:
         """Redis's used memory, less what the event streams hold (the writer trims those)."""
-        info = await gw.redis.info("memory")
+        info = await svc.redis.info("memory")
         streams = 0
-        for key in gw.keys.all_events():
-            streams += await gw.redis.memory_usage(key, samples=0) or 0
+        for key in svc.keys.all_events():
+            streams += await svc.redis.memory_usage(key, samples=0) or 0
         return int(info["used_memory"]) - streams
 
     async def postgres(self) -> None:
@@ -262,13 +262,13 @@ class Bench:
     async def redis_raw(self) -> None:
         say("(ii) the raw hold script pipelined into Redis (client on core 0)")
         os.sched_setaffinity(0, {0})
-        gw = await self.stack.gateway()
+        svc = await self.stack.gateway()
         try:
-            pop = await scenarios.populate(gw, 200, 1, 1, self.rng)
-            minted = await scenarios.mint(gw, "SPREAD", pop.spread, self.args.units * 2, self.rng)
+            pop = await scenarios.populate(svc, 200, 1, 1, self.rng)
+            minted = await scenarios.mint(svc, "SPREAD", pop.spread, self.args.units * 2, self.rng)
             assert self.stack.redis.proc is not None
             cpu = redis_ceiling.cpu_seconds(self.stack.redis.proc.pid)
-            r = await redis_ceiling.run(gw, pop.token, "SPREAD", minted)
+            r = await redis_ceiling.run(svc, pop.token, "SPREAD", minted)
             busy = (redis_ceiling.cpu_seconds(self.stack.redis.proc.pid) - cpu) / r.seconds
             say(f"  raw reserve.lua          {r.rate:>8.0f}/s  redis busy {busy:.0%}  {r.statuses}")
             self.results["redis_raw_hold"] = r.summary() | {"pipeline_depth": 200, "redis_busy": round(busy, 2)}
@@ -278,7 +278,7 @@ class Bench:
             if hold:
                 self.ratios["hold_vs_redis_raw"] = round(hold / r.rate, 3)
         finally:
-            await gw.close()
+            await svc.close()
             pin_here()
 
     def month(self) -> None:

@@ -25,12 +25,13 @@ import msgspec
 
 from bench import http_load
 from bench.stack import echo_command, stop, wait_healthy
-from gateway import apikeys, registry
-from gateway.config import Settings
-from gateway.core import Gateway
-from gateway.permissions import Permission
-from gateway.schemas import ConvenioCreate, ParticipantCreate
-from ledger import embedded
+from gateway.auth import apikeys
+from gateway.auth.permissions import Permission
+from gateway.platform.config import Settings
+from gateway.platform.services import Services
+from gateway.registry import convenios, participants
+from gateway.registry.schemas import ConvenioCreate, ParticipantCreate
+from ledger.ops import embedded
 from tests.checkout import mint_proof
 
 PARTICIPANTS = 500
@@ -43,21 +44,21 @@ def _serve(cmd: list[str], env: dict[str, str], port: int) -> subprocess.Popen:
 
 
 async def _prepare(settings: Settings, proofs_needed: int) -> tuple[str, list[str]]:
-    gw = await Gateway.open(settings)
-    await gw.start()
+    svc = await Services.open(settings)
+    await svc.start()
     try:
-        await registry.save_convenio(
-            gw, "BENCH", ConvenioCreate(code="BENCH", name="BENCH", total_limit=10**11, tolerance=0)
+        await convenios.save_convenio(
+            svc, "BENCH", ConvenioCreate(code="BENCH", name="BENCH", total_limit=10**11, tolerance=0)
         )
         for i in range(PARTICIPANTS):
-            await registry.save_participant(
-                gw, "BENCH", f"P{i:04d}", ParticipantCreate(code=f"P{i:04d}", name="x", limit=10**8)
+            await participants.save_participant(
+                svc, "BENCH", f"P{i:04d}", ParticipantCreate(code=f"P{i:04d}", name="x", limit=10**8)
             )
-        token, _ = await apikeys.create(gw, frozenset(Permission), name="bench")
-        proofs = [await mint_proof(gw, "BENCH", f"P{i % PARTICIPANTS:04d}") for i in range(proofs_needed)]
+        token, _ = await apikeys.create(svc, frozenset(Permission), name="bench")
+        proofs = [await mint_proof(svc, "BENCH", f"P{i % PARTICIPANTS:04d}") for i in range(proofs_needed)]
         return token, proofs
     finally:
-        await gw.close()
+        await svc.close()
 
 
 def _phase(name: str, port: int, make, requests: int, concurrency: int) -> dict:

@@ -52,23 +52,22 @@ from typing import Any
 import asyncpg
 
 from bench.report import cpu_model
-from gateway import apikeys, empenhos, registry
-from gateway.config import Settings
-from gateway.core import Gateway
-from gateway.errors import ApiError
-from gateway.ledger_lag import ledger_lag
-from gateway.permissions import Permission
-from gateway.schemas import (
-    CancelRequest,
-    CommitRequest,
-    ConvenioCreate,
-    EmpenhoRequest,
-    ParticipantCreate,
-    Vehicle,
-    VehicleSave,
-)
-from ledger import embedded, projections, writer
-from ledger.migrate import migrate
+from gateway.auth import apikeys
+from gateway.auth.permissions import Permission
+from gateway.holds import empenhos
+from gateway.holds.schemas import CancelRequest, CommitRequest, EmpenhoRequest, Vehicle
+from gateway.platform.config import Settings
+from gateway.platform.errors import ApiError
+from gateway.platform.services import Services
+from gateway.platform.streams import ledger_lag
+from gateway.registry import convenios as registry_convenios
+from gateway.registry import participants as registry_participants
+from gateway.registry import vehicles
+from gateway.registry.schemas import ConvenioCreate, ParticipantCreate, VehicleSave
+from ledger.ops import embedded
+from ledger.ops.migrate import migrate
+from ledger.writer import fold as projections
+from ledger.writer import writer
 from tests.checkout import mint_proof
 
 RESULTS = Path(__file__).with_name("results")
@@ -165,8 +164,8 @@ class Backlog:
     ~30 ms each), vehicles for some, then sales: proof -> hold -> commit / cancel / left
     pending, with a few declines and failed password checks."""
 
-    def __init__(self, gw: Gateway, convenios: int, participants: int, seed: int = 7) -> None:
-        self.gw = gw
+    def __init__(self, svc: Services, convenios: int, participants: int, seed: int = 7) -> None:
+        self.svc = svc
         self.n_convenios = convenios
         self.n_participants = participants
         self.rng = random.Random(seed)
@@ -176,43 +175,43 @@ class Backlog:
         self.km: dict[tuple[str, str], int] = defaultdict(int)
 
     async def setup(self, chunk: int) -> None:
-        gw = self.gw
-        _, key = await apikeys.create(gw, frozenset(Permission), name="bench")
+        svc = self.svc
+        _, key = await apikeys.create(svc, frozenset(Permission), name="bench")
         self.api_key_id = key.id
         codes = [f"EMP{c:03d}" for c in range(self.n_convenios)]
         for c, code in enumerate(codes):
             body = ConvenioCreate(code=code, name=f"EMPRESA {code}", total_limit=10**11, tolerance=0, shared=c == 0)
-            await registry.save_convenio(gw, code, body)
+            await registry_convenios.save_convenio(svc, code, body)
         people = [(codes[i % len(codes)], f"CLI{i:06d}") for i in range(self.n_participants)]
 
         async def add(conv: str, part: str, i: int) -> None:
-            await registry.save_participant(
-                gw, conv, part, ParticipantCreate(code=part, name=f"CLIENTE {part}", limit=10**7)
+            await registry_participants.save_participant(
+                svc, conv, part, ParticipantCreate(code=part, name=f"CLIENTE {part}", limit=10**7)
             )
             plate = ""
             if i % 10 == 0:  # one in ten drives a registered vehicle
                 plate = f"BEN{i:04d}"[-7:]
-                await registry.save_vehicle(gw, conv, part, VehicleSave(plate=plate, description="frota"))
+                await vehicles.save_vehicle(svc, conv, part, VehicleSave(plate=plate, description="frota"))
             self.who.append((conv, part, plate))
 
         for start in range(0, len(people), chunk):
             await asyncio.gather(*(add(c, p, start + j) for j, (c, p) in enumerate(people[start : start + chunk])))
 
     async def sale(self, i: int) -> None:
-        gw, rng = self.gw, self.rng
+        svc, rng = self.svc, self.rng
         conv, part, plate = self.who[rng.randrange(len(self.who))]
         if rng.random() < 0.01:  # a wrong password first
-            await gw.run(
+            await svc.run(
                 "password_result",
                 [
-                    gw.keys.participant(conv, part),
-                    gw.keys.proof(conv, "x"),
-                    gw.keys.events(gw.keys.shard_of(conv)),
-                    gw.keys.password_checks(conv, part),
+                    svc.keys.participant(conv, part),
+                    svc.keys.proof(conv, "x"),
+                    svc.keys.events(svc.keys.shard_of(conv)),
+                    svc.keys.password_checks(conv, part),
                 ],
-                ["0", gw.now_ms(), gw.protocol(), 5, 900_000, 120_000, conv, part],
+                ["0", svc.now_ms(), svc.protocol(), 5, 900_000, 120_000, conv, part],
             )
-        proof = None if rng.random() < 0.02 else await mint_proof(gw, conv, part)  # no proof: declined
+        proof = None if rng.random() < 0.02 else await mint_proof(svc, conv, part)  # no proof: declined
         vehicle = None
         if plate:
             self.km[(conv, part)] += rng.randrange(10, 400)
@@ -229,44 +228,44 @@ class Backlog:
             vehicle=vehicle,
         )
         try:
-            held = await empenhos.hold(gw, self.api_key_id, f"bench-{i}", req)
+            held = await empenhos.hold(svc, self.api_key_id, f"bench-{i}", req)
         except ApiError:
             return  # declined: the decision is in the stream all the same
         eid = held.body.id
         r = rng.random()
         if r < 0.85:
             final = amount if rng.random() < 0.7 else max(1, amount - rng.randrange(1, amount))
-            await empenhos.commit(gw, eid, CommitRequest(coupon=f"CUPOM-{i}", amount=final))
+            await empenhos.commit(svc, eid, CommitRequest(coupon=f"CUPOM-{i}", amount=final))
         elif r < 0.95:
-            await empenhos.cancel(gw, eid, CancelRequest(reason="cliente desistiu"))
+            await empenhos.cancel(svc, eid, CancelRequest(reason="cliente desistiu"))
         # else: left PENDING
 
     async def build(self, target: int, chunk: int) -> int:
-        events = await stream_total(self.gw)
+        events = await stream_total(self.svc)
         while events < target:
             # ~3.1 events a sale; aim a little under the target, then top up
             n = max(1, min(chunk, (target - events) // 3))
             await asyncio.gather(*(self.sale(self.sales + j) for j in range(n)))
             self.sales += n
-            events = await stream_total(self.gw)
+            events = await stream_total(self.svc)
         return events
 
 
-async def stream_total(gw: Gateway) -> int:
-    return sum([await gw.redis.xlen(s) for s in gw.keys.all_events()])
+async def stream_total(svc: Services) -> int:
+    return sum([await svc.redis.xlen(s) for s in svc.keys.all_events()])
 
 
-async def _stream_lengths(gw: Gateway) -> dict[str, int]:
-    return {s: await gw.redis.xlen(s) for s in gw.keys.all_events()}
+async def _stream_lengths(svc: Services) -> dict[str, int]:
+    return {s: await svc.redis.xlen(s) for s in svc.keys.all_events()}
 
 
-async def dump_streams(gw: Gateway) -> Dump:
+async def dump_streams(svc: Services) -> Dump:
     out: Dump = {}
-    for stream in gw.keys.all_events():
+    for stream in svc.keys.all_events():
         entries: list = []
         start = "-"
         while True:
-            page = await gw.redis.xrange(stream, start, "+", count=10_000)
+            page = await svc.redis.xrange(stream, start, "+", count=10_000)
             entries += page
             if len(page) < 10_000:
                 break
@@ -275,21 +274,21 @@ async def dump_streams(gw: Gateway) -> Dump:
     return out
 
 
-async def restore_streams(gw: Gateway, dump: Dump) -> None:
+async def restore_streams(svc: Services, dump: Dump) -> None:
     """The streams exactly as they were before the first drain (same ids, no group)."""
     for stream, entries in dump.items():
-        await gw.redis.delete(stream)
+        await svc.redis.delete(stream)
         for start in range(0, len(entries), 5_000):
-            async with gw.redis.pipeline(transaction=False) as pipe:
+            async with svc.redis.pipeline(transaction=False) as pipe:
                 for sid, fields in entries[start : start + 5_000]:
                     pipe.xadd(stream, fields, id=sid)
                 await pipe.execute()
 
 
-def copy_rows(gw: Gateway, dump: Dump) -> list[tuple]:
+def copy_rows(svc: Services, dump: Dump) -> list[tuple]:
     rows = []
     for stream, entries in dump.items():
-        shard = gw.keys.all_events()[stream]
+        shard = svc.keys.all_events()[stream]
         for sid, f in entries:
             at = datetime.datetime.fromtimestamp(int(f[b"at"]) / 1000, datetime.UTC)
             rows.append((f[b"protocol"].decode(), shard, sid.decode(), f[b"type"].decode(), at, f[b"data"].decode()))
@@ -306,11 +305,11 @@ def type_mix(dump: Dump) -> dict[str, int]:
 
 # -- phase (a): the ledger writer -------------------------------------------------------------
 async def drain(
-    gw: Gateway, url: str, writers: int, batch: int, events: int, meter: CpuMeter | None = None
+    svc: Services, url: str, writers: int, batch: int, events: int, meter: CpuMeter | None = None
 ) -> dict[str, Any]:
-    await writer.ensure_groups(gw)
-    assert await ledger_lag(gw) == events, "the restored streams are not the backlog"
-    ws = [writer.Writer(gw, url, f"bench-{i}", batch=batch) for i in range(writers)]
+    await writer.ensure_groups(svc)
+    assert await ledger_lag(svc) == events, "the restored streams are not the backlog"
+    ws = [writer.Writer(svc, url, f"bench-{i}", batch=batch) for i in range(writers)]
     for w in ws:  # all connected before the first rebalance: fair shares from the first round
         await w.connect()
     rounds = [0] * writers
@@ -320,11 +319,11 @@ async def drain(
             n = await w.round()
             rounds[i] += 1
             if n == 0:
-                if await ledger_lag(gw) == 0:
+                if await ledger_lag(svc) == 0:
                     return
                 await asyncio.sleep(0.005)  # our streams are done, another writer's are not
 
-    loaded = {s for s, entries in (await _stream_lengths(gw)).items() if entries}
+    loaded = {s for s, entries in (await _stream_lengths(svc)).items() if entries}
     cpu0 = meter.sample() if meter else None
     t0 = time.perf_counter()
     try:
@@ -432,10 +431,10 @@ class Breakdown:
         self._undo.append((owner, name, original))
         setattr(owner, name, timed)
 
-    def install(self, gw: Gateway) -> None:
+    def install(self, svc: Services) -> None:
         for cmd in ("xreadgroup", "xautoclaim", "xack", "xpending", "xinfo_groups", "xtrim"):
-            self.wrap_async(gw.redis, cmd, f"redis {cmd}")
-        self.wrap_async(gw, "run", lambda a: f"redis script {a[0]}")  # e.g. ledger_trim
+            self.wrap_async(svc.redis, cmd, f"redis {cmd}")
+        self.wrap_async(svc, "run", lambda a: f"redis script {a[0]}")  # e.g. ledger_trim
         self.wrap_sync(writer, "to_event", "to_event (json decode, datetime)")
         self.wrap_async(writer, "store_events", "store_events (one transaction)")
         self.wrap_async(projections, "apply", "  projections.apply")
@@ -489,14 +488,14 @@ class Breakdown:
         }
 
 
-async def profiled_drain(gw: Gateway, url: str, batch: int, events: int) -> dict[str, Any]:
+async def profiled_drain(svc: Services, url: str, batch: int, events: int) -> dict[str, Any]:
     breakdown = Breakdown()
-    breakdown.install(gw)
+    breakdown.install(svc)
     prof = cProfile.Profile()
     t0 = time.perf_counter()
     prof.enable()
     try:
-        result = await drain(gw, url, 1, batch, events)
+        result = await drain(svc, url, 1, batch, events)
     finally:
         prof.disable()
         breakdown.uninstall()
@@ -556,9 +555,9 @@ class WaitSampler:
         return {k: round(v / total, 3) for k, v in sorted(self.counts.items(), key=lambda kv: -kv[1])}
 
 
-async def sampled_drain(gw: Gateway, url: str, writers: int, batch: int, events: int) -> dict[str, Any]:
+async def sampled_drain(svc: Services, url: str, writers: int, batch: int, events: int) -> dict[str, Any]:
     with WaitSampler(url) as sampler:
-        result = await drain(gw, url, writers, batch, events)
+        result = await drain(svc, url, writers, batch, events)
     return {
         "writers": writers,
         "events_per_s": result["events_per_s"],
@@ -583,15 +582,15 @@ async def run(args: argparse.Namespace, redis: embedded.EmbeddedRedis, pg: embed
     t = args.timeout
     build_url = await _fresh_database(pg, "bench_build")
     settings = Settings(redis_url=redis.url, database_url=build_url, pepper=b"bench", shards=16, key_prefix="bench")
-    gw = await Gateway.open(settings)
-    await gw.start()
+    svc = await Services.open(settings)
+    await svc.start()
     try:
-        backlog = Backlog(gw, args.convenios, args.participants)
+        backlog = Backlog(svc, args.convenios, args.participants)
         await _phase("setup (convênios, participants, vehicles)", backlog.setup(args.concurrency), t)
         events = await _phase("backlog", backlog.build(args.events, args.concurrency), t)
-        dump = await _phase("keep the streams aside", dump_streams(gw), t)
+        dump = await _phase("keep the streams aside", dump_streams(svc), t)
         assert sum(len(e) for e in dump.values()) == events
-        rows = copy_rows(gw, dump)
+        rows = copy_rows(svc, dump)
         mix = type_mix(dump)
         print(f"backlog: {events} events from {backlog.sales} sales; {mix}", flush=True)
 
@@ -600,11 +599,11 @@ async def run(args: argparse.Namespace, redis: embedded.EmbeddedRedis, pg: embed
         # interleaved, so that a noisy minute hurts every mode alike
         for rep in range(args.repeat):
             for k in args.writers:
-                await restore_streams(gw, dump)
+                await restore_streams(svc, dump)
                 url = await _fresh_database(pg, f"bench_r{rep}_w{k}")
                 await _checkpoint(url)
                 r = await _phase(
-                    f"[{rep + 1}/{args.repeat}] drain, {k} writer(s)", drain(gw, url, k, args.batch, events, meter), t
+                    f"[{rep + 1}/{args.repeat}] drain, {k} writer(s)", drain(svc, url, k, args.batch, events, meter), t
                 )
                 split = ", ".join(f"{w['stored']} ({w['streams_with_events']} busy streams)" for w in r["per_writer"])
                 print(f"    {r['events_per_s']:.0f} events/s; stored per writer: {split}; busy {r['busy']}", flush=True)
@@ -625,19 +624,19 @@ async def run(args: argparse.Namespace, redis: embedded.EmbeddedRedis, pg: embed
         if args.profile:
             profile = {"postgres_backends": {}}
             for k in args.writers:
-                await restore_streams(gw, dump)
+                await restore_streams(svc, dump)
                 url = await _fresh_database(pg, f"bench_waits_w{k}")
                 await _checkpoint(url)
                 w = await _phase(
-                    f"drain, {k} writer(s), Postgres wait sampling", sampled_drain(gw, url, k, args.batch, events), t
+                    f"drain, {k} writer(s), Postgres wait sampling", sampled_drain(svc, url, k, args.batch, events), t
                 )
                 print(f"    {w['events_per_s']:.0f} events/s; Postgres backends: {w['postgres_backends']}", flush=True)
                 profile["postgres_backends"][f"writers_{k}"] = w
                 await _drop(pg, url)
-            await restore_streams(gw, dump)
+            await restore_streams(svc, dump)
             url = await _fresh_database(pg, "bench_profile")
             await _checkpoint(url)
-            profile.update(await _phase("profiled drain", profiled_drain(gw, url, args.batch, events), t))
+            profile.update(await _phase("profiled drain", profiled_drain(svc, url, args.batch, events), t))
             await _drop(pg, url)
         postgres = await _pg_settings(build_url)
         return {
@@ -649,7 +648,7 @@ async def run(args: argparse.Namespace, redis: embedded.EmbeddedRedis, pg: embed
             "profile": profile,
         }
     finally:
-        await gw.close()
+        await svc.close()
 
 
 async def _checkpoint(url: str) -> None:

@@ -90,13 +90,16 @@ from bench import http_load, scenarios
 from bench.http_load import Conn
 from bench.redis_ceiling import cpu_seconds
 from bench.stack import CLIENT_CORES, BenchStack, pin_here, stop, unpin_here
-from gateway import apikeys, registry
-from gateway.core import Gateway
-from gateway.keys import LEDGER_GROUP
-from gateway.permissions import Permission
-from gateway.schemas import Billing, ConvenioCreate, Rollover
-from ledger import duplicatas, embedded, migrate, writer
-from ledger.local_calendar import local_at, local_start, local_today
+from gateway.auth import apikeys
+from gateway.auth.permissions import Permission
+from gateway.platform.clock import local_at, local_start, local_today
+from gateway.platform.redis.keys import LEDGER_GROUP
+from gateway.platform.services import Services
+from gateway.registry import convenios
+from gateway.registry.schemas import Billing, ConvenioCreate, Rollover
+from ledger.month import duplicatas
+from ledger.ops import embedded, migrate
+from ledger.writer import writer
 
 HOST = "127.0.0.1"
 RESULTS = Path(__file__).with_name("results")
@@ -149,17 +152,17 @@ class Sink:
     trims it, so a batch's barrier (jobs.require_ledger) passes while holds go on. It never
     reads an entry: its cost on the client's core is a few commands per cycle."""
 
-    def __init__(self, gw: Gateway, keep: str) -> None:
-        self.gw = gw
-        self.streams = sorted(s for s in gw.keys.all_events() if s != keep)
+    def __init__(self, svc: Services, keep: str) -> None:
+        self.svc = svc
+        self.streams = sorted(s for s in svc.keys.all_events() if s != keep)
         self.skipped = 0
         self._trimmed = 0.0
 
     async def once(self) -> int:
         infos = []
         for stream in self.streams:  # one XINFO each: a snapshot of its last id and count
-            infos.append(await self.gw.redis.xinfo_stream(stream))
-        pipe = self.gw.redis.pipeline(transaction=False)
+            infos.append(await self.svc.redis.xinfo_stream(stream))
+        pipe = self.svc.redis.pipeline(transaction=False)
         n = 0
         for stream, info in zip(self.streams, infos, strict=True):
             if info.get("length"):
@@ -170,7 +173,7 @@ class Sink:
             await pipe.execute()
         if n and time.monotonic() - self._trimmed > 1.0:
             for stream in self.streams:
-                await self.gw.run("ledger_trim", [stream], [LEDGER_GROUP])
+                await self.svc.run("ledger_trim", [stream], [LEDGER_GROUP])
             self._trimmed = time.monotonic()
         self.skipped += n
         return n
@@ -185,31 +188,31 @@ class Sink:
         await self.once()  # what came in up to the stop
 
 
-async def stored(gw: Gateway, stream: str) -> bool:
+async def stored(svc: Services, stream: str) -> bool:
     """Every entry of the stream is acknowledged by the ledger's group."""
     try:
-        info = await gw.redis.xinfo_stream(stream)
+        info = await svc.redis.xinfo_stream(stream)
     except ResponseError:
         return True
-    groups = await gw.redis.xinfo_groups(stream)
+    groups = await svc.redis.xinfo_groups(stream)
     group = next((g for g in groups if _name(g["name"]) == LEDGER_GROUP), None)
     if group is None:
         return not info.get("length")
     return not group["pending"] and _sid(group["last-delivered-id"]) >= _sid(info["last-generated-id"])
 
 
-async def store_stream(gw: Gateway, url: str, stream: str, timeout_s: float) -> tuple[int, float]:
+async def store_stream(svc: Services, url: str, stream: str, timeout_s: float) -> tuple[int, float]:
     """The real ledger writer (ledger/writer.py), on one stream only, until that stream is
     stored; returns (entries handled, seconds)."""
-    w = writer.Writer(gw, url, "bench-month", rebalance_s=3600)
-    w.streams = {stream: gw.keys.all_events()[stream]}
+    w = writer.Writer(svc, url, "bench-month", rebalance_s=3600)
+    w.streams = {stream: svc.keys.all_events()[stream]}
     started = time.perf_counter()
     deadline = time.monotonic() + timeout_s
     handled = 0
     try:
         while True:
             handled += await w.round()
-            if await stored(gw, stream):
+            if await stored(svc, stream):
                 return handled, time.perf_counter() - started
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the writer did not store {stream} within {timeout_s:g} s")
@@ -217,27 +220,27 @@ async def store_stream(gw: Gateway, url: str, stream: str, timeout_s: float) -> 
         await w.close()
 
 
-async def skip_unstored(gw: Gateway, stream: str) -> None:
+async def skip_unstored(svc: Services, stream: str) -> None:
     """Drop a stream's entries as if the ledger had stored them: the group moves to the end
     (counting them as read, so XINFO's lag stays exact) and the stream is emptied."""
-    info = await gw.redis.xinfo_stream(stream)
-    await gw.redis.xgroup_setid(stream, LEDGER_GROUP, "$", entries_read=info["entries-added"])
-    await gw.redis.xtrim(stream, maxlen=0)
+    info = await svc.redis.xinfo_stream(stream)
+    await svc.redis.xgroup_setid(stream, LEDGER_GROUP, "$", entries_read=info["entries-added"])
+    await svc.redis.xtrim(stream, maxlen=0)
 
 
-async def caught_up(gw: Gateway, stream: str, timeout_s: float) -> None:
+async def caught_up(svc: Services, stream: str, timeout_s: float) -> None:
     """Wait (bounded) until the stream's entries are acknowledged (by the Sink)."""
     deadline = time.monotonic() + timeout_s
     for _ in range(int(timeout_s * 10) + 1):
-        if await stored(gw, stream) or time.monotonic() > deadline:
+        if await stored(svc, stream) or time.monotonic() > deadline:
             return
         await asyncio.sleep(0.1)
 
 
-async def trim_all(gw: Gateway) -> None:
+async def trim_all(svc: Services) -> None:
     """Empty every stream (their events are stored, or were never meant for the ledger)."""
-    for stream in gw.keys.all_events():
-        await gw.redis.xtrim(stream, maxlen=0)
+    for stream in svc.keys.all_events():
+        await svc.redis.xtrim(stream, maxlen=0)
 
 
 # -- an open loop that runs until told to stop ------------------------------------------------------
@@ -337,18 +340,18 @@ async def paced(
 
 
 # -- the rollover ----------------------------------------------------------------------------------
-def _apart(gw: Gateway, code: str, prefix: str) -> str:
+def _apart(svc: Services, code: str, prefix: str) -> str:
     """A convênio code of another shard than `code`'s."""
     for i in range(100):
         other = f"{prefix}{i}"
-        if gw.keys.shard_of(other) != gw.keys.shard_of(code):
+        if svc.keys.shard_of(other) != svc.keys.shard_of(code):
             return other
     raise RuntimeError("every code landed on one shard")
 
 
-async def load_rollover_population(gw: Gateway, conn: asyncpg.Connection, url: str, roll: str, n: int) -> float:
+async def load_rollover_population(svc: Services, conn: asyncpg.Connection, url: str, roll: str, n: int) -> float:
     """ROLL with n participants, in Redis and (as the writer leaves them) in Postgres."""
-    k = gw.keys
+    k = svc.keys
     stream = k.events(k.shard_of(roll))
     today = local_today(datetime.datetime.now(datetime.UTC))
     body = ConvenioCreate(
@@ -357,18 +360,18 @@ async def load_rollover_population(gw: Gateway, conn: asyncpg.Connection, url: s
         total_limit=max(scenarios.BIG, n * PER_PARTICIPANT),
         rollover=Rollover(policy="MONTHLY", day=today.day),
     )
-    await registry.save_convenio(gw, roll, body)
+    await convenios.save_convenio(svc, roll, body)
     codes = [f"R{i:07d}" for i in range(n)]
-    await scenarios.bulk_participants(gw, roll, codes[:1])
-    await store_stream(gw, url, stream, 60)
+    await scenarios.bulk_participants(svc, roll, codes[:1])
+    await store_stream(svc, url, stream, 60)
     template = await conn.fetchrow(
         "SELECT * FROM participants WHERE convenio = $1 AND participant = $2", roll, codes[0]
     )
     assert template is not None, "the writer did not store the template participant"
     started = time.perf_counter()
     for start in range(1, n, 20_000):
-        await scenarios.bulk_participants(gw, roll, codes[start : start + 20_000])
-        await skip_unstored(gw, stream)  # nothing else writes ROLL's stream meanwhile
+        await scenarios.bulk_participants(svc, roll, codes[start : start + 20_000])
+        await skip_unstored(svc, stream)  # nothing else writes ROLL's stream meanwhile
         if start > 1 and (start - 1) % 200_000 == 0:
             say(f"  redis: {start:,} participants in {time.perf_counter() - started:.0f} s")
     redis_s = time.perf_counter() - started
@@ -384,15 +387,15 @@ async def load_rollover_population(gw: Gateway, conn: asyncpg.Connection, url: s
         codes[0],
         n,
     )
-    allocated = int(await gw.redis.hget(k.convenio(roll), "allocated") or 0)
+    allocated = int(await svc.redis.hget(k.convenio(roll), "allocated") or 0)
     await conn.execute("UPDATE convenios SET allocated = $2 WHERE code = $1", roll, allocated)
     await conn.execute("VACUUM ANALYZE participants")
     return redis_s
 
 
-async def slowest_batches(gw: Gateway) -> dict[str, Any]:
+async def slowest_batches(svc: Services) -> dict[str, Any]:
     """balance_batch calls (an EVALSHA with hundreds of keys) in SLOWLOG, which keeps those over 1 ms."""
-    entries = await gw.redis.slowlog_get(10_000)
+    entries = await svc.redis.slowlog_get(10_000)
     durations = []
     for e in entries:
         cmd = e.get("command") or b""
@@ -407,11 +410,11 @@ async def slowest_batches(gw: Gateway) -> dict[str, Any]:
     }
 
 
-async def latency_events(gw: Gateway) -> dict[str, Any]:
+async def latency_events(svc: Services) -> dict[str, Any]:
     """Redis's latency monitor (events over 5 ms since the reset): which of its steps stalled,
     e.g. `command` (a long script) or `aof-fsync-always` (the disk)."""
     out = {}
-    for event, _, latest, longest in await gw.redis.execute_command("LATENCY", "LATEST"):
+    for event, _, latest, longest in await svc.redis.execute_command("LATENCY", "LATEST"):
         out[_name(event)] = {"latest_ms": latest, "longest_ms": longest}
     return out
 
@@ -443,9 +446,10 @@ async def start_worker(
 
 
 async def _worker(date: str, chunk: int | None) -> None:
-    from gateway.config import Settings
-    from ledger import balance_batch, jobs, local_calendar, rollover
-    from ledger.local_calendar import parse_date
+    from gateway.platform.clock import parse_date
+    from gateway.platform.config import Settings
+    from ledger.month import balance_batch, jobs, rollover
+    from ledger.month import calendar as local_calendar
 
     if chunk:
         balance_batch.CHUNK = chunk  # what apply() reads when its caller names no chunk
@@ -475,8 +479,8 @@ async def _worker(date: str, chunk: int | None) -> None:
         if hasattr(module, name):
             timed(module, name)
     settings = Settings.from_env()
-    gw = await Gateway.open(settings)
-    await gw.start()
+    svc = await Services.open(settings)
+    await svc.start()
     conn = await asyncpg.connect(settings.database_url)
     try:
         print("ready", flush=True)
@@ -487,7 +491,7 @@ async def _worker(date: str, chunk: int | None) -> None:
         cutoff = local_at(day, getattr(local_calendar, "ROLLOVER_AT", datetime.time(23, 30)))
         now = max(datetime.datetime.now(datetime.UTC), cutoff + datetime.timedelta(minutes=1))
         cpu, started = time.process_time(), time.time()
-        run = await rollover.run(gw, conn, day, now=now, ledger_wait_s=30)
+        run = await rollover.run(svc, conn, day, now=now, ledger_wait_s=30)
         reply = {
             "run": run.as_dict(),
             "started": started,
@@ -498,17 +502,17 @@ async def _worker(date: str, chunk: int | None) -> None:
         print(json.dumps(reply, default=str), flush=True)
     finally:
         await conn.close()
-        await gw.close()
+        await svc.close()
 
 
-async def rollover_phase(stack: BenchStack, gw: Gateway, url: str, args: argparse.Namespace) -> dict[str, Any]:
+async def rollover_phase(stack: BenchStack, svc: Services, url: str, args: argparse.Namespace) -> dict[str, Any]:
     n, seconds, share = args.participants, args.seconds, args.share
     budget_s = min(120.0, max(15.0, n / 10_000))  # the longest the holds go on during the rollover
     worker = {"cores": args.rollover_cores, "nice": args.rollover_nice, "chunk": args.rollover_chunk}
     rng = random.Random(args.seed)
-    k = gw.keys
+    k = svc.keys
     roll = "ROLL"
-    hold = _apart(gw, roll, "HOLD")
+    hold = _apart(svc, roll, "HOLD")
     roll_stream = k.events(k.shard_of(roll))
     out: dict[str, Any] = {"participants": n, "convenio": roll, "hold_convenio": hold, "steps_seconds": {}}
     clock = [time.perf_counter(), ""]
@@ -520,7 +524,7 @@ async def rollover_phase(stack: BenchStack, gw: Gateway, url: str, args: argpars
         clock[:] = [now, name]
 
     stopping = asyncio.Event()
-    sink = Sink(gw, keep=roll_stream)
+    sink = Sink(svc, keep=roll_stream)
     sink_task = asyncio.create_task(sink.run(stopping))
     conn = await asyncpg.connect(url)
     proc = job = None
@@ -528,24 +532,24 @@ async def rollover_phase(stack: BenchStack, gw: Gateway, url: str, args: argpars
         step("load")
         say(f"rollover: loading {n:,} participants (Redis: bulk loader; Postgres: copied from a stored row)")
         started = time.perf_counter()
-        out["redis_load_seconds"] = round(await load_rollover_population(gw, conn, url, roll, n), 1)
+        out["redis_load_seconds"] = round(await load_rollover_population(svc, conn, url, roll, n), 1)
         out["load_seconds"] = round(time.perf_counter() - started, 1)
-        await scenarios._convenio(gw, hold, shared=False)
+        await scenarios._convenio(svc, hold, shared=False)
         hold_codes = [f"H{i:05d}" for i in range(1000)]
-        await scenarios.bulk_participants(gw, hold, hold_codes)
-        token, _ = await apikeys.create(gw, frozenset(Permission), name="bench-month")
+        await scenarios.bulk_participants(svc, hold, hold_codes)
+        token, _ = await apikeys.create(svc, frozenset(Permission), name="bench-month")
         proc, port = stack.serve_gateway()
 
         step("buyers")
         say("rollover: a few hundred buyers, so balances differ from their limits; the writer stores the sales")
         buyers_pop = scenarios.Population(token, "", [], [], [])
         chosen = sorted({f"R{rng.randrange(n):07d}" for _ in range(min(300, n))})
-        minted = await scenarios.mint(gw, roll, chosen, 2 * len(chosen), rng)
+        minted = await scenarios.mint(svc, roll, chosen, 2 * len(chosen), rng)
         buyers = sorted({p for p, _ in minted})
         sales = scenarios.Sales(buyers_pop, roll, minted, rng)
         r = await http_load.closed(HOST, port, sales.hold_commit(), len(minted), 16, 60, 2)
         assert set(r.statuses) == {200}, f"buyers' sales failed: {r.statuses}"
-        await store_stream(gw, url, roll_stream, 120)
+        await store_stream(svc, url, roll_stream, 120)
         differ = await conn.fetchval(
             'SELECT count(*) FROM participants WHERE convenio = $1 AND balance <> "limit"', roll
         )
@@ -556,7 +560,7 @@ async def rollover_phase(stack: BenchStack, gw: Gateway, url: str, args: argpars
         say("rollover: holds' max rate on a small convênio of another shard")
         pop = scenarios.Population(token, "", hold_codes, [], [])
         units = 40_000
-        sales = scenarios.Sales(pop, hold, await scenarios.mint(gw, hold, hold_codes, units + 200, rng), rng)
+        sales = scenarios.Sales(pop, hold, await scenarios.mint(svc, hold, hold_codes, units + 200, rng), rng)
         await http_load.closed(HOST, port, sales.hold(), 200, 16, 10)  # warm-up
         peak = await http_load.closed(HOST, port, sales.hold(), units, 32, seconds)
         rate = peak.rate * share
@@ -569,8 +573,8 @@ async def rollover_phase(stack: BenchStack, gw: Gateway, url: str, args: argpars
         need = int(rate * limit) + 100
         step("mint")
         say(f"  max {peak.rate:.0f}/s; open loop at {rate:.0f}/s; minting {need:,} proofs")
-        sales = scenarios.Sales(pop, hold, await scenarios.mint(gw, hold, hold_codes, need, rng), rng)
-        await caught_up(gw, k.events(k.shard_of(hold)), 60)  # the minting's events acknowledged
+        sales = scenarios.Sales(pop, hold, await scenarios.mint(svc, hold, hold_codes, need, rng), rng)
+        await caught_up(svc, k.events(k.shard_of(hold)), 60)  # the minting's events acknowledged
 
         today = local_today(datetime.datetime.now(datetime.UTC))
         job = await start_worker(stack, url, today, worker)
@@ -579,11 +583,11 @@ async def rollover_phase(stack: BenchStack, gw: Gateway, url: str, args: argpars
         stop_load = asyncio.Event()
         load = asyncio.create_task(paced(port, sales, rate, limit, stop_load))
         await asyncio.sleep(settle + seconds)
-        await gw.redis.config_set("slowlog-log-slower-than", 1000)
-        await gw.redis.config_set("slowlog-max-len", 10_000)
-        await gw.redis.slowlog_reset()
-        await gw.redis.config_set("latency-monitor-threshold", 5)
-        await gw.redis.execute_command("LATENCY", "RESET")
+        await svc.redis.config_set("slowlog-log-slower-than", 1000)
+        await svc.redis.config_set("slowlog-max-len", 10_000)
+        await svc.redis.slowlog_reset()
+        await svc.redis.config_set("latency-monitor-threshold", 5)
+        await svc.redis.execute_command("LATENCY", "RESET")
         assert stack.redis.proc is not None
         redis_cpu, cores_before = cpu_seconds(stack.redis.proc.pid), core_seconds()
         launched = time.time()
@@ -598,7 +602,7 @@ async def rollover_phase(stack: BenchStack, gw: Gateway, url: str, args: argpars
         finished = time.time()
         redis_busy = (cpu_seconds(stack.redis.proc.pid) - redis_cpu) / (finished - launched)
         cores_busy = {c: round((v - cores_before[c]) / (finished - launched), 2) for c, v in core_seconds().items()}
-        out["redis_batch_calls"] = await slowest_batches(gw)
+        out["redis_batch_calls"] = await slowest_batches(svc)
         say(f"  ... and {seconds:g} s alone after it")
         await asyncio.sleep(1.0 + seconds)
         stop_load.set()
@@ -613,7 +617,7 @@ async def rollover_phase(stack: BenchStack, gw: Gateway, url: str, args: argpars
         out["participants_per_s"] = round(n / (t1 - t0))
         out["worker"] = worker | {"cpu_s": reply["cpu_s"], "wall_s_with_handshake": round(finished - launched, 2)}
         out["job_steps_seconds"] = reply["steps_seconds"]
-        out["redis_latency_events"] = await latency_events(gw)
+        out["redis_latency_events"] = await latency_events(svc)
         out["busy_during_rollover"] = {"redis": round(redis_busy, 2), **cores_busy}
         before = holds.between(holds.started + settle, launched)
         after = holds.between(t1 + 1.0, t1 + 1.0 + seconds)
@@ -637,7 +641,7 @@ async def rollover_phase(stack: BenchStack, gw: Gateway, url: str, args: argpars
 
         # the balances: every buyer is back at the limit, and so is a random sample
         sample = sorted(set(buyers) | {f"R{rng.randrange(n):07d}" for _ in range(min(1000, n))})
-        pipe = gw.redis.pipeline(transaction=False)
+        pipe = svc.redis.pipeline(transaction=False)
         for code in sample:
             pipe.hmget(k.participant(roll, code), "balance", "limit")
         wrong = [c for c, (bal, lim) in zip(sample, await pipe.execute(), strict=True) if bal != lim]
@@ -653,7 +657,7 @@ async def rollover_phase(stack: BenchStack, gw: Gateway, url: str, args: argpars
 
         step("ledger_store")
         say("rollover: the ledger writer stores the rollover's events (timed)")
-        entries, store_s = await store_stream(gw, url, roll_stream, max(600.0, n / 1000))
+        entries, store_s = await store_stream(svc, url, roll_stream, max(600.0, n / 1000))
         left = await conn.fetchval('SELECT count(*) FROM participants WHERE convenio = $1 AND balance <> "limit"', roll)
         moved = await conn.fetchval(
             "SELECT count(*) FROM movements WHERE convenio = $1 AND kind = 'ROLLOVER' AND batch_key = $2",
@@ -842,7 +846,7 @@ async def _clear(conn: asyncpg.Connection) -> None:
 
 
 async def timed_generate(
-    gw: Gateway, conn: asyncpg.Connection, convenio: str | None, repeat: int, timeout_s: float
+    svc: Services, conn: asyncpg.Connection, convenio: str | None, repeat: int, timeout_s: float
 ) -> dict[str, Any]:
     """duplicatas.generate for BILL_DATE (by hand for one convênio, or the nightly run)."""
     now = local_at(BILL_DATE, datetime.time(2, 0))
@@ -850,7 +854,7 @@ async def timed_generate(
     for _ in range(repeat):
         await _clear(conn)
         started = time.perf_counter()
-        run = await asyncio.wait_for(duplicatas.generate(gw, conn, BILL_DATE, convenio=convenio, now=now), timeout_s)
+        run = await asyncio.wait_for(duplicatas.generate(svc, conn, BILL_DATE, convenio=convenio, now=now), timeout_s)
         samples.append(time.perf_counter() - started)
         counts = run.counts
         items = await conn.fetchval(
@@ -867,7 +871,7 @@ async def timed_generate(
     }
 
 
-async def duplicatas_phase(gw: Gateway, url: str, journal_rows: int, repeat: int) -> dict[str, Any]:
+async def duplicatas_phase(svc: Services, url: str, journal_rows: int, repeat: int) -> dict[str, Any]:
     base = max(journal_rows // 10, 2000)  # the small point: a tenth of the journal
     base_october = base // 5  # of which October: BILLM a quarter, BILLD a quarter, the others half
     extra = max(journal_rows - base, 0)
@@ -884,13 +888,13 @@ async def duplicatas_phase(gw: Gateway, url: str, journal_rows: int, repeat: int
         for code in codes:
             billing = Billing(automatic=True, period="DAILY" if code == "BILLD" else "MONTHLY")
             body = ConvenioCreate(code=code, name=f"BENCH {code}", total_limit=scenarios.BIG, billing=billing)
-            await registry.save_convenio(gw, code, body)
-        await writer.drain(gw, url)
-        journal = Journal([conn, other], {c: str(gw.keys.shard_of(c)) for c in codes})
+            await convenios.save_convenio(svc, code, body)
+        await writer.drain(svc, url)
+        journal = Journal([conn, other], {c: str(svc.keys.shard_of(c)) for c in codes})
         october = BILLED_MONTH
         small_plan = [(base - base_october, "all", HISTORY, october[0]), (base_october, "october", *october)]
         big_plan = [(extra - extra_october, "all", HISTORY, october[0]), (extra_october, "others", *october)]
-        await trim_all(gw)  # the registry's events are stored: the batch's barrier has nothing to wait for
+        await trim_all(svc)  # the registry's events are stored: the batch's barrier has nothing to wait for
         for label, plan in (("small", small_plan), ("large", big_plan)):
             say(f"duplicatas: loading {sum(p[0] for p in plan):,} movements and journal rows")
             steps = await load(conn, journal, plan)
@@ -908,7 +912,7 @@ async def duplicatas_phase(gw: Gateway, url: str, journal_rows: int, repeat: int
             point["explain_month"] = await explain(conn, "BILLM", *october)
             say(f"  plan: {point['explain_month']['movements_scan']}")
             for name, convenio in (("day", "BILLD"), ("month", "BILLM"), ("nightly", None)):
-                point[name] = await timed_generate(gw, conn, convenio, 1 if name == "nightly" else repeat, 900)
+                point[name] = await timed_generate(svc, conn, convenio, 1 if name == "nightly" else repeat, 900)
                 p = point[name]
                 say(f"  {name:<8} {p['seconds']:.3f} s  ({p['items_billed']:,} movements billed; {p['samples']})")
             out[label] = point
@@ -946,19 +950,19 @@ def ratios(out: dict[str, Any]) -> dict[str, float | None]:
 async def _run(stack: BenchStack, pg_url: str, args: argparse.Namespace) -> dict[str, Any]:
     # proofs for the whole phase are minted beforehand: they must outlive it
     settings = dataclasses.replace(stack.settings, proof_ttl_s=3600)
-    gw = await Gateway.open(settings)
-    await gw.start()
+    svc = await Services.open(settings)
+    await svc.start()
     out: dict[str, Any] = {}
     try:
         await migrate.migrate(pg_url)
-        await writer.ensure_groups(gw)
+        await writer.ensure_groups(svc)
         if "rollover" in args.parts:
-            out["rollover"] = await rollover_phase(stack, gw, pg_url, args)
-            await trim_all(gw)
+            out["rollover"] = await rollover_phase(stack, svc, pg_url, args)
+            await trim_all(svc)
         if "duplicatas" in args.parts:
-            out["duplicatas"] = await duplicatas_phase(gw, pg_url, args.journal_rows, args.repeat)
+            out["duplicatas"] = await duplicatas_phase(svc, pg_url, args.journal_rows, args.repeat)
     finally:
-        await gw.close()
+        await svc.close()
     return out
 
 

@@ -17,11 +17,11 @@ from typing import Any
 import msgspec
 
 from bench.http_load import Result
-from gateway.apikeys import key_id
-from gateway.core import Gateway
-from gateway.ids import new_empenho_id
-from gateway.passwords import digest
-from gateway.scripts import source
+from gateway.auth.apikeys import key_id
+from gateway.platform.digests import digest
+from gateway.platform.ids import new_empenho_id
+from gateway.platform.redis.scripts import source
+from gateway.platform.services import Services
 
 
 def cpu_seconds(pid: int) -> float:
@@ -30,12 +30,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _call(gw: Gateway, api_key_id: str, convenio: str, participant: str, proof: str, n: int) -> tuple[list, list]:
-    k, s = gw.keys, gw.settings
+def _call(svc: Services, api_key_id: str, convenio: str, participant: str, proof: str, n: int) -> tuple[list, list]:
+    k, s = svc.keys, svc.settings
     shard = k.shard_of(convenio)
     eid = new_empenho_id(shard)
     idem = digest(f"raw-{proof}")[:32]
-    now = gw.now_ms()
+    now = svc.now_ms()
     keys = [
         k.convenio(convenio),
         k.participant(convenio, participant),
@@ -48,21 +48,21 @@ def _call(gw: Gateway, api_key_id: str, convenio: str, participant: str, proof: 
         k.events(shard),
     ]
     fingerprint = hashlib.sha256(f"{participant}:{n}".encode()).hexdigest()
-    args: list[Any] = [convenio, participant, 100, now, now + s.hold_ttl_s * 1000, eid, gw.protocol()]
+    args: list[Any] = [convenio, participant, 100, now, now + s.hold_ttl_s * 1000, eid, svc.protocol()]
     args += [fingerprint, s.idempotency_ttl_s, "PDV01", "LOJA01", f"R{n}", "", "", api_key_id, "1", idem]
     return keys, args
 
 
-async def run(gw: Gateway, token: str, convenio: str, minted: list[tuple[str, str]], depth: int = 200) -> Result:
+async def run(svc: Services, token: str, convenio: str, minted: list[tuple[str, str]], depth: int = 200) -> Result:
     """Every minted proof spent by one hold, `depth` EVALSHAs per pipeline round trip."""
-    sha = await gw.redis.script_load(source("reserve"))
+    sha = await svc.redis.script_load(source("reserve"))
     api_key_id = key_id(token)
-    calls = [_call(gw, api_key_id, convenio, p, proof, n) for n, (p, proof) in enumerate(minted)]
+    calls = [_call(svc, api_key_id, convenio, p, proof, n) for n, (p, proof) in enumerate(minted)]
     statuses: dict[int, int] = {}
     latencies: list[float] = []
     started = time.perf_counter()
     for start in range(0, len(calls), depth):
-        pipe = gw.redis.pipeline(transaction=False)
+        pipe = svc.redis.pipeline(transaction=False)
         for keys, args in calls[start : start + depth]:
             pipe.evalsha(sha, len(keys), *keys, *args)
         sent = time.perf_counter()

@@ -38,13 +38,13 @@ from typing import Any
 import uvloop
 from redis.asyncio import Redis
 
-from gateway import registry
-from gateway.config import Settings
-from gateway.core import Gateway
-from gateway.resp import Resp
-from gateway.schemas import ConvenioCreate, ParticipantCreate
-from gateway.scripts import source
-from ledger import embedded
+from gateway.platform.config import Settings
+from gateway.platform.redis.resp import Resp
+from gateway.platform.redis.scripts import source
+from gateway.platform.services import Services
+from gateway.registry import convenios, participants
+from gateway.registry.schemas import ConvenioCreate, ParticipantCreate
+from ledger.ops import embedded
 
 TRIVIAL = "return ARGV[1]"
 Call = Callable[[], Awaitable[Any]]
@@ -137,7 +137,7 @@ def _glide() -> Client | None:
 
 def clients() -> dict[str, Client]:
     found: dict[str, Client | None] = {
-        # exactly as gateway/core.py Gateway.open had it, through redis-py's Script object
+        # exactly as gateway/core.py Services.open had it, through redis-py's Script object
         "redis-py pool (gateway)": _redis_py(health_check_interval=30, max_connections=512),
         "redis-py pool, evalsha": _redis_py_evalsha(health_check_interval=30, max_connections=512),
         "redis-py single connection": _redis_py_evalsha(single_connection_client=True),
@@ -181,15 +181,17 @@ async def one(make: Client, url: str, t: Target, calls: int, concurrency: int) -
 async def targets(url: str) -> list[Target]:
     """The trivial script, and `limit` on a participant registered the gateway's way."""
     settings = Settings(redis_url=url, pepper=b"bench-pepper", key_prefix="rcbench", shards=16)
-    gw = await Gateway.open(settings)
+    svc = await Services.open(settings)
     try:
-        await gw.start()
-        await registry.save_convenio(gw, "BENCH", ConvenioCreate(code="BENCH", name="BENCH", total_limit=10**9))
-        await registry.save_participant(gw, "BENCH", "P0001", ParticipantCreate(code="P0001", name="x", limit=10**6))
-        k = gw.keys
+        await svc.start()
+        await convenios.save_convenio(svc, "BENCH", ConvenioCreate(code="BENCH", name="BENCH", total_limit=10**9))
+        await participants.save_participant(
+            svc, "BENCH", "P0001", ParticipantCreate(code="P0001", name="x", limit=10**6)
+        )
+        k = svc.keys
         limit = Target("limit", source("limit"), [k.convenio("BENCH"), k.participant("BENCH", "P0001")], [])
     finally:
-        await gw.close()
+        await svc.close()
     return [Target("trivial", TRIVIAL, ["{s0}:rcbench:k"], ["hello"]), limit]
 
 

@@ -21,12 +21,13 @@ from dataclasses import dataclass
 import msgspec
 
 from bench.http_load import Conn, Work, request
-from gateway import apikeys, registry
-from gateway.core import Gateway
-from gateway.errors import ApiError, ErrorCode
-from gateway.permissions import Permission
-from gateway.schemas import ConvenioCreate, ParticipantCreate
-from gateway.scripts import source
+from gateway.auth import apikeys, integration
+from gateway.auth.permissions import Permission
+from gateway.platform.errors import ApiError, ErrorCode
+from gateway.platform.redis.scripts import source
+from gateway.platform.services import Services
+from gateway.registry import convenios, participants
+from gateway.registry.schemas import ConvenioCreate, ParticipantCreate
 from tests.checkout import mint_proof
 
 BIG = 10**12  # limits large enough that no bench hold is declined for the amount
@@ -46,10 +47,10 @@ class Population:
         return {"Authorization": f"Bearer {self.token}"}
 
 
-async def _convenio(gw: Gateway, code: str, shared: bool) -> None:
+async def _convenio(svc: Services, code: str, shared: bool) -> None:
     try:
-        await registry.save_convenio(
-            gw, code, ConvenioCreate(code=code, name=f"BENCH {code}", total_limit=BIG, tolerance=0, shared=shared)
+        await convenios.save_convenio(
+            svc, code, ConvenioCreate(code=code, name=f"BENCH {code}", total_limit=BIG, tolerance=0, shared=shared)
         )
     except ApiError as exc:
         if exc.code != ErrorCode.CONVENIO_EXISTS:
@@ -57,14 +58,14 @@ async def _convenio(gw: Gateway, code: str, shared: bool) -> None:
 
 
 async def add_participants(
-    gw: Gateway, convenio: str, codes: list[str], passwords: list[str] | None = None, at_once: int = 200
+    svc: Services, convenio: str, codes: list[str], passwords: list[str] | None = None, at_once: int = 200
 ) -> None:
     async def one(i: int, code: str) -> None:
         body = ParticipantCreate(
             code=code, name="BENCH", limit=BIG // 10**6, password=passwords[i] if passwords else None
         )
         try:
-            await registry.save_participant(gw, convenio, code, body)
+            await participants.save_participant(svc, convenio, code, body)
         except ApiError as exc:
             if exc.code != ErrorCode.PARTICIPANT_EXISTS:
                 raise
@@ -74,48 +75,48 @@ async def add_participants(
         await asyncio.gather(*(one(start + j, c) for j, c in enumerate(chunk)))
 
 
-async def bulk_participants(gw: Gateway, convenio: str, codes: list[str], batch: int = 1000) -> None:
+async def bulk_participants(svc: Services, convenio: str, codes: list[str], batch: int = 1000) -> None:
     """Many participants (no password) through the same script as the API, pipelined: a million
     in about a minute instead of ten."""
-    sha = await gw.redis.script_load(source("participant_save"))
-    pconv = await gw.redis.script_load(source("pconv_add"))
-    k = gw.keys
+    sha = await svc.redis.script_load(source("participant_save"))
+    pconv = await svc.redis.script_load(source("pconv_add"))
+    k = svc.keys
     fields = msgspec.json.encode({"name": "BENCH", "limit": str(BIG // 10**6)})
     keys_of = (k.convenio(convenio), k.members(convenio), k.events(k.shard_of(convenio)))
     for start in range(0, len(codes), batch):
-        pipe = gw.redis.pipeline(transaction=False)
+        pipe = svc.redis.pipeline(transaction=False)
         for code in codes[start : start + batch]:
             conv_key, members, stream = keys_of
             keys = [conv_key, k.participant(convenio, code), members, stream]
-            pipe.evalsha(sha, 4, *keys, "create", gw.now_ms(), gw.protocol(), convenio, code, fields)
+            pipe.evalsha(sha, 4, *keys, "create", svc.now_ms(), svc.protocol(), convenio, code, fields)
             pipe.evalsha(pconv, 1, k.participant_convenios(code), code, convenio)
         for raw in await pipe.execute():
             if isinstance(raw, bytes) and not msgspec.json.decode(raw)["ok"]:
                 raise RuntimeError(f"participant_save refused: {raw[:200]!r}")
 
 
-async def populate(gw: Gateway, spread: int, hot: int, flow: int, rng: random.Random) -> Population:
-    await _convenio(gw, "SPREAD", shared=False)
-    await _convenio(gw, "HOT", shared=True)
-    await _convenio(gw, "FLOW", shared=False)
+async def populate(svc: Services, spread: int, hot: int, flow: int, rng: random.Random) -> Population:
+    await _convenio(svc, "SPREAD", shared=False)
+    await _convenio(svc, "HOT", shared=True)
+    await _convenio(svc, "FLOW", shared=False)
     spread_codes = [f"S{i:06d}" for i in range(spread)]
     hot_codes = [f"H{i:04d}" for i in range(hot)]
     flow_people = [(f"F{i:04d}", f"{rng.randrange(10**6):06d}") for i in range(flow)]
-    await add_participants(gw, "SPREAD", spread_codes)
-    await add_participants(gw, "HOT", hot_codes)
-    await add_participants(gw, "FLOW", [p for p, _ in flow_people], [pw for _, pw in flow_people], at_once=8)
+    await add_participants(svc, "SPREAD", spread_codes)
+    await add_participants(svc, "HOT", hot_codes)
+    await add_participants(svc, "FLOW", [p for p, _ in flow_people], [pw for _, pw in flow_people], at_once=8)
     integration_key = f"ik_bench_{rng.getrandbits(128):032x}"
-    await apikeys.set_integration_key(gw, integration_key, only_if_unset=False)
-    token, _ = await apikeys.create(gw, frozenset(Permission), name="bench")
+    await integration.set_key(svc, integration_key, only_if_unset=False)
+    token, _ = await apikeys.create(svc, frozenset(Permission), name="bench")
     return Population(token, integration_key, spread_codes, hot_codes, flow_people)
 
 
-async def mint(gw: Gateway, convenio: str, codes: list[str], n: int, rng: random.Random) -> list[tuple[str, str]]:
+async def mint(svc: Services, convenio: str, codes: list[str], n: int, rng: random.Random) -> list[tuple[str, str]]:
     """n (participant, proof) pairs for participants drawn at random from codes."""
     who = [codes[rng.randrange(len(codes))] for _ in range(n)]
     proofs: list[str] = []
     for start in range(0, n, 500):
-        proofs += await asyncio.gather(*(mint_proof(gw, convenio, p) for p in who[start : start + 500]))
+        proofs += await asyncio.gather(*(mint_proof(svc, convenio, p) for p in who[start : start + 500]))
     return list(zip(who, proofs, strict=True))
 
 

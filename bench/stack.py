@@ -13,9 +13,9 @@ from pathlib import Path
 
 import httpx
 
-from gateway.config import Settings
-from gateway.core import Gateway
-from ledger import embedded
+from gateway.platform.config import Settings
+from gateway.platform.services import Services
+from ledger.ops import embedded
 
 SERVER_CORES = "0"
 ALL_CORES = f"0-{(os.cpu_count() or 1) - 1}"
@@ -74,10 +74,10 @@ class BenchStack:
             password_threads=2,
         )
 
-    async def gateway(self) -> Gateway:
-        gw = await Gateway.open(self.settings)
-        await gw.start()
-        return gw
+    async def gateway(self) -> Services:
+        svc = await Services.open(self.settings)
+        await svc.start()
+        return svc
 
     def env(self, **extra: str) -> dict[str, str]:
         return {

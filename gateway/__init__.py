@@ -1,1 +1,2 @@
-"""Convênio authorization gateway: the checkout terminals' HTTP API over live balances in Redis."""
+"""What terminals and the back office call, and the Redis side: the HTTP application (app.py, its
+composition root), one package per feature, and the platform beneath them with no business rules."""

@@ -1,8 +1,11 @@
-"""The Starlette application: routes from the endpoint table, operations endpoints, the
-expiry sweeper, and contract-shaped answers for unknown paths and methods."""
+"""The composition root of the gateway: the endpoint table, assembled from each feature's `api`
+module in the order below, the Starlette application around it, and the expiry sweeper.
+
+Nothing registers itself: an endpoint exists because its feature's ENDPOINTS is listed here."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
@@ -10,6 +13,7 @@ from collections.abc import AsyncIterator
 from importlib.metadata import PackageNotFoundError, version
 
 import msgspec
+import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -17,17 +21,23 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import metrics, openapi, sweeper
-from gateway.apikeys import ApiKeyCache
-from gateway.config import Settings
-from gateway.core import Gateway
-from gateway.errors import ApiError, ErrorCode
-from gateway.fast_path import FastPath
-from gateway.header_limit import HeaderLimit
-from gateway.http import JSON, UNAVAILABLE, Call, Endpoint, Reply, error_response, wrap
-from gateway.ledger_lag import ledger_lag
-from gateway.routes import ENDPOINTS
-from gateway.schemas import Health
+from gateway.auth import api as auth_api
+from gateway.auth.apikeys import ApiKeyCache
+from gateway.credits import api as credits_api
+from gateway.decisions import api as decisions_api
+from gateway.holds import api as holds_api
+from gateway.holds import sweeper
+from gateway.platform import metrics
+from gateway.platform.config import Settings
+from gateway.platform.errors import ApiError, ErrorCode
+from gateway.platform.http import openapi, operations
+from gateway.platform.http.edge import UNAVAILABLE, error_response, wrap
+from gateway.platform.http.endpoint import JSON, Endpoint
+from gateway.platform.http.fast_path import FastPath
+from gateway.platform.http.header_limit import HeaderLimit
+from gateway.platform.services import Services
+from gateway.registry import api as registry_api
+from ledger.month import api as duplicatas_api
 
 log = logging.getLogger("convenio.app")
 
@@ -36,57 +46,36 @@ try:
 except PackageNotFoundError:  # running from a source tree
     VERSION = "0"
 
-
-async def healthz(c: Call) -> Reply:
-    return Reply(Health(status="ok"))
-
-
-async def readyz(c: Call) -> Reply:
-    try:
-        await c.gw.redis.ping()
-        lag = await ledger_lag(c.gw)
-    except UNAVAILABLE:
-        raise ApiError(ErrorCode.SERVICE_UNAVAILABLE, "Redis is not reachable.") from None
-    metrics.LEDGER_LAG.set(lag)
-    bound = c.gw.settings.ledger_lag_max
-    if lag > bound:
-        raise ApiError(
-            ErrorCode.SERVICE_UNAVAILABLE, f"The ledger is {lag} events behind (bound {bound}); is a writer running?"
-        )
-    return Reply(Health(status="ready", checks={"redis": "ok", "ledger_lag": str(lag)}))
-
-
-OPERATIONS = (
-    Endpoint("GET", "/healthz", "healthz", "The process is up.", healthz, Health, public=True, tag="operations"),
-    Endpoint(
-        "GET",
-        "/readyz",
-        "readyz",
-        "Redis is reachable and the ledger's lag is under its bound (CONVENIO_LEDGER_LAG_MAX).",
-        readyz,
-        Health,
-        public=True,
-        tag="operations",
-    ),
+#: every endpoint a key may call, in the order routes are matched and /openapi.json lists them
+ENDPOINTS: tuple[Endpoint, ...] = (
+    *holds_api.ENDPOINTS,
+    *auth_api.ENDPOINTS,
+    *decisions_api.ENDPOINTS,
+    *registry_api.ENDPOINTS,
+    *duplicatas_api.ENDPOINTS,
+    *credits_api.ENDPOINTS,
 )
+#: and those of the people on call, without a key
+OPERATIONS: tuple[Endpoint, ...] = operations.ENDPOINTS
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
     """Application factory (uvicorn --factory); settings come from the environment by default."""
     settings = settings or Settings.from_env()
+    settings.secret_pepper()  # the gateway checks passwords: refuse to start without the pepper
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        gateway = await Gateway.open(settings)
-        app.state.gateway = gateway
-        app.state.apikeys = ApiKeyCache(gateway)
+        services = await Services.open(settings)
+        app.state.services = services
+        app.state.apikeys = ApiKeyCache(services)
         try:
-            await gateway.start()
+            await services.start()
         except UNAVAILABLE as exc:
             # Start anyway: /readyz says not ready, requests get 503 until Redis answers.
             log.warning("Redis not reachable at start-up (%s); serving 503 until it is", exc)
         stopping = asyncio.Event()
-        task = asyncio.create_task(sweeper.run(gateway, stopping))
+        task = asyncio.create_task(sweeper.run(services, stopping))
         try:
             yield
         finally:
@@ -95,7 +84,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if not done:  # stuck in a Redis call: cancel, but never wait unbounded
                 task.cancel()
                 await asyncio.wait({task}, timeout=2)
-            await gateway.close()
+            await services.close()
 
     endpoints = ENDPOINTS + OPERATIONS
     wrapped = [(ep, wrap(ep)) for ep in endpoints]
@@ -114,7 +103,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         code = ErrorCode.METHOD_NOT_ALLOWED if exc.status_code == 405 else ErrorCode.NOT_FOUND
-        return error_response(ApiError(code))
+        return error_response(ApiError(code, headers=dict(exc.headers or {})))
 
     return Starlette(
         routes=routes,
@@ -124,4 +113,28 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Middleware(FastPath, routes=[(ep.method, ep.path, fn) for ep, fn in wrapped]),
         ],
         exception_handlers={HTTPException: http_error},
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the gateway with uvicorn (what `convenio serve` starts, its settings in this
+    process's environment)."""
+    parser = argparse.ArgumentParser(prog="gateway.app", description="Serve the convênio gateway.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    uvicorn.run(
+        "gateway.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        loop="uvloop",
+        # httptools bounds no request head; this subclass refuses one past 24 KiB (431), see header_limit
+        http="gateway.platform.http.header_limit:HeadLimitedHttpToolsProtocol",
+        access_log=False,
+        proxy_headers=False,  # no client address is used; uvicorn's middleware would cost every request
+        log_level=args.log_level,
     )

@@ -1,1 +1,2 @@
-"""Ledger side of the product: Postgres migrations, the operator CLI, local services."""
+"""What runs behind Postgres: the ledger writer and its projections, the month's batches,
+reconciliation, operations, and the `convenio` command (cli.py, its composition root)."""

@@ -9,9 +9,9 @@ from typing import Any
 
 import httpx
 
-from gateway import apikeys
-from gateway.core import Gateway
-from gateway.permissions import Permission
+from gateway.auth import apikeys
+from gateway.auth.permissions import Permission
+from gateway.platform.services import Services
 
 _sales = itertools.count(1)
 
@@ -155,19 +155,19 @@ class Terminal:
 class BackOffice:
     """An operator with the admin permission (and registry reads)."""
 
-    def __init__(self, gw: Gateway, client: httpx.AsyncClient, api_key: str) -> None:
-        self.gw = gw
+    def __init__(self, svc: Services, client: httpx.AsyncClient, api_key: str) -> None:
+        self.svc = svc
         self.client = client
         self.api_key = api_key
         self.headers = {"Authorization": f"Bearer {api_key}"}
 
     @classmethod
-    async def create(cls, gw: Gateway, client: httpx.AsyncClient) -> BackOffice:
-        token, _ = await apikeys.create(gw, frozenset(Permission), name="test back-office")
-        return cls(gw, client, token)
+    async def create(cls, svc: Services, client: httpx.AsyncClient) -> BackOffice:
+        token, _ = await apikeys.create(svc, frozenset(Permission), name="test back-office")
+        return cls(svc, client, token)
 
     async def key(self, *permissions: int) -> str:
-        token, _ = await apikeys.create(self.gw, frozenset(Permission(p) for p in permissions), name="test key")
+        token, _ = await apikeys.create(self.svc, frozenset(Permission(p) for p in permissions), name="test key")
         return token
 
     async def create_convenio(
@@ -214,20 +214,20 @@ class BackOffice:
         return await self.client.put("/v1/integration/key", json={"integration_key": key}, headers=self.headers)
 
 
-async def mint_proof(gw: Gateway, convenio: str, participant: str) -> str:
+async def mint_proof(svc: Services, convenio: str, participant: str) -> str:
     """A proof as a valid password check leaves it, through the same script, without paying
     argon2's ~30 ms each: for tests that need hundreds of holds at once."""
     import secrets
 
-    from gateway.password_check import CHECK_STALE_MS
-    from gateway.passwords import digest
+    from gateway.auth.password_check import CHECK_STALE_MS
+    from gateway.platform.digests import digest
 
     proof = secrets.token_urlsafe(32)
-    k, s = gw.keys, gw.settings
-    protocol = gw.protocol()
+    k, s = svc.keys, svc.settings
+    protocol = svc.protocol()
     # the check opened as password_attempt.lua opens it (it would also want a password hash)
-    await gw.redis.zadd(k.password_checks(convenio, participant), {protocol: gw.now_ms() + CHECK_STALE_MS})
-    closed = await gw.run(
+    await svc.redis.zadd(k.password_checks(convenio, participant), {protocol: svc.now_ms() + CHECK_STALE_MS})
+    closed = await svc.run(
         "password_result",
         [
             k.participant(convenio, participant),
@@ -237,7 +237,7 @@ async def mint_proof(gw: Gateway, convenio: str, participant: str) -> str:
         ],
         [
             "1",
-            gw.now_ms(),
+            svc.now_ms(),
             protocol,
             s.password_max_failures,
             s.password_lock_s * 1000,

@@ -17,9 +17,9 @@ import asyncpg
 import httpx
 import pytest
 
-from gateway.config import Settings
-from gateway.core import Gateway
-from ledger import embedded
+from gateway.platform.config import Settings
+from gateway.platform.services import Services
+from ledger.ops import embedded
 from tests.checkout import BackOffice, Clock, Terminal
 
 _prefixes = itertools.count()
@@ -57,7 +57,7 @@ def _database(server: embedded.EmbeddedPostgres, name: str) -> str:
 @pytest.fixture(scope="session")
 def ledger_template(postgres_server: embedded.EmbeddedPostgres) -> str:
     """A migrated database that each ledger test copies (CREATE DATABASE ... TEMPLATE)."""
-    from ledger.migrate import migrate
+    from ledger.ops.migrate import migrate
 
     url = _database(postgres_server, "ledger_template")
     asyncio.run(migrate(url))
@@ -80,14 +80,14 @@ async def _copy(server: embedded.EmbeddedPostgres, name: str) -> str:
 
 
 @pytest.fixture
-async def ledger_url(postgres_server: embedded.EmbeddedPostgres, ledger_template: str, gw: Gateway) -> str:
+async def ledger_url(postgres_server: embedded.EmbeddedPostgres, ledger_template: str, svc: Services) -> str:
     """A fresh, migrated ledger database of this test's own; the test's gateway reads it."""
-    from gateway.ledger_db import LedgerDB
+    from gateway.platform.postgres import LedgerDB
 
     url = await _copy(postgres_server, f"ledger_{uuid.uuid4().hex[:12]}")
-    await gw.ledger.close()
-    gw.settings = dataclasses.replace(gw.settings, database_url=url)
-    gw.ledger = LedgerDB(url)
+    await svc.ledger.close()
+    svc.settings = dataclasses.replace(svc.settings, database_url=url)
+    svc.ledger = LedgerDB(url)
     return url
 
 
@@ -123,14 +123,14 @@ async def app(settings: Settings) -> AsyncIterator:
 
 
 @pytest.fixture
-def gw(app) -> Gateway:
-    return app.state.gateway
+def svc(app) -> Services:
+    return app.state.services
 
 
 @pytest.fixture
-def clock(gw: Gateway) -> Clock:
+def clock(svc: Services) -> Clock:
     c = Clock()
-    gw.clock = c
+    svc.clock = c
     return c
 
 
@@ -142,14 +142,14 @@ async def client(app) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-async def backoffice(gw: Gateway, client: httpx.AsyncClient) -> BackOffice:
-    return await BackOffice.create(gw, client)
+async def backoffice(svc: Services, client: httpx.AsyncClient) -> BackOffice:
+    return await BackOffice.create(svc, client)
 
 
 @pytest.fixture
-async def seed(gw: Gateway, client: httpx.AsyncClient, clock: Clock) -> Terminal:
+async def seed(svc: Services, client: httpx.AsyncClient, clock: Clock) -> Terminal:
     """Seed 001's example: EMP001 / CLI001, limit R$ 100,00 + R$ 10,00 tolerance."""
-    from ledger import demo
+    from ledger.ops import demo
 
-    loaded = await demo.load(gw)
+    loaded = await demo.load(svc)
     return Terminal(client, loaded)

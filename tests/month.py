@@ -9,9 +9,10 @@ from typing import Any
 import asyncpg
 import httpx
 
-from gateway.core import Gateway
-from ledger import duplicatas, rollover, writer
-from ledger.local_calendar import LOCAL
+from gateway.platform.clock import LOCAL
+from gateway.platform.services import Services
+from ledger.month import duplicatas, rollover
+from ledger.writer import writer
 from tests.checkout import BackOffice, Clock, Terminal, mint_proof
 
 
@@ -22,14 +23,14 @@ def local(y: int, m: int, d: int, hh: int = 12, mm: int = 0) -> datetime.datetim
 class Month:
     def __init__(
         self,
-        gw: Gateway,
+        svc: Services,
         client: httpx.AsyncClient,
         backoffice: BackOffice,
         clock: Clock,
         ledger: asyncpg.Pool,
         ledger_url: str,
     ) -> None:
-        self.gw, self.client, self.office, self.clock = gw, client, backoffice, clock
+        self.svc, self.client, self.office, self.clock = svc, client, backoffice, clock
         self.ledger, self.url = ledger, ledger_url
 
     # -- time -------------------------------------------------------------------------------------
@@ -72,7 +73,7 @@ class Month:
 
     # -- sales ------------------------------------------------------------------------------------
     async def hold(self, t: Terminal, amount: int) -> str:
-        proof = await mint_proof(self.gw, t.convenio, t.participant)
+        proof = await mint_proof(self.svc, t.convenio, t.participant)
         r = await t.hold(amount, proof=proof)
         assert r.status_code == 201, r.text
         return r.json()["id"]
@@ -105,26 +106,26 @@ class Month:
 
     async def store(self) -> None:
         """The ledger writer stores what the streams hold."""
-        await writer.drain(self.gw, self.url)
+        await writer.drain(self.svc, self.url)
 
     # -- jobs, at the test's clock ---------------------------------------------------------------
     async def rollover(self, date: datetime.date, **kw: Any) -> Any:
         await self.store()
         async with self.ledger.acquire() as conn:
-            return await rollover.run(self.gw, conn, date, now=self.now, **kw)
+            return await rollover.run(self.svc, conn, date, now=self.now, **kw)
 
     async def bill(self, date: datetime.date, **kw: Any) -> Any:
         await self.store()
         async with self.ledger.acquire() as conn:
-            return await duplicatas.generate(self.gw, conn, date, now=self.now, **kw)
+            return await duplicatas.generate(self.svc, conn, date, now=self.now, **kw)
 
     async def settle(self, dup_id: str, **kw: Any) -> dict[str, Any]:
         async with self.ledger.acquire() as conn:
-            return await duplicatas.settle(self.gw, conn, dup_id, now=self.now, **kw)
+            return await duplicatas.settle(self.svc, conn, dup_id, now=self.now, **kw)
 
     async def overdue(self, date: datetime.date) -> Any:
         async with self.ledger.acquire() as conn:
-            return await duplicatas.overdue(self.gw, conn, date, now=self.now)
+            return await duplicatas.overdue(self.svc, conn, date, now=self.now)
 
     async def duplicatas(self, convenio: str) -> list[dict[str, Any]]:
         async with self.ledger.acquire() as conn:
@@ -132,8 +133,8 @@ class Month:
             return [await duplicatas.get(conn, r["id"], items=True) for r in rows]
 
     async def verify(self) -> Any:
-        from ledger import verify
+        from ledger.ops import verify
 
         await self.store()
         async with self.ledger.acquire() as conn:
-            return await verify.verify(self.gw, conn, wait_s=5)
+            return await verify.verify(self.svc, conn, wait_s=5)

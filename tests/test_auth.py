@@ -1,6 +1,6 @@
 """Authentication and permissions at the HTTP edge.
 
-Every endpoint of `gateway.routes.ENDPOINTS` must refuse a request without a valid API key
+Every endpoint of `gateway.app.ENDPOINTS` must refuse a request without a valid API key
 (401 UNAUTHORIZED) or without one of its permissions (403 FORBIDDEN), and must do so before it
 looks at the path, the body or the data: a terminal without the right key learns nothing.
 The key itself is a secret, so no answer ever echoes it.
@@ -13,11 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway import apikeys
-from gateway.core import Gateway
-from gateway.http import Endpoint
-from gateway.permissions import Permission
-from gateway.routes import ENDPOINTS
+from gateway.app import ENDPOINTS
+from gateway.auth import apikeys
+from gateway.auth.permissions import Permission
+from gateway.platform.http.endpoint import Endpoint
+from gateway.platform.services import Services
 from tests import checkout
 from tests.checkout import VALID_PATH, BackOffice, Terminal
 
@@ -94,21 +94,21 @@ async def test_no_usable_key_is_401(client: httpx.AsyncClient, ep: Endpoint, aut
 
 @every_endpoint
 async def test_a_revoked_key_is_401(
-    client: httpx.AsyncClient, gw: Gateway, backoffice: BackOffice, ep: Endpoint
+    client: httpx.AsyncClient, svc: Services, backoffice: BackOffice, ep: Endpoint
 ) -> None:
     """Revocation takes effect at once (the test settings cache keys for 0 s)."""
     token = await backoffice.key(*ep.permissions)
-    await apikeys.revoke(gw, apikeys.key_id(token))
+    await apikeys.revoke(svc, apikeys.key_id(token))
     r = await call(client, ep, f"Bearer {token}")
     assert_error(r, 401, "UNAUTHORIZED", token)
 
 
-async def test_a_key_works_until_it_is_revoked(seed: Terminal, gw: Gateway, backoffice: BackOffice) -> None:
+async def test_a_key_works_until_it_is_revoked(seed: Terminal, svc: Services, backoffice: BackOffice) -> None:
     """The same key and request: 200 before the revocation, 401 right after it."""
     token = await backoffice.key(Permission.LIMIT_QUERY)
     terminal = Terminal(seed.client, {**seed.creds, "api_key": token})
     assert (await terminal.limit()).status_code == 200
-    await apikeys.revoke(gw, apikeys.key_id(token))
+    await apikeys.revoke(svc, apikeys.key_id(token))
     assert_error(await terminal.limit(), 401, "UNAUTHORIZED", token)
 
 

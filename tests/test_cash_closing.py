@@ -11,10 +11,10 @@ import asyncpg
 import pytest
 from click.testing import CliRunner, Result
 
-from ledger import reconciliation as rec
-from ledger import writer
-from ledger.closing import cash_closing
-from ledger.reconcile_cli import closing
+from ledger.reconciliation import reconcile as rec
+from ledger.reconciliation.cli import closing
+from ledger.reconciliation.closing import cash_closing
+from ledger.writer import writer
 from tests.checkout import BackOffice, Clock, Terminal, mint_proof
 from tests.test_reconciliation import MON, SUN, TUE, Treasury, closing_file, give_back, sale_line, sell, set_clock
 
@@ -30,7 +30,7 @@ def totals(sales: int, sales_amount: int, reversals: int = 0, reversals_amount: 
 
 
 @pytest.fixture
-async def two_days(seed: Terminal, backoffice: BackOffice, gw, clock: Clock, ledger_url) -> dict[str, str]:
+async def two_days(seed: Terminal, backoffice: BackOffice, svc, clock: Clock, ledger_url) -> dict[str, str]:
     """CLIENTE 001 buys on EMP001 and on EMP002 (the same customer, two convênios), CLIENTE 002
     on EMP002, at two stores; one sale comes back the same day, one the next day."""
     await backoffice.create_convenio("EMP002", total_limit=100_000)
@@ -41,31 +41,31 @@ async def two_days(seed: Terminal, backoffice: BackOffice, gw, clock: Clock, led
     beto = seed.as_participant("EMP002", "CLI002")
 
     set_clock(clock, SUN, 23, 50)
-    await sell(ana, gw, 111, "C-0")  # Sunday's: never in Monday's closing
+    await sell(ana, svc, 111, "C-0")  # Sunday's: never in Monday's closing
     set_clock(clock, MON, 8)
-    await sell(ana, gw, 578, "C-1")
-    await sell(ana_at_emp002, gw, 2500, "C-2")
-    await sell(beto, gw, 4000, "C-3")
-    returned_next_day = await sell(ana, gw, 1200, "C-4")
+    await sell(ana, svc, 578, "C-1")
+    await sell(ana_at_emp002, svc, 2500, "C-2")
+    await sell(beto, svc, 4000, "C-3")
+    returned_next_day = await sell(ana, svc, 1200, "C-4")
     set_clock(clock, MON, 12)
-    returned_same_day = await sell(beto, gw, 700, "C-5")
+    returned_same_day = await sell(beto, svc, 700, "C-5")
     set_clock(clock, MON, 12, 30)
     await give_back(beto, returned_same_day)
     set_clock(clock, MON, 13)
-    await sell(ana, gw, 999, "C-6", terminal="PDV02")
+    await sell(ana, svc, 999, "C-6", terminal="PDV02")
     set_clock(clock, MON, 14)
-    await sell(beto, gw, 100, "C-7", store="LOJA02")
+    await sell(beto, svc, 100, "C-7", store="LOJA02")
     # holds never committed are no sale: one left pending, one dropped
-    assert (await ana.hold(5000, proof=await mint_proof(gw, "EMP001", "CLI001"))).status_code == 201
-    dropped = (await ana.hold(300, proof=await mint_proof(gw, "EMP001", "CLI001"))).json()
+    assert (await ana.hold(5000, proof=await mint_proof(svc, "EMP001", "CLI001"))).status_code == 201
+    dropped = (await ana.hold(300, proof=await mint_proof(svc, "EMP001", "CLI001"))).json()
     assert (await ana.cancel(dropped["id"])).json()["status"] == "CANCELLED"
     set_clock(clock, MON, 23, 30)  # 02:30 UTC on Tuesday, still Monday in São Paulo
-    await sell(ana, gw, 45, "C-8")
+    await sell(ana, svc, 45, "C-8")
     set_clock(clock, TUE, 0, 30)
-    await sell(ana, gw, 55, "C-9")
+    await sell(ana, svc, 55, "C-9")
     set_clock(clock, TUE, 10)
     await give_back(ana, returned_next_day)
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
     return {"returned_next_day": returned_next_day}
 
 

@@ -17,8 +17,8 @@ import asyncpg
 import httpx
 import pytest
 
-from gateway.keys import Keys
-from ledger import embedded
+from gateway.platform.redis.keys import Keys
+from ledger.ops import embedded
 
 CLI = [sys.executable, "-m", "ledger.cli"]
 

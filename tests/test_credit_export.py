@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from gateway.permissions import Permission
-from ledger import credits_cli, writer
-from ledger.local_calendar import LOCAL
+from gateway.auth.permissions import Permission
+from gateway.platform.clock import LOCAL
+from ledger.ops import cli as ops_cli
+from ledger.writer import writer
 from tests.checkout import BackOffice, Clock, Terminal, assert_error
 from tests.test_credits import Account
 
@@ -26,14 +27,14 @@ async def account(client, backoffice: BackOffice, seed: Terminal, clock: Clock) 
 
 
 @pytest.fixture
-def env(gw, ledger_url) -> dict[str, str]:
+def env(svc, ledger_url) -> dict[str, str]:
     return {"DATABASE_URL": ledger_url}
 
 
 async def export(env: dict[str, str], *args: str) -> Any:
     """`convenio credits export ARGS` in a thread of its own (it runs its own event loop)."""
     return await asyncio.to_thread(
-        CliRunner().invoke, credits_cli.credits, ["export", *args], env=env, catch_exceptions=False
+        CliRunner().invoke, ops_cli.credits, ["export", *args], env=env, catch_exceptions=False
     )
 
 
@@ -41,7 +42,7 @@ def at_local(clock: Clock, y: int, m: int, d: int, hh: int = 12) -> None:
     clock.now = int(datetime.datetime(y, m, d, hh, tzinfo=LOCAL).timestamp() * 1000)
 
 
-async def a_month_of_credits(account: Account, clock: Clock, gw, ledger_url) -> dict[str, str]:
+async def a_month_of_credits(account: Account, clock: Clock, svc, ledger_url) -> dict[str, str]:
     """November: a return credit and a cashback are registered; order PED-1 uses both and is
     delivered; order PED-2 is delivered and then returned. December: a manual credit."""
     at_local(clock, 2026, 11, 3)
@@ -57,14 +58,14 @@ async def a_month_of_credits(account: Account, clock: Clock, gw, ledger_url) -> 
     assert (await account.cancel(two["id"], reason="devolvido")).status_code == 200
     at_local(clock, 2026, 12, 2)
     await account.registered("CLI001", "MAN-1202", "MANUAL", 700)
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
     return {"PED-1": one["id"], "PED-2": two["id"]}
 
 
 async def test_november_in_json_lists_each_debit_and_credit_with_reference_and_type(
-    account: Account, clock: Clock, gw, ledger_url, env
+    account: Account, clock: Clock, svc, ledger_url, env
 ) -> None:
-    holds = await a_month_of_credits(account, clock, gw, ledger_url)
+    holds = await a_month_of_credits(account, clock, svc, ledger_url)
     r = await export(env, "--from", "2026-11-01", "--to", "2026-11-30", "--format", "json")
     assert r.exit_code == 0, r.output
     exported = json.loads(r.stdout)
@@ -89,8 +90,8 @@ async def test_november_in_json_lists_each_debit_and_credit_with_reference_and_t
     assert "6 movement(s)" in r.stderr
 
 
-async def test_the_same_period_in_csv(account: Account, clock: Clock, gw, ledger_url, env, tmp_path) -> None:
-    await a_month_of_credits(account, clock, gw, ledger_url)
+async def test_the_same_period_in_csv(account: Account, clock: Clock, svc, ledger_url, env, tmp_path) -> None:
+    await a_month_of_credits(account, clock, svc, ledger_url)
     r = await export(env, "--from", "2026-11-01", "--to", "2026-12-31")
     assert r.exit_code == 0, r.output
     rows = list(csv.DictReader(io.StringIO(r.stdout)))
@@ -135,9 +136,9 @@ async def test_a_bad_period_is_a_usage_error(env) -> None:
 
 
 async def test_finance_pages_through_the_period_over_http(
-    account: Account, clock: Clock, gw, ledger_url, backoffice: BackOffice
+    account: Account, clock: Clock, svc, ledger_url, backoffice: BackOffice
 ) -> None:
-    await a_month_of_credits(account, clock, gw, ledger_url)
+    await a_month_of_credits(account, clock, svc, ledger_url)
     client = account.client
     finance = {"Authorization": f"Bearer {await backoffice.key(Permission.CREDITS)}"}
     seen, after = [], 0
@@ -174,9 +175,9 @@ async def test_finance_pages_through_the_period_over_http(
 
 
 async def test_credits_verify_says_when_redis_and_the_ledger_differ(
-    account: Account, clock: Clock, gw, ledger_url
+    account: Account, clock: Clock, svc, ledger_url
 ) -> None:
-    s = gw.settings
+    s = svc.settings
     env = {
         "REDIS_URL": s.redis_url,
         "DATABASE_URL": ledger_url,
@@ -184,11 +185,11 @@ async def test_credits_verify_says_when_redis_and_the_ledger_differ(
         "CONVENIO_SHARDS": str(s.shards),
         "CONVENIO_PEPPER": "test-pepper",
     }
-    await a_month_of_credits(account, clock, gw, ledger_url)
+    await a_month_of_credits(account, clock, svc, ledger_url)
 
     async def verify() -> Any:
         return await asyncio.to_thread(
-            CliRunner().invoke, credits_cli.credits, ["verify", "--wait", "1"], env=env, catch_exceptions=False
+            CliRunner().invoke, ops_cli.credits, ["verify", "--wait", "1"], env=env, catch_exceptions=False
         )
 
     r = await verify()
@@ -196,13 +197,13 @@ async def test_credits_verify_says_when_redis_and_the_ledger_differ(
     await account.held("CLI001", 100, "PED-3")  # not stored yet: the ledger is one hold behind
     r = await verify()
     assert r.exit_code == 1 and "DRIFT credit hold" in r.stdout, r.output
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
     assert (await verify()).exit_code == 0
 
 
 @pytest.mark.parametrize("params", [{"to": "9999-12-31"}, {"from": "0001-01-01"}])
 async def test_a_date_out_of_range_is_a_422(client, backoffice, params) -> None:
-    from gateway.permissions import Permission
+    from gateway.auth.permissions import Permission
 
     finance = {"Authorization": f"Bearer {await backoffice.key(Permission.CREDITS)}"}
     r = await client.get("/v1/credits/movements", params=params, headers=finance)

@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway import credits
-from gateway.permissions import Permission
-from ledger import writer
+from gateway.auth.permissions import Permission
+from gateway.holds import lifecycle, sweeper
+from ledger.writer import writer
 from tests.checkout import BackOffice, Clock, Terminal, assert_error, mint_proof
 
 DAY = 24 * 3600
@@ -105,7 +105,7 @@ def used(body: dict[str, Any]) -> list[tuple[str, str, int]]:
 
 # --- an order paid with three credits ----------------------------------------------------------
 async def test_an_order_paid_with_three_credits_of_different_types_shows_each_reference_and_amount(
-    account: Account, seed: Terminal, gw, ledger_url
+    account: Account, seed: Terminal, svc, ledger_url
 ) -> None:
     await three_credits(account)
     assert (await account.credits("CLI001"))["available"] == 4000
@@ -128,7 +128,7 @@ async def test_an_order_paid_with_three_credits_of_different_types_shows_each_re
     assert [c["status"] for c in listing["credits"]] == ["USED", "USED", "ACTIVE"]
     assert listing["available"] == 1000
 
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
     r = await account.order("PED-100")
     assert r.status_code == 200, r.text
     order = r.json()
@@ -152,7 +152,7 @@ async def test_an_order_paid_with_three_credits_of_different_types_shows_each_re
 
 
 async def test_an_order_shows_its_credits_at_once_and_its_empenhos_once_stored(
-    account: Account, seed: Terminal, gw, ledger_url
+    account: Account, seed: Terminal, svc, ledger_url
 ) -> None:
     await three_credits(account)
     held = await account.held("CLI001", 700, "PED-101")
@@ -163,7 +163,7 @@ async def test_an_order_shows_its_credits_at_once_and_its_empenhos_once_stored(
         ("DEV-0001", 200, "PENDING"),
     ]
     assert order["empenhos"] == []  # the ledger has not stored the empenho yet
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
     order = (await account.order("PED-101")).json()
     assert [(e["id"], e["status"]) for e in order["empenhos"]] == [(empenho["id"], "PENDING")]
     assert (await account.cancel(held["id"])).status_code == 200
@@ -197,7 +197,7 @@ async def test_cancelling_a_pending_hold_gives_each_part_back_to_its_credit(acco
 
 
 async def test_a_returned_order_gives_each_committed_part_back_to_the_credit_it_came_from(
-    account: Account, gw, ledger_url
+    account: Account, svc, ledger_url
 ) -> None:
     await three_credits(account)
     held = await account.held("CLI001", 3000, "PED-300")
@@ -213,7 +213,7 @@ async def test_a_returned_order_gives_each_committed_part_back_to_the_credit_it_
     assert await account.remaining("CLI001") == {"DEV-0001": 1500, "CB-0001": 500, "MAN-0001": 2000}
     assert (await account.cancel(held["id"])).json() == r.json()
 
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
     view = (await account.client.get(f"/v1/credit-holds/{held['id']}", headers=account.terminal.headers)).json()
     assert [h["status"] for h in view["history"]] == ["PENDING", "COMMITTED", "REVERSED"]
     order = (await account.order("PED-300")).json()
@@ -287,7 +287,7 @@ async def test_an_expired_credit_is_never_used(account: Account, clock: Clock) -
 
 
 async def test_a_credit_expiring_while_held_still_pays_the_order_it_was_held_for(
-    account: Account, clock: Clock, gw
+    account: Account, clock: Clock, svc
 ) -> None:
     await account.registered("CLI005", "CB-10M", "CASHBACK", 800, expires_in_days=10 / (24 * 60))
     held = await account.held("CLI005", 800, "PED-700")
@@ -399,33 +399,33 @@ async def test_a_store_hold_needs_its_store(account: Account) -> None:
 
 
 # --- expiry of a hold --------------------------------------------------------------------------
-async def test_a_hold_nobody_commits_expires_and_gives_the_credits_back(account: Account, clock: Clock, gw) -> None:
+async def test_a_hold_nobody_commits_expires_and_gives_the_credits_back(account: Account, clock: Clock, svc) -> None:
     await three_credits(account)
     held = await account.held("CLI001", 3000, "PED-1000")
-    clock.advance(gw.settings.hold_ttl_s - 1)
-    assert await credits.sweep_once(gw) == 0
+    clock.advance(svc.settings.hold_ttl_s - 1)
+    assert await sweeper.sweep(svc, lifecycle.CREDIT_HOLD) == 0
     assert (await account.credits("CLI001"))["available"] == 1000
     clock.advance(2)
-    assert await credits.sweep_once(gw) == 1
+    assert await sweeper.sweep(svc, lifecycle.CREDIT_HOLD) == 1
     assert await account.remaining("CLI001") == {"DEV-0001": 1500, "CB-0001": 500, "MAN-0001": 2000}
     assert assert_error(await account.commit(held["id"]), 409, "CREDIT_HOLD_NOT_PENDING")["status"] == "EXPIRED"
     assert_error(await account.cancel(held["id"]), 409, "CREDIT_HOLD_NOT_PENDING")
 
 
 async def test_a_commit_after_the_deadline_expires_the_hold_before_the_sweep(
-    account: Account, clock: Clock, gw
+    account: Account, clock: Clock, svc
 ) -> None:
     await three_credits(account)
     held = await account.held("CLI001", 3000, "PED-1001")
-    clock.advance(gw.settings.hold_ttl_s + 1)
+    clock.advance(svc.settings.hold_ttl_s + 1)
     assert assert_error(await account.commit(held["id"]), 409, "CREDIT_HOLD_NOT_PENDING")["status"] == "EXPIRED"
     assert (await account.credits("CLI001"))["available"] == 4000
-    assert await credits.sweep_once(gw) == 0  # nothing left to give back twice
+    assert await sweeper.sweep(svc, lifecycle.CREDIT_HOLD) == 0  # nothing left to give back twice
 
 
 # --- fifty orders at once ----------------------------------------------------------------------
 async def test_fifty_simultaneous_orders_over_the_same_credits_never_spend_a_centavo_twice(
-    account: Account, gw, ledger_url, ledger
+    account: Account, svc, ledger_url, ledger
 ) -> None:
     # R$ 200,00 in three credits; fifty orders of R$ 7,00 race for them: 28 fit, R$ 4,00 is left
     await account.registered("CLI010", "DEV-A", "DEVOLUCAO", 10000, expires_in_days=30)
@@ -453,7 +453,7 @@ async def test_fifty_simultaneous_orders_over_the_same_credits_never_spend_a_cen
     assert all(0 <= v for v in remaining.values())
 
     # the ledger agrees to the centavo: every credit's remaining, and debits = what was committed
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
     async with ledger.acquire() as conn:
         stored = {r["reference"]: r["remaining"] for r in await conn.fetch("SELECT reference, remaining FROM credits")}
         debits = await conn.fetchval("SELECT sum(amount) FROM credit_movements WHERE kind = 'DEBIT'")
@@ -463,12 +463,14 @@ async def test_fifty_simultaneous_orders_over_the_same_credits_never_spend_a_cen
 
 
 # --- the ledger --------------------------------------------------------------------------------
-async def test_the_ledger_keeps_credits_holds_parts_and_each_decision(account: Account, gw, ledger_url, ledger) -> None:
+async def test_the_ledger_keeps_credits_holds_parts_and_each_decision(
+    account: Account, svc, ledger_url, ledger
+) -> None:
     await three_credits(account)
     held = await account.held("CLI001", 2500, "PED-1100")
     committed = (await account.commit(held["id"], coupon="NF-1100", amount=2000)).json()
     declined = assert_error(await account.hold("CLI001", 10**6, "PED-1101"), 422, "INSUFFICIENT_CREDIT")
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
 
     async with ledger.acquire() as conn:
         hold = await conn.fetchrow("SELECT * FROM credit_holds WHERE id = $1", held["id"])
@@ -547,18 +549,18 @@ async def test_a_customer_code_is_checked_in_the_path(account: Account) -> None:
     )
 
 
-async def test_a_hold_of_a_customer_without_credits_is_declined(account: Account, gw) -> None:
+async def test_a_hold_of_a_customer_without_credits_is_declined(account: Account, svc) -> None:
     declined = assert_error(await account.hold("NOBODY", 100, "PED-0"), 422, "INSUFFICIENT_CREDIT")
     assert declined["available"] == 0
-    proof = await mint_proof(gw, "EMP001", "CLI001")  # the convênio is untouched by credit holds
+    proof = await mint_proof(svc, "EMP001", "CLI001")  # the convênio is untouched by credit holds
     assert (await account.terminal.hold(100, proof=proof)).status_code == 201
 
 
 # --- Redis lost: the ledger puts the credits back ------------------------------------------------
 async def test_after_redis_lost_its_data_the_ledger_restores_credits_and_holds(
-    account: Account, seed: Terminal, gw, ledger_url, ledger
+    account: Account, seed: Terminal, svc, ledger_url, ledger
 ) -> None:
-    from ledger import credit_projections, rebuild
+    from ledger.ops import rebuild, verify
 
     await three_credits(account)
     waiting = await account.hold("CLI001", 700, "PED-1200", key="PDV01-1200")
@@ -566,17 +568,17 @@ async def test_after_redis_lost_its_data_the_ledger_restores_credits_and_holds(
     sold = await account.held("CLI001", 1000, "PED-1201")
     assert (await account.commit(sold["id"], coupon="NF-1201")).status_code == 200
     before = await account.credits("CLI001")
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
     async with ledger.acquire() as conn:
-        assert await credit_projections.drift(gw, conn) == []
+        assert await verify.credit_drift(svc, conn) == []
         # what `convenio rebuild --force` does: the registry, balances and empenhos, then credits
-        done = await rebuild.rebuild(gw, conn, force=True)
+        done = await rebuild.rebuild(svc, conn, force=True)
         counts = done.counts
         assert counts["credits"] == 3 and counts["pending credit holds"] == 1 and counts["final credit holds"] == 1
-        assert await credit_projections.drift(gw, conn) == []
+        assert await verify.credit_drift(svc, conn) == []
         # and restoring twice changes nothing
-        await credit_projections.restore(gw, conn)
-        assert await credit_projections.drift(gw, conn) == []
+        await rebuild.restore_credits(svc, conn)
+        assert await verify.credit_drift(svc, conn) == []
 
     assert await account.credits("CLI001") == before
     retried = await account.hold("CLI001", 700, "PED-1200", key="PDV01-1200")
@@ -587,6 +589,6 @@ async def test_after_redis_lost_its_data_the_ledger_restores_credits_and_holds(
     assert (await account.credits("CLI001"))["available"] == 4000 - 700
     order = (await account.order("PED-1201")).json()
     assert {c["status"] for c in order["credits"]} == {"REVERSED"}
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
     async with ledger.acquire() as conn:
-        assert await credit_projections.drift(gw, conn) == []
+        assert await verify.credit_drift(svc, conn) == []

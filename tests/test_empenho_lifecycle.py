@@ -1,7 +1,7 @@
 """An empenho's life at the checkout: idempotent retries, partial commits, cancels before and
 after commit, repeated calls, and holds that time out."""
 
-from gateway import sweeper
+from gateway.holds import sweeper
 from tests.checkout import Clock, Terminal
 
 
@@ -126,13 +126,13 @@ async def test_cancel_after_commit_reverses_the_sale(seed: Terminal) -> None:
     assert statuses == ["PENDING", "COMMITTED", "REVERSED"]
 
 
-async def test_a_hold_nobody_commits_expires_and_gives_the_limit_back(seed: Terminal, clock: Clock, gw) -> None:
+async def test_a_hold_nobody_commits_expires_and_gives_the_limit_back(seed: Terminal, clock: Clock, svc) -> None:
     held = (await seed.hold(578)).json()
-    clock.advance(gw.settings.hold_ttl_s - 1)
-    assert await sweeper.sweep_once(gw) == 0
+    clock.advance(svc.settings.hold_ttl_s - 1)
+    assert await sweeper.sweep_once(svc) == 0
     assert (await seed.available()) == 11000 - 578
     clock.advance(2)
-    assert await sweeper.sweep_once(gw) == 1
+    assert await sweeper.sweep_once(svc) == 1
     assert (await seed.available()) == 11000
     assert (await seed.get(held["id"])).json()["status"] == "EXPIRED"
     late = await seed.commit(held["id"])
@@ -142,15 +142,15 @@ async def test_a_hold_nobody_commits_expires_and_gives_the_limit_back(seed: Term
 
 
 async def test_a_commit_after_the_deadline_expires_the_hold_even_before_the_sweeper(
-    seed: Terminal, clock: Clock, gw
+    seed: Terminal, clock: Clock, svc
 ) -> None:
     held = (await seed.hold(578)).json()
-    clock.advance(gw.settings.hold_ttl_s + 1)
+    clock.advance(svc.settings.hold_ttl_s + 1)
     late = await seed.commit(held["id"])
     assert late.status_code == 409
     assert late.json()["error"]["status"] == "EXPIRED"
     assert (await seed.available()) == 11000
-    assert await sweeper.sweep_once(gw) == 0  # nothing left to release twice
+    assert await sweeper.sweep_once(svc) == 0  # nothing left to release twice
 
 
 async def test_unknown_empenhos(seed: Terminal) -> None:

@@ -15,10 +15,10 @@ import httpx
 import msgspec
 import pytest
 
-from gateway.errors import ERRORS, ErrorCode
-from gateway.header_limit import MAX_HEAD_BYTES, MAX_HEADER_BYTES, header_bytes
-from gateway.routes import ENDPOINTS
-from ledger import embedded
+from gateway.app import ENDPOINTS
+from gateway.platform.errors import ERRORS, ErrorCode
+from gateway.platform.http.header_limit import MAX_HEAD_BYTES, MAX_HEADER_BYTES, header_bytes
+from ledger.ops import embedded
 from tests.checkout import Terminal, assert_error
 
 LIMIT_URL = "/v1/convenios/EMP001/participants/CLI001/limit"

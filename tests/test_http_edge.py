@@ -17,24 +17,24 @@ import httpx
 import msgspec
 import pytest
 
-from gateway.credit_schemas import CreditCreate, CreditHoldRequest, OrderStatusBatch, OrderStatusParams
-from gateway.errors import ERRORS, ErrorCode
-from gateway.http import MAX_BODY, Endpoint
-from gateway.limit_request_schemas import LimitRequestApprove, LimitRequestCreate, LimitRequestReject
-from gateway.routes import ENDPOINTS
-from gateway.schemas import (
-    CancelRequest,
-    CommitRequest,
+from gateway.app import ENDPOINTS
+from gateway.auth.schemas import IntegrationKeySet, PasswordCheck
+from gateway.credits.schemas import CreditCreate, CreditHoldRequest, OrderStatusBatch, OrderStatusParams
+from gateway.holds.schemas import CancelRequest, CommitRequest, EmpenhoRequest
+from gateway.platform.errors import ERRORS, ErrorCode
+from gateway.platform.http.edge import MAX_BODY
+from gateway.platform.http.endpoint import Endpoint
+from gateway.registry.schemas import (
     ConvenioCreate,
     ConvenioUpdate,
-    EmpenhoRequest,
-    IntegrationKeySet,
+    LimitRequestApprove,
+    LimitRequestCreate,
+    LimitRequestReject,
     ParticipantCreate,
     ParticipantUpdate,
-    PasswordCheck,
-    SettleRequest,
     VehicleSave,
 )
+from ledger.month.schemas import SettleRequest
 from tests.checkout import VALID_PATH, BackOffice, Terminal, assert_error
 
 DROP = object()  # marks a field to leave out of a body

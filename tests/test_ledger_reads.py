@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway import sweeper
-from gateway.ids import empenho_shard
-from gateway.ledger_db import LedgerDB
-from ledger import writer
+from gateway.holds import sweeper
+from gateway.platform.ids import empenho_shard
+from gateway.platform.postgres import LedgerDB
+from ledger.writer import writer
 from tests.checkout import BackOffice, Clock, Terminal, assert_error, mint_proof
 
 DAY = 24 * 3600
@@ -41,18 +41,18 @@ def wrong(password: str) -> str:
     return "999999" if password != "999999" else "888888"
 
 
-async def leave_redis(gw, empenho_id: str) -> None:
+async def leave_redis(svc, empenho_id: str) -> None:
     """What happens to a final empenho once its time in Redis is over."""
-    shard = empenho_shard(empenho_id, gw.settings.shards)
+    shard = empenho_shard(empenho_id, svc.settings.shards)
     assert shard is not None
-    keys = (gw.keys.empenho(shard, empenho_id), gw.keys.empenho_history(shard, empenho_id))
-    assert await gw.redis.delete(*keys) == 2
-    assert await gw.redis.exists(*keys) == 0
+    keys = (svc.keys.empenho(shard, empenho_id), svc.keys.empenho_history(shard, empenho_id))
+    assert await svc.redis.delete(*keys) == 2
+    assert await svc.redis.exists(*keys) == 0
 
 
 # --- 1. a decision under its protocol --------------------------------------------------------
 async def test_an_approved_hold_is_found_under_its_protocol_once_the_writer_stored_it(
-    seed: Terminal, gw, ledger_url
+    seed: Terminal, svc, ledger_url
 ) -> None:
     proof = await seed.proof()
     sale = seed.sale(578, proof)
@@ -61,7 +61,7 @@ async def test_an_approved_hold_is_found_under_its_protocol_once_the_writer_stor
     held = r.json()
 
     assert_error(await lookup(seed, held["protocol"]), 404, "UNKNOWN_PROTOCOL")  # not stored yet
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
 
     d = await decision(seed, held["protocol"])
     assert (d["kind"], d["outcome"], d["http_status"]) == ("empenho.hold", "APPROVED", 201)
@@ -74,11 +74,11 @@ async def test_an_approved_hold_is_found_under_its_protocol_once_the_writer_stor
     assert proof not in str(d)
 
 
-async def test_a_declined_hold_is_found_with_its_error_and_what_was_available(seed: Terminal, gw, ledger_url) -> None:
+async def test_a_declined_hold_is_found_with_its_error_and_what_was_available(seed: Terminal, svc, ledger_url) -> None:
     r = await seed.hold(10**7)
     error = assert_error(r, 422, "INSUFFICIENT_LIMIT")
     assert error["available"] == 11000
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
 
     d = await decision(seed, error["protocol"])
     assert (d["kind"], d["outcome"], d["http_status"], d["error"]) == (
@@ -94,7 +94,7 @@ async def test_a_declined_hold_is_found_with_its_error_and_what_was_available(se
 
 
 async def test_a_commit_a_cancel_and_a_reversal_are_each_found_under_their_protocol(
-    seed: Terminal, gw, ledger_url
+    seed: Terminal, svc, ledger_url
 ) -> None:
     sold = (await seed.hold(2000)).json()
     committed = await seed.commit(sold["id"], coupon="NF-100", amount=1500)
@@ -104,7 +104,7 @@ async def test_a_commit_a_cancel_and_a_reversal_are_each_found_under_their_proto
     abandoned = (await seed.hold(300)).json()
     cancelled = await seed.cancel(abandoned["id"])
     assert cancelled.json()["status"] == "CANCELLED", cancelled.text
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
 
     d = await decision(seed, committed.json()["protocol"])
     assert (d["kind"], d["outcome"], d["http_status"], d["empenho"]) == ("empenho.commit", "APPROVED", 200, sold["id"])
@@ -122,7 +122,7 @@ async def test_a_commit_a_cancel_and_a_reversal_are_each_found_under_their_proto
 
 
 async def test_password_checks_right_wrong_and_locked_are_found_under_their_protocol(
-    seed: Terminal, gw, ledger, ledger_url
+    seed: Terminal, svc, ledger, ledger_url
 ) -> None:
     valid = await seed.check_password()
     assert valid.json()["valid"] is True
@@ -131,7 +131,7 @@ async def test_password_checks_right_wrong_and_locked_are_found_under_their_prot
     # a burst of guesses: the one past the allowed failures, counting those in progress, waits;
     # the others fail, the last of them locks the participant, and the next check is refused
     burst = await asyncio.gather(
-        *(seed.check_password(wrong(seed.password)) for _ in range(gw.settings.password_max_failures))
+        *(seed.check_password(wrong(seed.password)) for _ in range(svc.settings.password_max_failures))
     )
     busy = [r for r in burst if r.status_code == 429]
     assert len(busy) == 1, [r.text for r in burst]
@@ -139,7 +139,7 @@ async def test_password_checks_right_wrong_and_locked_are_found_under_their_prot
     lock = assert_error(await seed.check_password(), 423, "PASSWORD_LOCKED")
     stranger = await seed.check_password(participant="NINGUEM")
     refused = assert_error(stranger, 404, "UNKNOWN_PARTICIPANT")
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
 
     d = await decision(seed, valid.json()["protocol"])
     assert (d["kind"], d["outcome"], d["http_status"]) == ("password.verify", "APPROVED", 200)
@@ -149,7 +149,7 @@ async def test_password_checks_right_wrong_and_locked_are_found_under_their_prot
     d = await decision(seed, invalid.json()["protocol"])
     assert (d["kind"], d["outcome"], d["http_status"]) == ("password.verify", "DECLINED", 200)
     assert d["answer"] == invalid.json()
-    assert d["answer"]["attempts_left"] == gw.settings.password_max_failures - 1
+    assert d["answer"]["attempts_left"] == svc.settings.password_max_failures - 1
 
     assert await ledger.fetchval("SELECT type FROM journal WHERE protocol = $1", lock["protocol"]) == "password.refused"
     d = await decision(seed, wait["protocol"])
@@ -181,28 +181,28 @@ async def test_password_checks_right_wrong_and_locked_are_found_under_their_prot
     assert d["answer"] == stranger.json()
 
 
-async def test_the_answer_kept_for_a_lockout_is_the_one_the_terminal_got(seed: Terminal, gw, ledger_url) -> None:
-    for _ in range(gw.settings.password_max_failures):
+async def test_the_answer_kept_for_a_lockout_is_the_one_the_terminal_got(seed: Terminal, svc, ledger_url) -> None:
+    for _ in range(svc.settings.password_max_failures):
         await seed.check_password(wrong(seed.password))
     r = await seed.check_password()
     lock = assert_error(r, 423, "PASSWORD_LOCKED")
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
     assert (await decision(seed, lock["protocol"]))["answer"] == r.json()
 
 
 async def test_an_expiry_by_the_sweeper_and_a_commit_that_found_the_hold_overdue_are_decisions_too(
-    seed: Terminal, gw, clock: Clock, ledger_url
+    seed: Terminal, svc, clock: Clock, ledger_url
 ) -> None:
     forgotten = (await seed.hold(700)).json()
     late = (await seed.hold(800)).json()
-    clock.advance(gw.settings.hold_ttl_s + 1)
+    clock.advance(svc.settings.hold_ttl_s + 1)
     r = await seed.commit(late["id"], coupon="NF-TARDE")  # before the sweeper comes by
     refused = assert_error(r, 409, "EMPENHO_NOT_PENDING")
     assert refused["status"] == "EXPIRED"
-    assert await sweeper.sweep_once(gw) == 1
+    assert await sweeper.sweep_once(svc) == 1
     swept = (await seed.get(forgotten["id"])).json()
     assert swept["status"] == "EXPIRED"
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
 
     expiry = swept["history"][-1]
     d = await decision(seed, expiry["protocol"])
@@ -221,18 +221,18 @@ async def test_an_expiry_by_the_sweeper_and_a_commit_that_found_the_hold_overdue
     assert d["answer"] == r.json()
 
 
-async def test_an_unknown_protocol_is_404_and_a_malformed_one_422(seed: Terminal, gw, ledger_url) -> None:
+async def test_an_unknown_protocol_is_404_and_a_malformed_one_422(seed: Terminal, svc, ledger_url) -> None:
     await seed.hold(578)
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
     assert_error(await lookup(seed, "P01ARZ3NDEKTSV4RRFFQ69G5FAV"), 404, "UNKNOWN_PROTOCOL")
     assert_error(await lookup(seed, "not-a-protocol"), 422, "INVALID_REQUEST", field="protocol")
 
 
 async def test_whoever_can_ask_for_a_decision_can_look_it_up(
-    seed: Terminal, backoffice: BackOffice, gw, ledger_url
+    seed: Terminal, backoffice: BackOffice, svc, ledger_url
 ) -> None:
     held = (await seed.hold(578)).json()
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
     for allowed in (3183, 3184, 3185, 3186, 1748, 9000):
         r = await lookup(seed, held["protocol"], bearer(await backoffice.key(allowed)))
         assert r.status_code == 200, (allowed, r.text)
@@ -242,7 +242,7 @@ async def test_whoever_can_ask_for_a_decision_can_look_it_up(
 
 # --- 2. no secret in the ledger --------------------------------------------------------------
 async def test_no_password_proof_or_key_is_stored_in_any_column_of_the_ledger(
-    seed: Terminal, backoffice: BackOffice, gw, ledger, ledger_url
+    seed: Terminal, backoffice: BackOffice, svc, ledger, ledger_url
 ) -> None:
     password, guesses = "Senha-Da-Cliente-7Q2", ["Palpite-Errado-Um-55", "Palpite-Errado-Dois-66"]
     integration_key = "ik-Chave-De-Integracao-Nova-3X9"
@@ -270,7 +270,7 @@ async def test_no_password_proof_or_key_is_stored_in_any_column_of_the_ledger(
     assert (await till.hold(10**6, proof=proofs[1])).status_code == 422  # declined: the proof stays unused
     made_up = "prova-inventada-que-ninguem-emitiu"
     assert (await till.hold(100, proof=made_up)).json()["error"]["code"] == "PASSWORD_PROOF_INVALID"
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
 
     columns = await ledger.fetch(
         """SELECT table_name, column_name FROM information_schema.columns
@@ -311,7 +311,7 @@ async def test_no_password_proof_or_key_is_stored_in_any_column_of_the_ledger(
 
 # --- 3. an empenho that has left Redis -------------------------------------------------------
 async def test_a_committed_empenho_reads_the_same_after_it_left_redis(
-    seed: Terminal, backoffice: BackOffice, gw, clock: Clock, ledger_url
+    seed: Terminal, backoffice: BackOffice, svc, clock: Clock, ledger_url
 ) -> None:
     assert (await backoffice.add_vehicle("EMP001", "CLI001", "ABC1D23", "carro")).status_code == 201
     held = (await seed.hold(2000, vehicle={"plate": "ABC1D23", "odometer_km": 45_000})).json()
@@ -321,16 +321,16 @@ async def test_a_committed_empenho_reads_the_same_after_it_left_redis(
     assert (before["status"], before["committed_amount"], before["coupon"]) == ("COMMITTED", 1500, "NF-77")
     assert before["vehicle"] == {"plate": "ABC1D23", "odometer_km": 45_000}
     assert [h["status"] for h in before["history"]] == ["PENDING", "COMMITTED"]
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
 
-    await leave_redis(gw, held["id"])
+    await leave_redis(svc, held["id"])
     after = await seed.get(held["id"])
     assert after.status_code == 200, after.text
     assert after.json() == before
 
 
 async def test_a_reversed_empenho_reads_the_same_after_it_left_redis(
-    seed: Terminal, gw, clock: Clock, ledger_url
+    seed: Terminal, svc, clock: Clock, ledger_url
 ) -> None:
     held = (await seed.hold(900)).json()
     clock.advance(30)
@@ -340,15 +340,15 @@ async def test_a_reversed_empenho_reads_the_same_after_it_left_redis(
     before = (await seed.get(held["id"])).json()
     assert before["cancel_reason"] == "devolução"
     assert [h["status"] for h in before["history"]] == ["PENDING", "COMMITTED", "REVERSED"]
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
 
-    await leave_redis(gw, held["id"])
+    await leave_redis(svc, held["id"])
     after = await seed.get(held["id"])
     assert after.status_code == 200, after.text
     assert after.json() == before
 
 
-async def test_an_empenho_that_never_existed_is_404(seed: Terminal, gw, ledger_url) -> None:
+async def test_an_empenho_that_never_existed_is_404(seed: Terminal, svc, ledger_url) -> None:
     assert_error(await seed.get("E0-01ARZ3NDEKTSV4RRFFQ69G5FAV"), 404, "UNKNOWN_EMPENHO")
     assert_error(await seed.get("E99-01ARZ3NDEKTSV4RRFFQ69G5FAV"), 404, "UNKNOWN_EMPENHO")  # no such shard
     assert_error(await seed.get("nonsense"), 404, "UNKNOWN_EMPENHO")
@@ -365,15 +365,15 @@ def instant(ms: int, hours: int = 0) -> str:
     return text.replace("+00:00", "Z")
 
 
-async def sell(t: Terminal, gw, amount: int, coupon: str) -> dict[str, Any]:
-    held = await t.hold(amount, proof=await mint_proof(gw, t.convenio, t.participant))
+async def sell(t: Terminal, svc, amount: int, coupon: str) -> dict[str, Any]:
+    held = await t.hold(amount, proof=await mint_proof(svc, t.convenio, t.participant))
     assert held.status_code == 201, held.text
     committed = await t.commit(held.json()["id"], coupon=coupon)
     assert committed.status_code == 200, committed.text
     return held.json()
 
 
-async def three_days_of_sales(seed: Terminal, backoffice: BackOffice, gw, clock: Clock) -> dict[str, int]:
+async def three_days_of_sales(seed: Terminal, backoffice: BackOffice, svc, clock: Clock) -> dict[str, int]:
     """Two participants of MOV1 buy on three days; one sale comes back; one limit goes up.
     Returns the gateway clock (ms) of each day."""
     await backoffice.create_convenio("MOV1", total_limit=100_000)
@@ -381,16 +381,16 @@ async def three_days_of_sales(seed: Terminal, backoffice: BackOffice, gw, clock:
     await backoffice.add_participant("MOV1", "BETO", limit=10_000, password="5678")
     ana, beto = seed.as_participant("MOV1", "ANA"), seed.as_participant("MOV1", "BETO")
     days = {"day1": clock.now}
-    await sell(ana, gw, 1000, "C-1")
-    returned = await sell(beto, gw, 2000, "C-2")
+    await sell(ana, svc, 1000, "C-1")
+    returned = await sell(beto, svc, 2000, "C-2")
     clock.advance(DAY)
     days["day2"] = clock.now
-    await sell(ana, gw, 500, "C-3")
+    await sell(ana, svc, 500, "C-3")
     assert (await beto.cancel(returned["id"], reason="devolução")).json()["status"] == "REVERSED"
     clock.advance(DAY)
     days["day3"] = clock.now
     assert (await backoffice.update_participant("MOV1", "ANA", limit=25_000)).status_code == 200
-    await sell(beto, gw, 700, "C-4")
+    await sell(beto, svc, 700, "C-4")
     return days
 
 
@@ -407,10 +407,10 @@ EXPECTED = [  # (participant, kind, amount, balance_after), oldest first
 
 
 @pytest.fixture
-async def week(seed: Terminal, backoffice: BackOffice, gw, clock: Clock, ledger_url) -> dict[str, Any]:
-    days = await three_days_of_sales(seed, backoffice, gw, clock)
+async def week(seed: Terminal, backoffice: BackOffice, svc, clock: Clock, ledger_url) -> dict[str, Any]:
+    days = await three_days_of_sales(seed, backoffice, svc, clock)
     await seed.hold(578)  # another convênio's sale never shows in MOV1's movements
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
     return {"days": days, "headers": bearer(await backoffice.key(1748))}
 
 
@@ -505,10 +505,10 @@ BAD_QUERIES = [
 
 
 async def test_a_bad_movements_query_names_its_field_and_only_the_back_office_may_ask(
-    seed: Terminal, backoffice: BackOffice, gw, ledger_url
+    seed: Terminal, backoffice: BackOffice, svc, ledger_url
 ) -> None:
     await seed.hold(578)
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
     sales_key = bearer(await backoffice.key(1748))
     assert (await movements(seed, sales_key, convenio="EMP001")).status_code == 200
     assert (await movements(seed, backoffice.headers, convenio="EMP001")).status_code == 200  # the admin
@@ -524,16 +524,16 @@ async def test_a_bad_movements_query_names_its_field_and_only_the_back_office_ma
 
 # --- 5. Postgres down ------------------------------------------------------------------------
 async def test_with_postgres_down_the_ledger_reads_answer_503_and_the_checkout_goes_on(
-    seed: Terminal, backoffice: BackOffice, gw, ledger_url
+    seed: Terminal, backoffice: BackOffice, svc, ledger_url
 ) -> None:
     gone = (await seed.hold(578)).json()
     await seed.commit(gone["id"], coupon="NF-1")
-    await writer.drain(gw, ledger_url)
-    await leave_redis(gw, gone["id"])
+    await writer.drain(svc, ledger_url)
+    await leave_redis(svc, gone["id"])
     sales_key = bearer(await backoffice.key(1748))
 
-    await gw.ledger.close()
-    gw.ledger = LedgerDB("postgresql://postgres@127.0.0.1:1/none")
+    await svc.ledger.close()
+    svc.ledger = LedgerDB("postgresql://postgres@127.0.0.1:1/none")
     for read in (
         lookup(seed, gone["protocol"]),
         seed.get(gone["id"]),

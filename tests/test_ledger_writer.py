@@ -6,20 +6,20 @@ from __future__ import annotations
 
 import dataclasses
 
-from ledger import writer
+from ledger.writer import writer
 from tests.checkout import Terminal
 
 
-async def stream_total(gw) -> int:
-    return sum([await gw.redis.xlen(s) for s in gw.keys.all_events()])
+async def stream_total(svc) -> int:
+    return sum([await svc.redis.xlen(s) for s in svc.keys.all_events()])
 
 
-async def test_every_event_of_a_sale_reaches_the_journal_once(seed: Terminal, gw, ledger, ledger_url) -> None:
+async def test_every_event_of_a_sale_reaches_the_journal_once(seed: Terminal, svc, ledger, ledger_url) -> None:
     held = (await seed.hold(578)).json()
     await seed.commit(held["id"], coupon="CUPOM-1")
-    emitted = await stream_total(gw)
-    assert await writer.drain(gw, ledger_url) == emitted
-    assert await writer.drain(gw, ledger_url) == 0
+    emitted = await stream_total(svc)
+    assert await writer.drain(svc, ledger_url) == emitted
+    assert await writer.drain(svc, ledger_url) == 0
     rows = await ledger.fetch("SELECT type, data FROM journal ORDER BY stream_id")
     types = [r["type"] for r in rows]
     assert "empenho.held" in types and "empenho.committed" in types
@@ -28,10 +28,10 @@ async def test_every_event_of_a_sale_reaches_the_journal_once(seed: Terminal, gw
     assert '"amount": 578' in committed["data"] and '"balance": 9422' in committed["data"]
 
 
-async def test_the_sale_is_in_the_projections(seed: Terminal, gw, ledger, ledger_url) -> None:
+async def test_the_sale_is_in_the_projections(seed: Terminal, svc, ledger, ledger_url) -> None:
     held = (await seed.hold(578)).json()
     await seed.commit(held["id"], coupon="CUPOM-1")
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
     part = await ledger.fetchrow("SELECT * FROM participants WHERE convenio = 'EMP001' AND participant = 'CLI001'")
     assert (part["limit"], part["balance"], part["reserved"]) == (10000, 9422, 0)
     assert part["pw_hash"].startswith("$argon2id$")
@@ -46,17 +46,17 @@ async def test_the_sale_is_in_the_projections(seed: Terminal, gw, ledger, ledger
 
 
 async def test_a_writer_that_dies_after_storing_but_before_acknowledging_loses_and_doubles_nothing(
-    seed: Terminal, gw, ledger, ledger_url
+    seed: Terminal, svc, ledger, ledger_url
 ) -> None:
-    await writer.ensure_groups(gw)
+    await writer.ensure_groups(svc)
     held = (await seed.hold(578)).json()
     await seed.cancel(held["id"])
-    emitted = await stream_total(gw)
+    emitted = await stream_total(svc)
     # writer w1 reads and stores everything, then dies before XACK
-    w1 = writer.Writer(gw, ledger_url, "w1")
+    w1 = writer.Writer(svc, ledger_url, "w1")
     await w1.connect()
     await w1.rebalance()
-    reply = await gw.redis.xreadgroup(writer.GROUP, "w1", dict.fromkeys(gw.keys.all_events(), ">"), count=1000)
+    reply = await svc.redis.xreadgroup(writer.GROUP, "w1", dict.fromkeys(svc.keys.all_events(), ">"), count=1000)
     batch = []
     for stream, entries in writer._entries(reply):
         name = writer._name(stream)
@@ -66,31 +66,31 @@ async def test_a_writer_that_dies_after_storing_but_before_acknowledging_loses_a
     await w1.close()  # its locks go with its connection
 
     # another writer takes its streams and its pending batch: nothing doubles, nothing stays pending
-    handled = await writer.drain(gw, ledger_url, "w2")
+    handled = await writer.drain(svc, ledger_url, "w2")
     assert handled == emitted
     assert await ledger.fetchval("SELECT count(*) FROM journal") == emitted
     assert await ledger.fetchval("SELECT count(*) FROM empenho_history") == 2
-    for stream in gw.keys.all_events():
-        assert (await gw.redis.xpending(stream, writer.GROUP))["pending"] == 0
+    for stream in svc.keys.all_events():
+        assert (await svc.redis.xpending(stream, writer.GROUP))["pending"] == 0
     # and what is stored has left Redis
-    assert await stream_total(gw) < emitted
+    assert await stream_total(svc) < emitted
 
 
-async def test_readyz_reports_the_ledger_lag_and_turns_false_past_its_bound(seed: Terminal, gw, ledger_url) -> None:
-    from gateway.ledger_lag import ledger_lag
+async def test_readyz_reports_the_ledger_lag_and_turns_false_past_its_bound(seed: Terminal, svc, ledger_url) -> None:
+    from gateway.platform.streams import ledger_lag
 
     await seed.hold(578)
-    behind = await ledger_lag(gw)
-    assert behind == await stream_total(gw) > 0  # no writer has run yet
+    behind = await ledger_lag(svc)
+    assert behind == await stream_total(svc) > 0  # no writer has run yet
     r = await seed.client.get("/readyz")
     assert r.status_code == 200
     assert r.json()["checks"]["ledger_lag"] == str(behind)
 
-    await writer.drain(gw, ledger_url)
-    assert await ledger_lag(gw) == 0
+    await writer.drain(svc, ledger_url)
+    assert await ledger_lag(svc) == 0
 
     await seed.hold(100)
-    gw.settings = dataclasses.replace(gw.settings, ledger_lag_max=0)
+    svc.settings = dataclasses.replace(svc.settings, ledger_lag_max=0)
     r = await seed.client.get("/readyz")
     assert r.status_code == 503
     assert r.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
@@ -99,7 +99,7 @@ async def test_readyz_reports_the_ledger_lag_and_turns_false_past_its_bound(seed
 
 
 async def test_a_batch_with_a_new_password_then_other_changes_keeps_the_password_hash(
-    backoffice, gw, ledger, ledger_url
+    backoffice, svc, ledger, ledger_url
 ) -> None:
     await backoffice.create_convenio("EMPX", total_limit=5000)
     await backoffice.add_participant("EMPX", "P1", limit=1000)
@@ -107,7 +107,7 @@ async def test_a_batch_with_a_new_password_then_other_changes_keeps_the_password
     assert r.status_code == 200, r.text
     r = await backoffice.update_participant("EMPX", "P1", name="OUTRO NOME", limit=1500)
     assert r.status_code == 200, r.text
-    await writer.drain(gw, ledger_url)  # all four in one batch
+    await writer.drain(svc, ledger_url)  # all four in one batch
     row = await ledger.fetchrow("SELECT * FROM participants WHERE convenio = 'EMPX' AND participant = 'P1'")
     assert (row["name"], row["limit"], row["balance"]) == ("OUTRO NOME", 1500, 1500)
     assert row["pw_hash"] and row["pw_hash"].startswith("$argon2id$")
@@ -115,7 +115,7 @@ async def test_a_batch_with_a_new_password_then_other_changes_keeps_the_password
 
 
 async def test_a_nul_character_is_refused_at_the_edge_and_cannot_stall_a_shard(
-    seed: Terminal, backoffice, gw, ledger, ledger_url
+    seed: Terminal, backoffice, svc, ledger, ledger_url
 ) -> None:
     from tests.checkout import assert_error
 
@@ -124,20 +124,20 @@ async def test_a_nul_character_is_refused_at_the_edge_and_cannot_stall_a_shard(
     # should one reach an event anyway (here: straight through the script), the writer stores it
     import msgspec
 
-    k = gw.keys
-    await gw.run(
+    k = svc.keys
+    await svc.run(
         "participant_save",
         [k.convenio("EMP001"), k.participant("EMP001", "NUL1"), k.members("EMP001"), k.events(k.shard_of("EMP001"))],
         [
             "create",
-            gw.now_ms(),
-            gw.protocol(),
+            svc.now_ms(),
+            svc.protocol(),
             "EMP001",
             "NUL1",
             msgspec.json.encode({"name": "A\u0000B", "limit": "0"}),
         ],
     )
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
     assert await ledger.fetchval("SELECT name FROM participants WHERE participant = 'NUL1'") == "A\ufffdB"
 
 

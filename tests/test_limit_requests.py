@@ -14,11 +14,12 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway import apikeys, registry
-from gateway.clock import rfc3339
-from gateway.core import Gateway
-from gateway.permissions import Permission
-from ledger import writer
+from gateway.auth import apikeys
+from gateway.auth.permissions import Permission
+from gateway.platform.clock import rfc3339
+from gateway.platform.services import Services
+from gateway.registry import participants
+from ledger.writer import writer
 from tests.checkout import BackOffice, Clock, Terminal, assert_error
 
 UNKNOWN = "L01ARZ3NDEKTSV4RRFFQ69G5FAV"  # looks like a request id, was never issued
@@ -90,7 +91,7 @@ async def credit_desk(backoffice: BackOffice) -> Desk:
 
 
 async def test_one_request_approved_for_another_amount_and_one_rejected_both_in_the_history(
-    gw: Gateway, clock: Clock, backoffice: BackOffice, analyst: Desk, credit_desk: Desk, ledger_url: str
+    svc: Services, clock: Clock, backoffice: BackOffice, analyst: Desk, credit_desk: Desk, ledger_url: str
 ) -> None:
     """ANA of EMP070 (total R$ 50.000,00) has R$ 10.000,00. The desk asks R$ 15.000,00 for a
     raise in salary; the analyst grants R$ 20.000,00 instead. The desk then asks, urgently,
@@ -152,7 +153,7 @@ async def test_one_request_approved_for_another_amount_and_one_rejected_both_in_
     listed = ok(await credit_desk.requests("EMP070", "ANA"))
     assert listed == {"requests": [rejected, approved]}  # the urgent one first
 
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
     history = await credit_desk.history("EMP070", "ANA")
     rows = [
         (h["kind"], h["at"], h["by"], h["before"], h["after"], h["reason"], h.get("request"), h.get("request_status"))
@@ -266,7 +267,7 @@ async def test_an_approval_past_the_convenio_total_is_refused_and_the_request_st
 
 
 async def test_an_approval_interrupted_after_the_limit_is_set_is_finished_by_approving_again(
-    gw: Gateway, backoffice: BackOffice, analyst: Desk, credit_desk: Desk, ledger_url: str, monkeypatch: Any
+    svc: Services, backoffice: BackOffice, analyst: Desk, credit_desk: Desk, ledger_url: str, monkeypatch: Any
 ) -> None:
     """The gateway loses Postgres right after Redis took the new limit: the answer is 503 and
     the request still reads PENDING. It cannot be rejected any more (the limit may be set);
@@ -275,13 +276,13 @@ async def test_an_approval_interrupted_after_the_limit_is_set_is_finished_by_app
     await backoffice.add_participant("EMP074", "ANA", limit=1_000_000)
     asked = ok(await credit_desk.ask("EMP074", "ANA", 2_000_000, "promoção"), 201)
 
-    real = registry.save_participant
+    real = participants.save_participant
 
     async def then_postgres_goes(*args: Any, **kwargs: Any) -> Any:
         await real(*args, **kwargs)
         raise ConnectionRefusedError("the ledger went away")
 
-    monkeypatch.setattr(registry, "save_participant", then_postgres_goes)
+    monkeypatch.setattr(participants, "save_participant", then_postgres_goes)
     assert_error(await analyst.approve(asked["id"]), 503, "LEDGER_UNAVAILABLE")
     monkeypatch.undo()
     assert ok(await analyst.request(asked["id"]))["status"] == "PENDING"
@@ -293,7 +294,7 @@ async def test_an_approval_interrupted_after_the_limit_is_set_is_finished_by_app
     ana = await analyst.participant("EMP074", "ANA")
     assert (ana["limit"], ana["balance"]) == (2_000_000, 2_000_000)
 
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
     changes = [(h["kind"], h["before"], h["after"]) for h in await analyst.history("EMP074", "ANA")]
     assert changes.count(("LIMIT", 1_000_000, 2_000_000)) == 1  # the repeat changed nothing
     assert [h for h in changes if h[0] == "LIMIT"] == [("LIMIT", 1_000_000, 2_000_000), ("LIMIT", None, 1_000_000)]

@@ -10,18 +10,18 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway import sweeper
+from gateway.holds import sweeper
 from tests.checkout import Terminal, assert_error, mint_proof
 from tests.month import Month, local
 
 
 @pytest.fixture
-async def month(gw, client, backoffice, clock, ledger, ledger_url) -> Month:
-    return Month(gw, client, backoffice, clock, ledger, ledger_url)
+async def month(svc, client, backoffice, clock, ledger, ledger_url) -> Month:
+    return Month(svc, client, backoffice, clock, ledger, ledger_url)
 
 
 async def try_hold(month: Month, t: Terminal, amount: int) -> httpx.Response:
-    return await t.hold(amount, proof=await mint_proof(month.gw, t.convenio, t.participant))
+    return await t.hold(amount, proof=await mint_proof(month.svc, t.convenio, t.participant))
 
 
 def declined(r: httpx.Response, code: str, scope: str, remaining: int) -> dict[str, Any]:
@@ -82,15 +82,15 @@ async def test_a_convenio_s_day_window_caps_all_its_participants_together(month:
     await month.sell(bia, 4_000)
 
 
-async def test_an_expired_hold_gives_its_amount_back_to_the_window(month: Month, gw) -> None:
+async def test_an_expired_hold_gives_its_amount_back_to_the_window(month: Month, svc) -> None:
     month.at(local(2026, 11, 2, 9))
     await month.convenio("MAR", 1_000_000)
     await month.office.add_participant("MAR", "ANA", limit=100_000, windows={"daily_max": 1_000})
     ana = Terminal(month.client, {**_creds(month), "convenio": "MAR", "participant": "ANA"})
     await month.hold(ana, 1_000)
     declined(await try_hold(month, ana, 1), "DAILY_LIMIT_EXCEEDED", "participant", 0)
-    month.clock.advance(gw.settings.hold_ttl_s + 1)
-    await sweeper.sweep_once(gw)
+    month.clock.advance(svc.settings.hold_ttl_s + 1)
+    await sweeper.sweep_once(svc)
     await month.hold(ana, 1_000)
 
 
@@ -99,7 +99,7 @@ async def test_without_caps_nothing_is_counted_and_a_decline_is_kept_as_answered
     await month.convenio("ABR", 1_000_000)
     ana = await month.participant("ABR", "ANA", limit=10_000)
     await month.sell(ana, 9_000)
-    raw = await month.gw.redis.hgetall(month.gw.keys.participant("ABR", "ANA"))
+    raw = await month.svc.redis.hgetall(month.svc.keys.participant("ABR", "ANA"))
     assert b"wds" not in raw  # no cap: holds leave no counters behind
     r = await month.office.update_participant("ABR", "ANA", windows={"order_max": 100})
     assert r.status_code == 200

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ledger import balance_batch, duplicatas, jobs, scheduler
+from ledger.month import balance_batch, duplicatas, jobs, scheduler
 from tests.checkout import assert_error
 from tests.month import Month, local
 
@@ -17,8 +17,8 @@ D = datetime.date
 
 
 @pytest.fixture
-async def month(gw, client, backoffice, clock, ledger, ledger_url) -> Month:
-    return Month(gw, client, backoffice, clock, ledger, ledger_url)
+async def month(svc, client, backoffice, clock, ledger, ledger_url) -> Month:
+    return Month(svc, client, backoffice, clock, ledger, ledger_url)
 
 
 async def billed_once(month: Month, convenio: str) -> None:
@@ -318,7 +318,7 @@ async def test_the_scheduler_runs_each_job_once_at_its_local_time(month: Month) 
     async def tick(at: datetime.datetime) -> list[tuple[str, str]]:
         month.at(at)
         async with month.ledger.acquire() as conn:
-            return [(r["job"], r["outcome"]) for r in await scheduler.tick(month.gw, conn, month.now)]
+            return [(r["job"], r["outcome"]) for r in await scheduler.tick(month.svc, conn, month.now)]
 
     assert await tick(local(2026, 11, 30, 0, 59)) == []
     assert await tick(local(2026, 11, 30, 1, 0)) == [("duplicatas", "DONE"), ("overdue", "DONE"), ("reconcile", "DONE")]
@@ -386,7 +386,7 @@ async def test_the_back_office_lists_shows_and_settles_duplicatas_over_http(mont
 async def test_settling_an_unknown_duplicata_says_so(month: Month) -> None:
     async with month.ledger.acquire() as conn:
         with pytest.raises(duplicatas.UnknownDuplicata):
-            await duplicatas.settle(month.gw, conn, "DNOPE", now=month.now)
+            await duplicatas.settle(month.svc, conn, "DNOPE", now=month.now)
 
 
 # -- what the review of the month found -----------------------------------------------------------
@@ -410,12 +410,12 @@ async def test_a_late_rollover_keeps_what_was_sold_after_2330(month: Month) -> N
     await no_drift(month)
 
 
-async def test_a_sale_landing_while_the_rollover_runs_is_not_lost(month: Month, monkeypatch, gw, ledger_url) -> None:
+async def test_a_sale_landing_while_the_rollover_runs_is_not_lost(month: Month, monkeypatch, svc, ledger_url) -> None:
     """A pool whose balance moved after the ledger was read is left for the next round, which
     reads the ledger again: the sale stays debited."""
     import asyncio
 
-    from ledger import writer
+    from ledger.writer import writer
 
     month.at(local(2026, 11, 2))
     await month.convenio("RACE", 100_000, rollover={"policy": "MONTHLY", "day": 30})
@@ -438,12 +438,12 @@ async def test_a_sale_landing_while_the_rollover_runs_is_not_lost(month: Month, 
     monkeypatch.setattr(balance_batch, "apply", a_sale_first)
     await month.store()
     stopping = asyncio.Event()
-    writing = asyncio.create_task(writer.run(gw, ledger_url, "during-rollover", stopping))
+    writing = asyncio.create_task(writer.run(svc, ledger_url, "during-rollover", stopping))
     try:
         async with month.ledger.acquire() as conn:
-            from ledger import rollover
+            from ledger.month import rollover
 
-            run = await rollover.run(gw, conn, D(2026, 11, 30), now=month.now, ledger_wait_s=10)
+            run = await rollover.run(svc, conn, D(2026, 11, 30), now=month.now, ledger_wait_s=10)
     finally:
         stopping.set()
         await writing
@@ -489,7 +489,7 @@ async def test_a_participant_missing_from_redis_keeps_the_restoration_pending(mo
     month.at(local(2026, 11, 10, 12))
     await month.sell(ana, 1_000)
     await month.store()
-    await month.gw.redis.delete(month.gw.keys.participant("GONE", "ANA"))  # Redis lost it
+    await month.svc.redis.delete(month.svc.keys.participant("GONE", "ANA"))  # Redis lost it
     month.at(local(2026, 11, 11, 1))
     with pytest.raises(RuntimeError, match="not in Redis"):
         await month.bill(D(2026, 11, 11))

@@ -12,19 +12,19 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from ledger import jobs
 from ledger.cli import main
+from ledger.month import jobs
 from tests.month import Month, local
 
 
 @pytest.fixture
-async def month(gw, client, backoffice, clock, ledger, ledger_url) -> Month:
-    return Month(gw, client, backoffice, clock, ledger, ledger_url)
+async def month(svc, client, backoffice, clock, ledger, ledger_url) -> Month:
+    return Month(svc, client, backoffice, clock, ledger, ledger_url)
 
 
 @pytest.fixture
-def env(gw, ledger_url) -> dict[str, str]:
-    s = gw.settings
+def env(svc, ledger_url) -> dict[str, str]:
+    s = svc.settings
     return {
         "REDIS_URL": s.redis_url,
         "DATABASE_URL": ledger_url,
@@ -125,7 +125,8 @@ def test_every_month_command_has_help() -> None:
 
 
 def test_dates_are_local_days() -> None:
-    from ledger.local_calendar import local_start, rollover_date
+    from gateway.platform.clock import local_start
+    from ledger.month.calendar import rollover_date
 
     assert rollover_date(2026, 2, 31) == datetime.date(2026, 2, 28)
     assert rollover_date(2028, 2, 30) == datetime.date(2028, 2, 29)

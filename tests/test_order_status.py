@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.permissions import Permission
-from ledger import writer
+from gateway.auth.permissions import Permission
+from ledger.writer import writer
 from tests.checkout import BackOffice, Clock, Terminal, assert_error
 from tests.test_credits import Account
 
@@ -76,9 +76,9 @@ async def test_the_parameters_start_as_the_seed_s_and_only_3187_changes_them(
 
 
 async def test_a_batch_with_pf_and_pc_posted_twice_reports_the_same_and_moves_money_once(
-    account: Account, seed: Terminal, backoffice: BackOffice, gw, ledger_url, monkeypatch
+    account: Account, seed: Terminal, backoffice: BackOffice, svc, ledger_url, monkeypatch
 ) -> None:
-    from gateway import order_status
+    from gateway.credits import order_status
 
     monkeypatch.setattr(order_status, "LEDGER_WAIT_S", 0.1)
     assert (await set_params(backoffice, ["PF"], ["PC"], True)).status_code == 200
@@ -88,7 +88,7 @@ async def test_a_batch_with_pf_and_pc_posted_twice_reports_the_same_and_moves_mo
     dropped_credit, dropped_empenho = await an_order(account, seed, "PED-B", 300, 1000)
     waiting_credit, waiting_empenho = await an_order(account, seed, "PED-C", 200, 500)
     assert (await seed.limit()).json()["reserved"] == 3500
-    await writer.drain(gw, ledger_url)  # the empenhos of an order are found in the ledger
+    await writer.drain(svc, ledger_url)  # the empenhos of an order are found in the ledger
 
     batch = [("PED-A", "PF"), ("PED-B", "PC"), ("PED-C", "EM"), ("PED-NADA", "PF")]
     first = await report(backoffice, *batch)
@@ -112,12 +112,12 @@ async def test_a_batch_with_pf_and_pc_posted_twice_reports_the_same_and_moves_mo
     # PED-NADA is looked up again: the post waits for the ledger to store the first post's events
     r = await post(backoffice, *batch)
     assert_error(r, 503, "LEDGER_UNAVAILABLE")
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
     again = await report(backoffice, *batch)
     assert again == first
     assert (await seed.limit()).json() == limit
     assert await account.remaining("CLI001") == remaining
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
     assert await report(backoffice, *batch) == first  # once stored too
 
     order = (await account.order("PED-A")).json()
@@ -128,13 +128,13 @@ async def test_a_batch_with_pf_and_pc_posted_twice_reports_the_same_and_moves_mo
 
 
 async def test_with_update_balance_off_pf_releases_the_convenio_hold_without_a_debit(
-    account: Account, seed: Terminal, backoffice: BackOffice, gw, ledger_url, ledger
+    account: Account, seed: Terminal, backoffice: BackOffice, svc, ledger_url, ledger
 ) -> None:
     """The seed's default (alterasaldo = 0): the ERP keeps the balance; processing only releases
     the checkout's hold. The customer's credits are the gateway's own: the order consumed them."""
     await account.registered("CLI001", "MAN-0001", "MANUAL", 1000)
     credit_hold, empenho = await an_order(account, seed, "PED-D", 600, 2500)
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
 
     [result] = await report(backoffice, ("PED-D", "PF"))
     assert (result["action"], result["update_balance"]) == ("COMMIT", False)
@@ -146,7 +146,7 @@ async def test_with_update_balance_off_pf_releases_the_convenio_hold_without_a_d
     assert view["status"] == "CANCELLED" and "without a balance change" in view["cancel_reason"]
 
     assert await report(backoffice, ("PED-D", "PF")) == [result]
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
     async with ledger.acquire() as conn:
         row = await conn.fetchrow(
             "SELECT action, update_balance, report FROM order_statuses WHERE order_ref = $1", "PED-D"
@@ -156,12 +156,12 @@ async def test_with_update_balance_off_pf_releases_the_convenio_hold_without_a_d
 
 
 async def test_with_update_balance_on_pf_debits_and_a_later_pc_gives_everything_back(
-    account: Account, seed: Terminal, backoffice: BackOffice, gw, ledger_url
+    account: Account, seed: Terminal, backoffice: BackOffice, svc, ledger_url
 ) -> None:
     assert (await set_params(backoffice, ["PF"], ["PC"], True)).status_code == 200
     await account.registered("CLI001", "RUP-0001", "RUPTURA", 800)
     credit_hold, empenho = await an_order(account, seed, "PED-E", 800, 3000)
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
 
     [done] = await report(backoffice, ("PED-E", "PF"))
     assert done["committed"] == [credit_hold, empenho]
@@ -169,7 +169,7 @@ async def test_with_update_balance_on_pf_debits_and_a_later_pc_gives_everything_
     assert await account.remaining("CLI001") == {"RUP-0001": 0}
 
     # the order is cancelled after it was processed: the sale is reversed, the credit given back
-    await writer.drain(gw, ledger_url)  # (a post first waits for the ledger to hold the orders' holds)
+    await writer.drain(svc, ledger_url)  # (a post first waits for the ledger to hold the orders' holds)
     [undone] = await report(backoffice, ("PED-E", "PC"))
     assert undone["reversed"] == [credit_hold, empenho]
     assert (await seed.limit()).json()["balance"] == 10000
@@ -181,13 +181,13 @@ async def test_with_update_balance_on_pf_debits_and_a_later_pc_gives_everything_
 
 
 async def test_with_update_balance_off_pc_keeps_a_committed_sale_but_gives_credits_back(
-    account: Account, seed: Terminal, backoffice: BackOffice, gw, ledger_url
+    account: Account, seed: Terminal, backoffice: BackOffice, svc, ledger_url
 ) -> None:
     await account.registered("CLI001", "RUP-0002", "RUPTURA", 800)
     credit_hold, empenho = await an_order(account, seed, "PED-F", 500, 1000)
     assert (await seed.commit(empenho, coupon="NF-F")).status_code == 200
     assert (await account.commit(credit_hold, coupon="NF-F")).status_code == 200
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
 
     [result] = await report(backoffice, ("PED-F", "PC"))
     assert (result["reversed"], result["unchanged"]) == ([credit_hold], [empenho])
@@ -209,14 +209,14 @@ async def test_a_batch_is_checked_whole(backoffice: BackOffice) -> None:
 
 
 async def test_a_cancelling_status_needs_the_cancel_permission_too(
-    account: Account, backoffice: BackOffice, client, gw, ledger_url
+    account: Account, backoffice: BackOffice, client, svc, ledger_url
 ) -> None:
     """PC reverses sales: a key that may not cancel (3186) may not post it either."""
     await account.registered("CLI001", "DEV-1", "DEVOLUCAO", 1_000)
     held = await account.held("CLI001", 1_000, "PED-9")
     assert (await account.commit(held["id"], coupon="NF-9")).status_code == 200
     only_3185 = {"Authorization": f"Bearer {await backoffice.key(Permission.EMPENHO)}"}
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
     r = await client.post("/v1/orders/status", json={"orders": [{"order": "PED-9", "status": "PC"}]}, headers=only_3185)
     assert_error(r, 403, "FORBIDDEN")
     r = await client.post("/v1/orders/status", json={"orders": [{"order": "PED-9", "status": "PF"}]}, headers=only_3185)

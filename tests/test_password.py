@@ -6,51 +6,51 @@ import asyncio
 from tests.checkout import Clock, Terminal, assert_error
 
 
-async def test_a_wrong_password_says_how_many_attempts_are_left(seed: Terminal, gw) -> None:
+async def test_a_wrong_password_says_how_many_attempts_are_left(seed: Terminal, svc) -> None:
     r = await seed.check_password("000000" if seed.password != "000000" else "111111")
     assert r.status_code == 200
     assert r.json()["valid"] is False
-    assert r.json()["attempts_left"] == gw.settings.password_max_failures - 1
+    assert r.json()["attempts_left"] == svc.settings.password_max_failures - 1
     assert "proof" not in r.json()
 
 
-async def test_repeated_guessing_locks_the_participant(seed: Terminal, gw, clock: Clock) -> None:
+async def test_repeated_guessing_locks_the_participant(seed: Terminal, svc, clock: Clock) -> None:
     wrong = "999999" if seed.password != "999999" else "888888"
-    attempts = gw.settings.password_max_failures
+    attempts = svc.settings.password_max_failures
     answers = [await seed.check_password(wrong) for _ in range(attempts)]
     assert [a.json()["attempts_left"] for a in answers] == list(range(attempts - 1, -1, -1))
     locked = await seed.check_password()  # even the right password, now
     assert locked.status_code == 423
     assert locked.json()["error"]["code"] == "PASSWORD_LOCKED"
-    assert 0 < locked.json()["error"]["retry_after"] <= gw.settings.password_lock_s
-    clock.advance(gw.settings.password_lock_s + 1)
+    assert 0 < locked.json()["error"]["retry_after"] <= svc.settings.password_lock_s
+    clock.advance(svc.settings.password_lock_s + 1)
     assert (await seed.check_password()).json()["valid"] is True
 
 
-async def test_a_burst_of_parallel_guesses_cannot_exceed_the_allowed_failures(seed: Terminal, gw) -> None:
+async def test_a_burst_of_parallel_guesses_cannot_exceed_the_allowed_failures(seed: Terminal, svc) -> None:
     wrong = "999999" if seed.password != "999999" else "888888"
     answers = await asyncio.gather(*(seed.check_password(wrong) for _ in range(20)))
     verified = [a for a in answers if a.status_code == 200]
-    assert len(verified) == gw.settings.password_max_failures
+    assert len(verified) == svc.settings.password_max_failures
     # the rest waited for those in progress (429) or came after they locked it (423)
     assert all(a.status_code in (423, 429) for a in answers if a.status_code != 200)
     assert (await seed.check_password()).status_code == 423
 
 
-async def test_parallel_checks_of_the_right_password_never_lock_the_participant(seed: Terminal, gw) -> None:
-    answers = await asyncio.gather(*(seed.check_password() for _ in range(3 * gw.settings.password_max_failures)))
+async def test_parallel_checks_of_the_right_password_never_lock_the_participant(seed: Terminal, svc) -> None:
+    answers = await asyncio.gather(*(seed.check_password() for _ in range(3 * svc.settings.password_max_failures)))
     assert {a.status_code for a in answers} <= {200, 429}, [a.text for a in answers]
     assert all(a.json()["valid"] for a in answers if a.status_code == 200)
     assert (await seed.check_password()).json()["valid"] is True
 
 
-async def test_checks_whose_verdict_never_came_are_not_failures(seed: Terminal, gw, clock: Clock) -> None:
+async def test_checks_whose_verdict_never_came_are_not_failures(seed: Terminal, svc, clock: Clock) -> None:
     # a gateway worker killed (or Redis lost) between opening a check and recording its verdict
-    from gateway.password_check import CHECK_STALE_MS
+    from gateway.auth.password_check import CHECK_STALE_MS
 
-    k, s = gw.keys, gw.settings
+    k, s = svc.keys, svc.settings
     for _ in range(s.password_max_failures):
-        opened = await gw.run(
+        opened = await svc.run(
             "password_attempt",
             [
                 k.convenio(seed.convenio),
@@ -59,10 +59,10 @@ async def test_checks_whose_verdict_never_came_are_not_failures(seed: Terminal, 
                 k.password_checks(seed.convenio, seed.participant),
             ],
             [
-                gw.now_ms(),
+                svc.now_ms(),
                 s.password_max_failures,
                 s.password_lock_s * 1000,
-                gw.protocol(),
+                svc.protocol(),
                 seed.convenio,
                 seed.participant,
                 CHECK_STALE_MS,
@@ -78,21 +78,21 @@ async def test_checks_whose_verdict_never_came_are_not_failures(seed: Terminal, 
     assert (await seed.check_password(wrong)).json()["attempts_left"] == s.password_max_failures - 1
 
 
-async def test_guesses_in_flight_when_the_lock_falls_are_told_none_are_left(seed: Terminal, gw) -> None:
+async def test_guesses_in_flight_when_the_lock_falls_are_told_none_are_left(seed: Terminal, svc) -> None:
     wrong = "999999" if seed.password != "999999" else "888888"
-    answers = await asyncio.gather(*[seed.check_password(wrong) for _ in range(gw.settings.password_max_failures)])
+    answers = await asyncio.gather(*[seed.check_password(wrong) for _ in range(svc.settings.password_max_failures)])
     bodies = [a.json() for a in answers if a.status_code == 200]
     # the last allowed failure locks; no answer may promise attempts the lock already took away
     assert all(b["valid"] is False and b["attempts_left"] == 0 for b in bodies), bodies
     assert (await seed.check_password()).status_code == 423
 
 
-async def test_a_right_password_resets_the_failure_count(seed: Terminal, gw) -> None:
+async def test_a_right_password_resets_the_failure_count(seed: Terminal, svc) -> None:
     wrong = "999999" if seed.password != "999999" else "888888"
-    for _ in range(gw.settings.password_max_failures - 1):
+    for _ in range(svc.settings.password_max_failures - 1):
         await seed.check_password(wrong)
     assert (await seed.check_password()).json()["valid"] is True
-    assert (await seed.check_password(wrong)).json()["attempts_left"] == gw.settings.password_max_failures - 1
+    assert (await seed.check_password(wrong)).json()["attempts_left"] == svc.settings.password_max_failures - 1
 
 
 async def test_the_wrong_integration_key_is_refused(seed: Terminal) -> None:
@@ -125,9 +125,9 @@ async def test_a_declined_hold_does_not_spend_the_proof(seed: Terminal) -> None:
     assert (await seed.hold(578, proof=proof)).status_code == 201
 
 
-async def test_a_proof_expires(seed: Terminal, clock: Clock, gw) -> None:
+async def test_a_proof_expires(seed: Terminal, clock: Clock, svc) -> None:
     proof = await seed.proof()
-    clock.advance(gw.settings.proof_ttl_s + 1)
+    clock.advance(svc.settings.proof_ttl_s + 1)
     r = await seed.hold(578, proof=proof)
     assert r.json()["error"]["code"] == "PASSWORD_PROOF_INVALID"
 
@@ -173,23 +173,23 @@ async def test_a_lookalike_code_with_a_trailing_newline_is_no_code(seed: Termina
 
 
 async def test_a_check_slower_than_the_stale_window_gives_no_proof_but_a_wrong_one_still_counts(
-    seed: Terminal, gw, clock: Clock, monkeypatch
+    seed: Terminal, svc, clock: Clock, monkeypatch
 ) -> None:
     # a machine so loaded that the hash took longer than a check may stay open: the verdict
     # came after the check stopped counting, so a right password must not pay off
-    from gateway.password_check import CHECK_STALE_MS
+    from gateway.auth.password_check import CHECK_STALE_MS
 
-    real = gw.passwords.verify
+    real = svc.passwords.verify
 
     async def slow(stored_hash: str, password: str) -> bool:
         clock.advance(CHECK_STALE_MS / 1000 + 1)
         return await real(stored_hash, password)
 
-    monkeypatch.setattr(gw.passwords, "verify", slow)
+    monkeypatch.setattr(svc.passwords, "verify", slow)
     late = await seed.check_password()
     error = assert_error(late, 503, "PASSWORD_CHECK_TIMEOUT")
     assert error["retry_after"] == 1 and "proof" not in late.text
     wrong = "999999" if seed.password != "999999" else "888888"
-    assert (await seed.check_password(wrong)).json()["attempts_left"] == gw.settings.password_max_failures - 1
-    monkeypatch.setattr(gw.passwords, "verify", real)
+    assert (await seed.check_password(wrong)).json()["attempts_left"] == svc.settings.password_max_failures - 1
+    monkeypatch.setattr(svc.passwords, "verify", real)
     assert (await seed.check_password()).json()["valid"] is True

@@ -16,9 +16,9 @@ import asyncpg
 import pytest
 from click.testing import CliRunner, Result
 
-from ledger import reconciliation as rec
-from ledger import writer
-from ledger.reconcile_cli import reconcile
+from ledger.reconciliation import reconcile as rec
+from ledger.reconciliation.cli import reconcile
+from ledger.writer import writer
 from tests.checkout import BackOffice, Clock, Terminal, mint_proof
 
 SP = ZoneInfo("America/Sao_Paulo")
@@ -35,9 +35,9 @@ def set_clock(clock: Clock, day: datetime.date, hour: int = 14, minute: int = 0)
     clock.now = int(at(day, hour, minute).timestamp() * 1000)
 
 
-async def sell(t: Terminal, gw, amount: int, coupon: str, store: str = "LOJA01", terminal: str = "PDV01") -> str:
+async def sell(t: Terminal, svc, amount: int, coupon: str, store: str = "LOJA01", terminal: str = "PDV01") -> str:
     """A checkout: hold, then commit with the coupon; the empenho's id."""
-    held = await t.hold(amount, proof=await mint_proof(gw, t.convenio, t.participant), store=store, terminal=terminal)
+    held = await t.hold(amount, proof=await mint_proof(svc, t.convenio, t.participant), store=store, terminal=terminal)
     assert held.status_code == 201, held.text
     committed = await t.commit(held.json()["id"], coupon=coupon)
     assert committed.status_code == 200, committed.text
@@ -133,16 +133,16 @@ def treasury(ledger: asyncpg.Pool) -> Treasury:
 
 # --- one day, every state ----------------------------------------------------------------------
 async def test_a_days_closing_file_is_reconciled_line_by_line(
-    seed: Terminal, gw, clock: Clock, ledger_url, treasury: Treasury
+    seed: Terminal, svc, clock: Clock, ledger_url, treasury: Treasury
 ) -> None:
     set_clock(clock, MON, 10)
-    await sell(seed, gw, 578, "CUPOM-1")  # seed 001's R$ 5,78: the file says the same
-    await sell(seed, gw, 1200, "CUPOM-2")  # the file says R$ 12,50
-    await sell(seed, gw, 300, "CUPOM-3")  # the terminal's file forgot it
-    returned = await sell(seed, gw, 950, "CUPOM-4")
+    await sell(seed, svc, 578, "CUPOM-1")  # seed 001's R$ 5,78: the file says the same
+    await sell(seed, svc, 1200, "CUPOM-2")  # the file says R$ 12,50
+    await sell(seed, svc, 300, "CUPOM-3")  # the terminal's file forgot it
+    returned = await sell(seed, svc, 950, "CUPOM-4")
     clock.advance(3600)
     await give_back(seed, returned)  # reversed the same day, yet in the file
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
 
     data = closing_file(
         sale_line("CUPOM-1", 578, kind="SALE"),
@@ -213,10 +213,10 @@ async def test_a_days_closing_file_is_reconciled_line_by_line(
 
 # --- the look-back window (seed 002) -------------------------------------------------------------
 async def test_a_sale_the_ledger_got_late_is_reconciled_by_a_later_run_of_the_window(
-    seed: Terminal, gw, clock: Clock, ledger_url, treasury: Treasury
+    seed: Terminal, svc, clock: Clock, ledger_url, treasury: Treasury
 ) -> None:
     set_clock(clock, MON, 18)
-    await sell(seed, gw, 578, "CUPOM-1")
+    await sell(seed, svc, 578, "CUPOM-1")
     # the closing file is in before the ledger writer stored the sale
     await treasury.import_(closing_file(sale_line("CUPOM-1", 578)))
     await treasury.run(MON)
@@ -224,7 +224,7 @@ async def test_a_sale_the_ledger_got_late_is_reconciled_by_a_later_run_of_the_wi
     assert (line.state, line.missing, line.note) == ("NOT_RECONCILED", "LEDGER", rec.NO_SALE)
     assert (await treasury.counts())["receivable_movements"] == 0
 
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
     report = await treasury.run(TUE)
 
     line = await treasury.line("CUPOM-1")
@@ -242,11 +242,11 @@ async def test_a_sale_the_ledger_got_late_is_reconciled_by_a_later_run_of_the_wi
 
 
 async def test_what_is_not_matched_within_the_window_fails(
-    seed: Terminal, gw, clock: Clock, ledger_url, treasury: Treasury
+    seed: Terminal, svc, clock: Clock, ledger_url, treasury: Treasury
 ) -> None:
     set_clock(clock, MON, 11)
-    await sell(seed, gw, 300, "CUPOM-3")  # no closing file will ever report it
-    await writer.drain(gw, ledger_url)
+    await sell(seed, svc, 300, "CUPOM-3")  # no closing file will ever report it
+    await writer.drain(svc, ledger_url)
     await treasury.import_(closing_file(sale_line("CUPOM-9", 400)))  # the ledger will never have it
 
     for day in (MON, TUE, WED, THU):  # THU is MON + 3: still inside the 3-day look-back
@@ -273,8 +273,8 @@ async def test_what_is_not_matched_within_the_window_fails(
 
     # a FAILED record is no longer tried: Monday's sale reaching the ledger only now changes nothing
     set_clock(clock, MON, 12)
-    await sell(seed, gw, 400, "CUPOM-9")
-    await writer.drain(gw, ledger_url)
+    await sell(seed, svc, 400, "CUPOM-9")
+    await writer.drain(svc, ledger_url)
     before = await treasury.fingerprint()
     await treasury.run(FRI)
     assert await treasury.fingerprint() == before
@@ -294,12 +294,12 @@ async def test_a_shorter_window_fails_sooner(treasury: Treasury) -> None:
 
 # --- undo (seed 004: Excluir Conciliação) ------------------------------------------------------
 async def test_undoing_a_reconciliation_gives_the_amount_back_and_the_next_run_tries_again(
-    seed: Terminal, gw, clock: Clock, ledger_url, treasury: Treasury
+    seed: Terminal, svc, clock: Clock, ledger_url, treasury: Treasury
 ) -> None:
     set_clock(clock, MON, 10)
-    await sell(seed, gw, 578, "CUPOM-1")
-    await sell(seed, gw, 300, "CUPOM-3")  # reported by a later file
-    await writer.drain(gw, ledger_url)
+    await sell(seed, svc, 578, "CUPOM-1")
+    await sell(seed, svc, 300, "CUPOM-3")  # reported by a later file
+    await writer.drain(svc, ledger_url)
     await treasury.import_(
         closing_file(
             sale_line("CUPOM-1", 578, kind="SALE"), sale_line("INFO-1", 0, kind="INFO"), header=HEADER + ",type"
@@ -355,12 +355,12 @@ async def test_undoing_a_reconciliation_gives_the_amount_back_and_the_next_run_t
 
 # --- the same file, the same run -----------------------------------------------------------------
 async def test_the_same_file_imported_again_and_the_same_run_again_change_nothing(
-    seed: Terminal, gw, clock: Clock, ledger_url, treasury: Treasury
+    seed: Terminal, svc, clock: Clock, ledger_url, treasury: Treasury
 ) -> None:
     set_clock(clock, MON, 10)
-    await sell(seed, gw, 578, "CUPOM-1")
-    await sell(seed, gw, 300, "CUPOM-3")
-    await writer.drain(gw, ledger_url)
+    await sell(seed, svc, 578, "CUPOM-1")
+    await sell(seed, svc, 300, "CUPOM-3")
+    await writer.drain(svc, ledger_url)
     data = closing_file(sale_line("CUPOM-1", 578), sale_line("CUPOM-9", 400))
     first = await treasury.import_(data, "fechamento.csv")
     counts = await treasury.counts()
@@ -393,11 +393,11 @@ async def test_the_same_file_imported_again_and_the_same_run_again_change_nothin
 
 # --- corrections and reversals -------------------------------------------------------------------
 async def test_a_corrected_file_takes_the_sale_from_the_divergent_line(
-    seed: Terminal, gw, clock: Clock, ledger_url, treasury: Treasury
+    seed: Terminal, svc, clock: Clock, ledger_url, treasury: Treasury
 ) -> None:
     set_clock(clock, MON, 10)
-    await sell(seed, gw, 1200, "CUPOM-2")
-    await writer.drain(gw, ledger_url)
+    await sell(seed, svc, 1200, "CUPOM-2")
+    await writer.drain(svc, ledger_url)
     await treasury.import_(closing_file(sale_line("CUPOM-2", 1250)), "fechamento.csv")
     await treasury.run(MON)
     assert [r.state for r in await treasury.lines("CUPOM-2")] == ["DIVERGENT"]
@@ -417,18 +417,18 @@ async def test_a_corrected_file_takes_the_sale_from_the_divergent_line(
 
 
 async def test_a_sale_reversed_after_it_was_reconciled_gives_the_amount_back(
-    seed: Terminal, gw, clock: Clock, ledger_url, treasury: Treasury
+    seed: Terminal, svc, clock: Clock, ledger_url, treasury: Treasury
 ) -> None:
     set_clock(clock, MON, 10)
-    sold = await sell(seed, gw, 578, "CUPOM-1")
-    await writer.drain(gw, ledger_url)
+    sold = await sell(seed, svc, 578, "CUPOM-1")
+    await writer.drain(svc, ledger_url)
     await treasury.import_(closing_file(sale_line("CUPOM-1", 578)))
     await treasury.run(MON)
     assert (await treasury.line("CUPOM-1")).state == "RECONCILED"
 
     set_clock(clock, TUE, 10)
     await give_back(seed, sold)  # devolução the next day
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
     report = await treasury.run(TUE)
 
     line = await treasury.line("CUPOM-1")
@@ -445,16 +445,16 @@ async def test_a_sale_reversed_after_it_was_reconciled_gives_the_amount_back(
 
 # --- per convênio ---------------------------------------------------------------------------------
 async def test_reconciled_sales_move_each_convenios_own_receivable(
-    seed: Terminal, backoffice: BackOffice, gw, clock: Clock, ledger_url, treasury: Treasury
+    seed: Terminal, backoffice: BackOffice, svc, clock: Clock, ledger_url, treasury: Treasury
 ) -> None:
     await backoffice.create_convenio("EMP002", total_limit=100_000)
     await backoffice.add_participant("EMP002", "CLI002", limit=50_000)
     other = seed.as_participant("EMP002", "CLI002")
     set_clock(clock, MON, 10)
-    await sell(seed, gw, 578, "CUPOM-1")
-    await sell(other, gw, 4000, "CUPOM-2")
-    await sell(other, gw, 1599, "CUPOM-3", terminal="PDV02")
-    await writer.drain(gw, ledger_url)
+    await sell(seed, svc, 578, "CUPOM-1")
+    await sell(other, svc, 4000, "CUPOM-2")
+    await sell(other, svc, 1599, "CUPOM-3", terminal="PDV02")
+    await writer.drain(svc, ledger_url)
     await treasury.import_(
         closing_file(
             sale_line("CUPOM-1", 578),
@@ -541,11 +541,11 @@ async def convenio_reconcile(env: dict[str, str], *args: str) -> Result:
 
 
 async def test_the_reconcile_command_for_operators_and_scripts(
-    seed: Terminal, gw, clock: Clock, ledger_url, tmp_path: Path
+    seed: Terminal, svc, clock: Clock, ledger_url, tmp_path: Path
 ) -> None:
     set_clock(clock, MON, 10)
-    await sell(seed, gw, 578, "CUPOM-1")
-    await writer.drain(gw, ledger_url)
+    await sell(seed, svc, 578, "CUPOM-1")
+    await writer.drain(svc, ledger_url)
     env = {"DATABASE_URL": ledger_url}
     good = tmp_path / "fechamento.csv"
     good.write_bytes(closing_file(sale_line("CUPOM-1", 578), sale_line("CUPOM-9", 400)))

@@ -24,9 +24,9 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.config import Settings
-from gateway.core import Gateway
-from ledger import demo, embedded
+from gateway.platform.config import Settings
+from gateway.platform.services import Services
+from ledger.ops import demo, embedded
 from tests.checkout import Terminal, assert_error, mint_proof
 
 TIMEOUT_MS = 300
@@ -124,8 +124,8 @@ async def down_app(private_redis: PrivateRedis, down_settings: Settings) -> Asyn
 
 @pytest.fixture
 async def terminal(down_app) -> AsyncIterator[Terminal]:
-    gw: Gateway = down_app.state.gateway
-    loaded = await demo.load(gw)
+    svc: Services = down_app.state.services
+    loaded = await demo.load(svc)
     transport = httpx.ASGITransport(app=down_app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
         yield Terminal(client, loaded)
@@ -190,7 +190,7 @@ async def ready(t: Terminal) -> None:
     assert r.json()["status"] == "ready", r.text
 
 
-async def before_outage(t: Terminal, gw: Gateway) -> tuple[dict[str, Any], str]:
+async def before_outage(t: Terminal, svc: Services) -> tuple[dict[str, Any], str]:
     """The balance as it stands, with one PENDING hold of 1000 (the outage's commit/cancel/get target)."""
     r = await t.hold(1_000)
     assert r.status_code == 201, r.text
@@ -241,10 +241,10 @@ async def hold_and_commit(t: Terminal) -> None:
 
 # -- the tests -------------------------------------------------------------------------------------
 async def test_redis_stopped_then_restarted(private_redis: PrivateRedis, down_app, terminal: Terminal) -> None:
-    gw: Gateway = down_app.state.gateway
+    svc: Services = down_app.state.services
     t = terminal
-    snapshot, pending_id = await before_outage(t, gw)
-    body = t.sale(2_000, await mint_proof(gw, t.convenio, t.participant))
+    snapshot, pending_id = await before_outage(t, svc)
+    body = t.sale(2_000, await mint_proof(svc, t.convenio, t.participant))
     idem = f"idem-stopped-{time.time_ns()}"
 
     await asyncio.to_thread(private_redis.stop)
@@ -260,31 +260,31 @@ async def test_redis_stopped_then_restarted(private_redis: PrivateRedis, down_ap
 
 
 async def test_redis_hung_then_resumed(private_redis: PrivateRedis, down_app, terminal: Terminal) -> None:
-    gw: Gateway = down_app.state.gateway
+    svc: Services = down_app.state.services
     t = terminal
-    snapshot, pending_id = await before_outage(t, gw)
+    snapshot, pending_id = await before_outage(t, svc)
 
     # The hold's reserve script is sent, then Redis freezes: the gateway cannot know whether
     # it was applied (here it will be, once Redis resumes and reads what is waiting for it).
-    run = gw.run
+    run = svc.run
 
     async def freeze_on_reserve(name: str, keys: list[str], args: list[Any]) -> dict[str, Any]:
         if name == "reserve":
             private_redis.freeze()
         return await run(name, keys, args)
 
-    in_flight = t.sale(2_000, await mint_proof(gw, t.convenio, t.participant))
-    body = t.sale(1_500, await mint_proof(gw, t.convenio, t.participant))
+    in_flight = t.sale(2_000, await mint_proof(svc, t.convenio, t.participant))
+    body = t.sale(1_500, await mint_proof(svc, t.convenio, t.participant))
     idem = f"idem-hung-{time.time_ns()}"
     in_flight_idem = f"idem-inflight-{time.time_ns()}"
-    gw.run = freeze_on_reserve  # type: ignore[method-assign]
+    svc.run = freeze_on_reserve  # type: ignore[method-assign]
     try:
         frozen_hold = await timed(
             "hold (frozen mid-call)", lambda: t.hold(0, body=in_flight, idempotency_key=in_flight_idem)
         )
         results = [frozen_hold]
     finally:
-        gw.run = run  # type: ignore[method-assign]
+        svc.run = run  # type: ignore[method-assign]
     assert private_redis.frozen
 
     # Frozen from the start of each call: the API key lookup already waits, nothing is applied.

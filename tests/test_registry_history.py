@@ -13,12 +13,12 @@ import asyncpg
 import httpx
 import pytest
 
-from gateway import apikeys
-from gateway.clock import rfc3339
-from gateway.core import Gateway
-from ledger import writer
-from ledger.history_projections import HistoryFold
-from ledger.projections import Event
+from gateway.auth import apikeys
+from gateway.platform.clock import rfc3339
+from gateway.platform.services import Services
+from ledger.writer import writer
+from ledger.writer.fold import Event
+from ledger.writer.history import HistoryFold
 from tests.checkout import BackOffice, Clock, Terminal, assert_error
 from tests.month import Month, local
 
@@ -38,7 +38,7 @@ def changes(page: dict[str, Any]) -> list[tuple]:
 
 
 async def test_a_participant_blocked_for_credit_cannot_buy_and_the_history_says_who_and_why(
-    gw: Gateway, clock: Clock, seed: Terminal, backoffice: BackOffice, ledger_url: str
+    svc: Services, clock: Clock, seed: Terminal, backoffice: BackOffice, ledger_url: str
 ) -> None:
     """CLI001 of EMP001 (R$ 100,00): the analyst raises the limit to R$ 150,00, then blocks the
     participant for credit ("Bloqueado por crédito"): the terminal sees the status and the
@@ -68,7 +68,7 @@ async def test_a_participant_blocked_for_credit_cannot_buy_and_the_history_says_
     clock.advance(60)
     ok(await backoffice.update_participant("EMP001", "CLI001", name="CLIENTE RENOMEADO"))  # neither limit nor status
 
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
     page = await history(backoffice, "EMP001", "CLI001")
     newest = changes(page)[:3]
     assert newest == [
@@ -85,7 +85,7 @@ async def test_a_participant_blocked_for_credit_cannot_buy_and_the_history_says_
 
 
 async def test_a_convenio_blocked_for_credit_declines_every_participant(
-    gw: Gateway, clock: Clock, seed: Terminal, backoffice: BackOffice, ledger_url: str
+    svc: Services, clock: Clock, seed: Terminal, backoffice: BackOffice, ledger_url: str
 ) -> None:
     """EMP001's total goes from R$ 10.000,00 to R$ 12.000,00, then the company is blocked for
     credit: the sale is declined as CONVENIO_BLOCKED. The convênio's history shows its own
@@ -101,7 +101,7 @@ async def test_a_convenio_blocked_for_credit_declines_every_participant(
     assert_error(await seed.hold(578), 422, "CONVENIO_BLOCKED")
     ok(await backoffice.update_participant("EMP001", "CLI001", limit=5_000, reason="redução"))
 
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
     page = await history(backoffice, "EMP001")
     assert changes(page)[:2] == [
         ("STATUS", blocked_at, admin, "ACTIVE", "BLOCKED_CREDIT", "empresa em recuperação judicial"),
@@ -114,8 +114,8 @@ async def test_a_convenio_blocked_for_credit_declines_every_participant(
 
 
 @pytest.fixture
-async def month(gw, client, backoffice, clock, ledger, ledger_url) -> Month:
-    return Month(gw, client, backoffice, clock, ledger, ledger_url)
+async def month(svc, client, backoffice, clock, ledger, ledger_url) -> Month:
+    return Month(svc, client, backoffice, clock, ledger, ledger_url)
 
 
 async def test_the_system_blocks_for_overdue_and_unblocks_on_settlement_in_the_history(month: Month) -> None:
@@ -147,7 +147,7 @@ async def test_the_system_blocks_for_overdue_and_unblocks_on_settlement_in_the_h
 
 
 async def test_the_history_is_newest_first_a_page_at_a_time(
-    gw: Gateway, clock: Clock, backoffice: BackOffice, ledger_url: str
+    svc: Services, clock: Clock, backoffice: BackOffice, ledger_url: str
 ) -> None:
     """Five changes of BIA's limit, read two at a time with next_after."""
     await backoffice.create_convenio("EMP090", 1_000_000)
@@ -155,7 +155,7 @@ async def test_the_history_is_newest_first_a_page_at_a_time(
     for limit in (2_000, 3_000, 4_000, 5_000):
         clock.advance(60)
         ok(await backoffice.update_participant("EMP090", "BIA", limit=limit, reason=f"para {limit}"))
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
 
     afters: list[tuple] = []
     after = None
@@ -175,14 +175,14 @@ async def test_the_history_is_newest_first_a_page_at_a_time(
 
 
 async def test_a_redelivered_event_writes_its_history_once(
-    gw: Gateway, backoffice: BackOffice, ledger_url: str, ledger: asyncpg.Pool
+    svc: Services, backoffice: BackOffice, ledger_url: str, ledger: asyncpg.Pool
 ) -> None:
     """The writer may see an event again (a crash before its acknowledgement): the row's
     protocol (the event's plus the field) is unique, so the history does not double."""
     await backoffice.create_convenio("EMP091", 1_000_000)
     await backoffice.add_participant("EMP091", "CAIO", limit=1_000)
     ok(await backoffice.update_participant("EMP091", "CAIO", limit=2_000, status="BLOCKED", reason="revisão"))
-    await writer.drain(gw, ledger_url)
+    await writer.drain(svc, ledger_url)
     before = await history(backoffice, "EMP091", "CAIO")
     assert len(before["history"]) == 4
 

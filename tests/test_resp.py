@@ -19,9 +19,9 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError
 
-from gateway.http import UNAVAILABLE
-from gateway.resp import Resp
-from ledger import embedded
+from gateway.platform.http.edge import UNAVAILABLE
+from gateway.platform.redis.resp import Resp
+from ledger.ops import embedded
 
 TIMEOUT = 0.3
 #: a failing call answers within its timeout and this much slack

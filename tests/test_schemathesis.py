@@ -28,11 +28,12 @@ from schemathesis.checks import (
 from schemathesis.config import SchemathesisConfig
 from schemathesis.python.asgi import shutdown_lifespans
 
-from gateway import apikeys
 from gateway.app import create_app
-from gateway.config import Settings
-from gateway.permissions import Permission
-from ledger import demo, writer
+from gateway.auth import apikeys
+from gateway.auth.permissions import Permission
+from gateway.platform.config import Settings
+from ledger.ops import demo
+from ledger.writer import writer
 from tests.checkout import Terminal
 
 MAX_EXAMPLES = 25
@@ -64,12 +65,12 @@ def real(settings: Settings) -> Iterator[dict[str, Any]]:
     @contextlib.asynccontextmanager
     async def lifespan(a: Any) -> AsyncIterator[None]:
         async with inner(a):
-            gw = a.state.gateway
+            svc = a.state.services
             # a ledger writer runs, as deployed: endpoints that wait for the ledger get an answer
             stopping = asyncio.Event()
-            writing = asyncio.create_task(writer.run(gw, gw.settings.database_url, "schemathesis", stopping))
-            creds = await demo.load(gw)
-            loaded["token"], _ = await apikeys.create(gw, frozenset(Permission), name="schemathesis")
+            writing = asyncio.create_task(writer.run(svc, svc.settings.database_url, "schemathesis", stopping))
+            creds = await demo.load(svc)
+            loaded["token"], _ = await apikeys.create(svc, frozenset(Permission), name="schemathesis")
             transport = httpx.ASGITransport(app=a)
             async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
                 terminal = Terminal(client, creds)

@@ -28,7 +28,7 @@ import asyncpg
 import httpx
 import pytest
 
-from ledger.embedded import free_port
+from ledger.ops.embedded import free_port
 
 CONVENIO = str(Path(sys.executable).parent / "convenio")
 HOLD_TTL_S = 2  # short, so the sweeper expires one hold while we watch (and logs it)

@@ -50,12 +50,12 @@ async def test_cliente_001_buys_r_5_78_with_the_convenio(seed: Terminal) -> None
     assert record["history"][1]["protocol"] == committed.json()["protocol"]
 
 
-async def test_the_demo_loads_again_without_changing_anything(seed: Terminal, gw) -> None:
-    from ledger import demo
+async def test_the_demo_loads_again_without_changing_anything(seed: Terminal, svc) -> None:
+    from ledger.ops import demo
 
     held = await seed.hold(1000)
     assert held.status_code == 201
-    again = await demo.load(gw)
+    again = await demo.load(svc)
     assert again == seed.creds
     assert (await seed.available()) == 10000
 

@@ -30,23 +30,27 @@ SQL_KEYWORDS = ("query", "command", "table_name")
 # (file, function, expression): why this non-constant SQL is safe. Each entry must still match
 # a call (a stale entry fails), and only that exact expression in that function is excused.
 ALLOWED = {
-    ("gateway/ledger_db.py", "LedgerDB.fetch", "sql"): (
+    ("gateway/platform/postgres.py", "LedgerDB.fetch", "sql"): (
         "the pool wrapper forwards its `sql` parameter; its callers (`self.fetch(...)`) are "
         "themselves calls this test checks"
     ),
-    ("ledger/projections.py", "Table.write", "self._sql(full, names)"): (
+    ("ledger/writer/fold.py", "Table.write", "self._sql(full, names)"): (
         "INSERT ... ON CONFLICT / UPDATE built from the table's name, primary key and column "
         "names: identifiers named in the code (see test_projection_identifiers_are_named_in_code), "
         "every value a $n parameter"
     ),
-    ("ledger/projections.py", "Table.write", "f'DELETE FROM {self.name} WHERE {where}'"): (
-        "the table's name and primary key columns, literals in Fold.__init__; the key values are $n parameters"
+    ("ledger/writer/fold.py", "Table.write", "f'DELETE FROM {self.name} WHERE {where}'"): (
+        "the table's name and primary key columns, literals where each projection makes its Table; the key values "
+        "are $n parameters"
     ),
-    ("ledger/migrate.py", "ensure_database", "f'CREATE DATABASE \"{name}\"'"): (
+    ("ledger/writer/fold.py", "copy", "table"): (
+        "the append-only rows' table and columns, literals at each call (test_projection_identifiers_are_named_in_code)"
+    ),
+    ("ledger/ops/migrate.py", "ensure_database", "f'CREATE DATABASE \"{name}\"'"): (
         "CREATE DATABASE takes no parameters; the name is DATABASE_URL's last segment, the "
         "operator's configuration, never a request's input"
     ),
-    ("ledger/migrate.py", "migrate", "path.read_text(encoding='utf-8')"): (
+    ("ledger/ops/migrate.py", "migrate", "path.read_text(encoding='utf-8')"): (
         "the text of a numbered migration file under sql/ (NNN_name.sql, from the repository); DDL takes no parameters"
     ),
 }
@@ -336,8 +340,13 @@ def test_the_scan_sees_every_query_module() -> None:
     """The modules known to talk to Postgres all show up, so a change in how calls look (a
     new wrapper, a renamed method) cannot make the first test pass by seeing nothing."""
     modules = {c.module.rel for c in all_calls()}
-    known = ("gateway/ledger_db.py", "ledger/migrate.py", "ledger/projections.py", "ledger/writer.py")
-    for rel in (*known, "ledger/verify.py", "ledger/rebuild.py"):
+    known = (
+        "gateway/platform/postgres.py",
+        "ledger/ops/migrate.py",
+        "ledger/writer/fold.py",
+        "ledger/writer/writer.py",
+    )
+    for rel in (*known, "ledger/ops/verify.py", "ledger/ops/rebuild.py"):
         assert rel in modules, f"no SQL call found in {rel}"
 
 
@@ -385,8 +394,11 @@ class Q:
 
 
 # -- the allowlisted projections: their identifiers come from the code ----------------------------
-def _projections() -> ast.Module:
-    return ast.parse((ROOT / "ledger" / "projections.py").read_text(encoding="utf-8"))
+def _projections() -> list[tuple[str, ast.Module]]:
+    return [
+        (p.relative_to(ROOT).as_posix(), ast.parse(p.read_text(encoding="utf-8")))
+        for p in sorted((ROOT / "ledger" / "writer").glob("*.py"))
+    ]
 
 
 def _literal_keys(d: ast.Dict) -> bool:
@@ -397,15 +409,14 @@ def test_projection_identifiers_are_named_in_code() -> None:
     """Table.write formats its table, key and column names into SQL (ALLOWED above): that is
     safe while every Table(...) is made from literals and every column a fold writes is the
     literal key of a dict in the code, never a key taken from an event's data."""
-    tree = _projections()
     tables, puts = 0, 0
-    for func in ast.walk(tree):
+    for rel, func in ((rel, f) for rel, tree in _projections() for f in ast.walk(tree)):
         if not isinstance(func, ast.FunctionDef | ast.AsyncFunctionDef):
             continue
         for call in ast.walk(func):
             if not isinstance(call, ast.Call):
                 continue
-            where = f"ledger/projections.py:{call.lineno}"
+            where = f"{rel}:{call.lineno}"
             if isinstance(call.func, ast.Name) and call.func.id == "Table":
                 tables += 1
                 name, pk = call.args

@@ -12,9 +12,9 @@ from typing import Any
 
 import httpx
 
-from gateway import sweeper
-from gateway.clock import rfc3339
-from gateway.core import Gateway
+from gateway.holds import sweeper
+from gateway.platform.clock import rfc3339
+from gateway.platform.services import Services
 from tests.checkout import BackOffice, Clock, Terminal
 
 STRADA = "ABC1D23"  # a Mercosul plate
@@ -79,7 +79,7 @@ async def test_a_plate_named_on_any_convenio_must_be_the_participants_own(
 
 
 async def test_the_odometer_is_recorded_when_the_sale_commits(
-    seed: Terminal, backoffice: BackOffice, gw: Gateway, clock: Clock
+    seed: Terminal, backoffice: BackOffice, svc: Services, clock: Clock
 ) -> None:
     """Only a sale that happened says where the odometer was: a hold, a cancelled hold or an
     expired one leaves last_km alone; the committed R$ 5,78 sale at 45.230 km sets it."""
@@ -102,8 +102,8 @@ async def test_the_odometer_is_recorded_when_the_sale_commits(
 
     # a hold that runs out says nothing about the odometer either
     held(await seed.hold(578, vehicle=fuel(STRADA, 45_999)))
-    clock.advance(gw.settings.hold_ttl_s + 1)
-    assert await sweeper.sweep_once(gw) == 1
+    clock.advance(svc.settings.hold_ttl_s + 1)
+    assert await sweeper.sweep_once(svc) == 1
     assert (await vehicles(backoffice))[STRADA]["last_km"] == 45_230
 
     # a committed sale without a reading keeps the last one

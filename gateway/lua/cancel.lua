@@ -16,6 +16,7 @@
 -- Returns JSON {ok=true, r={s=200, id, status, amount, balance?, protocol, replay}} or
 -- {ok=false, code, x={status?, protocol}}.
 --!include lib/common.lua
+--!include lib/hold.lua
 --!include lib/empenho.lua
 
 local emp_key, hist_key, conv_key, part_key, pending_key, stream =
@@ -27,15 +28,12 @@ if not emp.status or emp.convenio ~= ARGV[6] or emp.participant ~= ARGV[7] then
   emit(stream, 'empenho.cancel_refused', protocol, now, {id = id, error = 'UNKNOWN_EMPENHO'})
   return fail('UNKNOWN_EMPENHO', {protocol = protocol})
 end
-if emp.status == 'CANCELLED' or emp.status == 'REVERSED' then
-  local r = cjson.decode(emp.cancel_result)
-  r.replay = true
-  return ok(r)
-end
-if emp.status == 'PENDING' and tonumber(emp.expires_at) <= tonumber(now) then
+local replayed = replay_cancel(emp)
+if replayed then return replayed end
+if overdue(emp, now) then
   expire_now(emp, emp_key, hist_key, conv_key, part_key, pending_key, stream, id, now,
              protocol, final_ttl, 'cancel')
-  return fail('EMPENHO_NOT_PENDING', {status = 'EXPIRED', protocol = protocol})
+  return expired_now('EMPENHO_NOT_PENDING', protocol)
 end
 if emp.status ~= 'PENDING' and emp.status ~= 'COMMITTED' then
   emit(stream, 'empenho.cancel_refused', protocol, now,

@@ -18,6 +18,7 @@
 -- Returns JSON {ok=true, r={s=200, id, status, amount, balance, protocol, replay}} or
 -- {ok=false, code, x={status?, held?, protocol}}; every refusal is an event too.
 --!include lib/common.lua
+--!include lib/hold.lua
 --!include lib/empenho.lua
 
 local emp_key, hist_key, conv_key, part_key, veh_key, pending_key, stream =
@@ -37,21 +38,15 @@ if not emp.status or emp.convenio ~= ARGV[7] or emp.participant ~= ARGV[8] then
   return refuse('UNKNOWN_EMPENHO', {})
 end
 local held = tonumber(emp.amount)
-local amount = held
-if ARGV[5] ~= '' then amount = tonumber(ARGV[5]) end
+local amount = commit_amount(emp, ARGV[5])
 
-if emp.status == 'COMMITTED' then
-  if emp.coupon == coupon and tonumber(emp.committed_amount) == amount then
-    local r = cjson.decode(emp.commit_result)
-    r.replay = true
-    return ok(r)
-  end
-  return refuse('COMMIT_CONFLICT', {status = emp.status})
-end
-if emp.status == 'PENDING' and tonumber(emp.expires_at) <= tonumber(now) then
+local committed, answer = replay_commit(emp, coupon, amount)
+if committed == 'replay' then return answer end
+if committed == 'conflict' then return refuse('COMMIT_CONFLICT', {status = emp.status}) end
+if overdue(emp, now) then
   expire_now(emp, emp_key, hist_key, conv_key, part_key, pending_key, stream, id, now,
              protocol, final_ttl, 'commit')
-  return fail('EMPENHO_NOT_PENDING', {status = 'EXPIRED', protocol = protocol})
+  return expired_now('EMPENHO_NOT_PENDING', protocol)
 end
 if emp.status ~= 'PENDING' then return refuse('EMPENHO_NOT_PENDING', {status = emp.status}) end
 

@@ -17,6 +17,7 @@
 -- Returns JSON {ok=true, r={s=200, id, status, amount, credits, protocol, replay}} or
 -- {ok=false, code, x={status?, protocol}}.
 --!include lib/common.lua
+--!include lib/hold.lua
 --!include lib/credit.lua
 
 local hold_key, credits_key, open_key, pending_key, stream = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -30,21 +31,18 @@ end
 
 local hold = hgetall(hold_key)
 if not hold.status or hold.customer ~= ARGV[6] then return refuse('UNKNOWN_CREDIT_HOLD') end
-if hold.status == 'CANCELLED' or hold.status == 'REVERSED' then
-  local r = cjson.decode(hold.cancel_result)
-  r.replay = true
-  return ok(r)
-end
+local replayed = replay_cancel(hold)
+if replayed then return replayed end
 if hold.status ~= 'PENDING' and hold.status ~= 'COMMITTED' then
   return refuse('CREDIT_HOLD_NOT_PENDING', hold.status)
 end
 local parts = cjson.decode(hold.parts)
 local recs = load_credits(credits_key, parts)
 if not recs then return refuse('UNKNOWN_CREDIT_HOLD') end  -- its credits are gone: nothing to give back
-if hold.status == 'PENDING' and tonumber(hold.expires_at) <= tonumber(now) then
+if overdue(hold, now) then
   expire_hold(hold, hold_key, parts, recs, credits_key, open_key, pending_key, stream, now, protocol,
               final_ttl, 'cancel')
-  return fail('CREDIT_HOLD_NOT_PENDING', {status = 'EXPIRED', protocol = protocol})
+  return expired_now('CREDIT_HOLD_NOT_PENDING', protocol)
 end
 
 -- every check passed: write

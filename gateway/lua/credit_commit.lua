@@ -18,6 +18,7 @@
 -- Returns JSON {ok=true, r={s=200, id, status, amount, credits, protocol, replay}} or
 -- {ok=false, code, x={status?, held?, protocol}}; every refusal is an event too.
 --!include lib/common.lua
+--!include lib/hold.lua
 --!include lib/credit.lua
 
 local hold_key, credits_key, open_key, pending_key, stream = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -33,24 +34,18 @@ end
 local hold = hgetall(hold_key)
 if not hold.status or hold.customer ~= ARGV[7] then return refuse('UNKNOWN_CREDIT_HOLD', {}) end
 local held = tonumber(hold.amount)
-local amount = held
-if ARGV[5] ~= '' then amount = tonumber(ARGV[5]) end
+local amount = commit_amount(hold, ARGV[5])
 
-if hold.status == 'COMMITTED' then
-  if hold.coupon == coupon and tonumber(hold.committed_amount) == amount then
-    local r = cjson.decode(hold.commit_result)
-    r.replay = true
-    return ok(r)
-  end
-  return refuse('CREDIT_COMMIT_CONFLICT', {status = hold.status})
-end
+local committed, answer = replay_commit(hold, coupon, amount)
+if committed == 'replay' then return answer end
+if committed == 'conflict' then return refuse('CREDIT_COMMIT_CONFLICT', {status = hold.status}) end
 local parts = cjson.decode(hold.parts)
 local recs = load_credits(credits_key, parts)
 if not recs then return refuse('UNKNOWN_CREDIT_HOLD', {}) end  -- its credits are gone: nothing to move
-if hold.status == 'PENDING' and tonumber(hold.expires_at) <= tonumber(now) then
+if overdue(hold, now) then
   expire_hold(hold, hold_key, parts, recs, credits_key, open_key, pending_key, stream, now, protocol,
               final_ttl, 'commit')
-  return fail('CREDIT_HOLD_NOT_PENDING', {status = 'EXPIRED', protocol = protocol})
+  return expired_now('CREDIT_HOLD_NOT_PENDING', protocol)
 end
 if hold.status ~= 'PENDING' then return refuse('CREDIT_HOLD_NOT_PENDING', {status = hold.status}) end
 if amount > held then return refuse('CREDIT_COMMIT_EXCEEDS_HOLD', {held = held}) end

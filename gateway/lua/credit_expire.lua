@@ -1,5 +1,5 @@
--- credit_expire.lua: release a PENDING credit hold whose time ran out (called by the sweep,
--- gateway/credits.py sweep_once): every part goes back to its credit.
+-- credit_expire.lua: release a PENDING credit hold whose time ran out (called by the sweeper,
+-- gateway/holds/sweeper.py): every part goes back to its credit.
 --
 -- 1. Gone or no longer PENDING -> drop it from the expiry index, nothing else.
 -- 2. Not yet due -> nothing.
@@ -11,17 +11,15 @@
 --
 -- Returns JSON {ok=true, r={expired=bool}}.
 --!include lib/common.lua
+--!include lib/hold.lua
 --!include lib/credit.lua
 
 local hold_key, credits_key, open_key, pending_key, stream = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local id, now, protocol = ARGV[1], ARGV[2], ARGV[3]
 
 local hold = hgetall(hold_key)
-if hold.status ~= 'PENDING' then
-  redis.call('ZREM', pending_key, id)
-  return ok({expired = false})
-end
-if tonumber(hold.expires_at) > tonumber(now) then return ok({expired = false}) end
+local untouched = sweep_guard(hold, pending_key, id, now)
+if untouched then return untouched end
 local parts = cjson.decode(hold.parts)
 local recs = load_credits(credits_key, parts)
 if not recs then return ok({expired = false}) end

@@ -24,6 +24,7 @@
 -- Returns JSON {ok=true, r={s=201|422, replay=bool, ...}}: a decline is a decision, stored and
 -- replayed like an approval; ok=false only for IDEMPOTENCY_CONFLICT.
 --!include lib/common.lua
+--!include lib/hold.lua
 --!include lib/credit.lua
 
 local credits_key, open_key, idem_key, hold_key, pending_key, stream =
@@ -31,24 +32,15 @@ local credits_key, open_key, idem_key, hold_key, pending_key, stream =
 local customer, amount, now, expires_at = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local id, protocol, fingerprint, idem_ttl = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
 
-local stored = redis.call('GET', idem_key)
-if stored then
-  local rec = cjson.decode(stored)
-  if rec.fp ~= fingerprint then return fail('IDEMPOTENCY_CONFLICT') end
-  rec.r.replay = true
-  return ok(rec.r)
-end
+local replayed = replay_answer(idem_key, fingerprint)
+if replayed then return replayed end
 
 local request = {customer = customer, amount = amount, order = ARGV[9], channel = ARGV[10],
                  store = ARGV[11], terminal = ARGV[12], api_key = ARGV[13], idem = ARGV[14],
                  fp = fingerprint}
 
-local function decide(etype, result)
-  result.protocol = protocol
-  redis.call('SET', idem_key, cjson.encode({fp = fingerprint, r = result}), 'EX', idem_ttl)
-  request.answer = result
-  emit(stream, etype, protocol, ARGV[3], request)
-  return ok(result)
+local function decided(etype, result)
+  return decide(idem_key, idem_ttl, fingerprint, stream, etype, protocol, ARGV[3], request, result)
 end
 
 -- the usable credits, in the order they are taken
@@ -74,7 +66,7 @@ end)
 
 if amount > available then
   request.error, request.available = 'INSUFFICIENT_CREDIT', available
-  return decide('credit.declined', {s = 422, error = 'INSUFFICIENT_CREDIT', available = available})
+  return decided('credit.declined', {s = 422, error = 'INSUFFICIENT_CREDIT', available = available})
 end
 
 -- every check passed: write
@@ -98,6 +90,6 @@ redis.call('HSET', hold_key, 'id', id, 'customer', customer, 'amount', amount, '
 redis.call('ZADD', pending_key, expires_at, id)
 available = available - amount
 request.id, request.expires_at, request.available, request.parts = id, expires_at, available, moved
-return decide('credit.held', {s = 201, id = id, status = 'PENDING', customer = customer, amount = amount,
-                              order = ARGV[9], credits = shown, available = available,
-                              expires_at = expires_at})
+return decided('credit.held', {s = 201, id = id, status = 'PENDING', customer = customer, amount = amount,
+                               order = ARGV[9], credits = shown, available = available,
+                               expires_at = expires_at})

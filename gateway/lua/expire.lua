@@ -11,6 +11,7 @@
 --
 -- Returns JSON {ok=true, r={expired=bool}}.
 --!include lib/common.lua
+--!include lib/hold.lua
 --!include lib/empenho.lua
 
 local emp_key, hist_key, conv_key, part_key, pending_key, stream =
@@ -18,11 +19,8 @@ local emp_key, hist_key, conv_key, part_key, pending_key, stream =
 local id, now, protocol = ARGV[1], ARGV[2], ARGV[3]
 
 local emp = hgetall(emp_key)
-if emp.status ~= 'PENDING' then
-  redis.call('ZREM', pending_key, id)
-  return ok({expired = false})
-end
-if tonumber(emp.expires_at) > tonumber(now) then return ok({expired = false}) end
+local untouched = sweep_guard(emp, pending_key, id, now)
+if untouched then return untouched end
 expire_now(emp, emp_key, hist_key, conv_key, part_key, pending_key, stream, id, now,
            protocol, tonumber(ARGV[4]), 'sweeper')
 return ok({expired = true})

@@ -33,6 +33,7 @@
 -- r.s = 404/422 and r.error = code, because a decline is a decision, stored and replayed
 -- like an approval. ok=false only for IDEMPOTENCY_CONFLICT.
 --!include lib/common.lua
+--!include lib/hold.lua
 
 local conv_key, part_key, veh_key, proof_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local idem_key, emp_key, hist_key, pending_key, stream =
@@ -42,25 +43,16 @@ local now, expires_at, id, protocol = ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[
 local fingerprint, idem_ttl = ARGV[8], tonumber(ARGV[9])
 local plate, km = ARGV[13], ARGV[14]
 
-local stored = redis.call('GET', idem_key)
-if stored then
-  local rec = cjson.decode(stored)
-  if rec.fp ~= fingerprint then return fail('IDEMPOTENCY_CONFLICT') end
-  rec.r.replay = true
-  return ok(rec.r)
-end
+local replayed = replay_answer(idem_key, fingerprint)
+if replayed then return replayed end
 
 local request = {convenio = convenio, participant = participant, amount = amount,
                  terminal = ARGV[10], store = ARGV[11], sale = ARGV[12], plate = plate,
                  odometer_km = km, api_key = ARGV[15], idem = ARGV[17], fp = fingerprint,
                  order = ARGV[18]}
 
-local function decide(etype, result)
-  result.protocol = protocol
-  redis.call('SET', idem_key, cjson.encode({fp = fingerprint, r = result}), 'EX', idem_ttl)
-  request.answer = result
-  emit(stream, etype, protocol, now, request)
-  return ok(result)
+local function decided(etype, result)
+  return decide(idem_key, idem_ttl, fingerprint, stream, etype, protocol, now, request, result)
 end
 
 local function decline(status, code, available, window)
@@ -70,7 +62,7 @@ local function decline(status, code, available, window)
   if window then
     request.window, result.scope, result.remaining = window, window.scope, window.remaining
   end
-  return decide('empenho.declined', result)
+  return decided('empenho.declined', result)
 end
 
 -- A hash's window caps (from index o of its HMGET reply) against this amount: nil when it
@@ -176,5 +168,5 @@ request.available = available
 request.pool = pool
 request.balance = balance
 request.reserved = pool_reserved
-return decide('empenho.held', {s = 201, id = id, status = 'PENDING', amount = amount,
-                               available = available, expires_at = expires_at})
+return decided('empenho.held', {s = 201, id = id, status = 'PENDING', amount = amount,
+                                available = available, expires_at = expires_at})

@@ -32,12 +32,14 @@ from typing import Any
 import asyncpg
 import httpx
 
-from gateway import apikeys, registry
-from gateway.config import Settings
-from gateway.core import Gateway
-from gateway.passwords import digest
-from gateway.permissions import Permission
-from gateway.schemas import ConvenioCreate, ParticipantCreate
+from gateway.auth import apikeys, integration
+from gateway.auth.permissions import Permission
+from gateway.platform.config import Settings
+from gateway.platform.digests import digest
+from gateway.platform.services import Services
+from gateway.registry import convenios as registry_convenios
+from gateway.registry import participants as registry_participants
+from gateway.registry.schemas import ConvenioCreate, ParticipantCreate
 from tests.faults.stack import Stack
 
 TERMINAL = frozenset({Permission.LIMIT_QUERY, Permission.PASSWORD_CHECK, Permission.EMPENHO, Permission.EMPENHO_CANCEL})
@@ -88,16 +90,16 @@ async def load_registry(stack: Stack, participants: int, rng: random.Random) -> 
         pepper=stack.pepper.encode(),
         password_threads=2,
     )
-    gw = await Gateway.open(settings)
+    svc = await Services.open(settings)
     try:
-        await gw.start()
+        await svc.start()
         buyers: list[Buyer] = []
         plan = [("IND01", False), ("IND02", False), ("IND03", False), ("SHR01", True)]
         for code, shared in plan:
             tolerance = 500 if not shared else 1_000
             total = 40_000 if shared else 10_000_000
-            await registry.save_convenio(
-                gw,
+            await registry_convenios.save_convenio(
+                svc,
                 code,
                 ConvenioCreate(code=code, name=f"BANCO {code}", total_limit=total, tolerance=tolerance, shared=shared),
             )
@@ -106,18 +108,21 @@ async def load_registry(stack: Stack, participants: int, rng: random.Random) -> 
                 part = f"P{i:03d}"
                 limit = rng.choice([5_000, 10_000, 20_000])
                 password = f"{rng.randrange(10**6):06d}"
-                await registry.save_participant(
-                    gw, code, part, ParticipantCreate(code=part, name=f"CLIENTE {part}", limit=limit, password=password)
+                await registry_participants.save_participant(
+                    svc,
+                    code,
+                    part,
+                    ParticipantCreate(code=part, name=f"CLIENTE {part}", limit=limit, password=password),
                 )
                 pool = conv_pool if shared else Pool(code, part, limit, tolerance)
                 buyers.append(Buyer(code, part, password, pool))
         integration_key = "ik_" + secrets.token_urlsafe(24)
-        await apikeys.set_integration_key(gw, integration_key, only_if_unset=False)
-        api_key, _ = await apikeys.create(gw, TERMINAL, name="bank terminals")
-        admin_key, _ = await apikeys.create(gw, frozenset({Permission.ADMIN}), name="bank back-office")
+        await integration.set_key(svc, integration_key, only_if_unset=False)
+        api_key, _ = await apikeys.create(svc, TERMINAL, name="bank terminals")
+        admin_key, _ = await apikeys.create(svc, frozenset({Permission.ADMIN}), name="bank back-office")
         return Registry(api_key, admin_key, integration_key, buyers)
     finally:
-        await gw.close()
+        await svc.close()
 
 
 @dataclass
@@ -472,11 +477,11 @@ async def check(
 
     # 3. what Redis holds now: every hold ended, every pool's balance = limit - what was debited
     settings = Settings(redis_url=stack.redis.url, key_prefix=stack.prefix, shards=stack.shards)
-    gw = await Gateway.open(settings)
+    svc = await Services.open(settings)
     try:
         for key in pools:
-            redis_key = gw.keys.participant(*key) if key[1] else gw.keys.convenio(key[0])
-            balance, reserved = await gw.redis.hmget(redis_key, "balance", "reserved")
+            redis_key = svc.keys.participant(*key) if key[1] else svc.keys.convenio(key[0])
+            balance, reserved = await svc.redis.hmget(redis_key, "balance", "reserved")
             want = expected[key]
             if int(balance) != want or int(reserved or 0) != 0:
                 problems.append(
@@ -484,7 +489,7 @@ async def check(
                     f"the terminals' answers add up to balance {want} reserved 0"
                 )
     finally:
-        await gw.close()
+        await svc.close()
 
     # 4. the product's own verdict: Redis, the projections and the journal agree
     verified = await asyncio.to_thread(stack.cli, "verify", "--wait", "60")
@@ -565,16 +570,16 @@ async def bank(run: Run, root: Path, say: Callable[[str], None] = print) -> Verd
                 await t.close()
         say(f"bank: load over after {time.monotonic() - tally.started:.0f} s; waiting for every hold to end")
 
-        gw = await Gateway.open(Settings(redis_url=stack.redis.url, key_prefix=stack.prefix, shards=stack.shards))
+        svc = await Services.open(Settings(redis_url=stack.redis.url, key_prefix=stack.prefix, shards=stack.shards))
         try:
 
             async def nothing_pending() -> bool:
-                counts = [await gw.redis.zcard(gw.keys.pending(s)) for s in range(stack.shards)]
+                counts = [await svc.redis.zcard(svc.keys.pending(s)) for s in range(stack.shards)]
                 return sum(counts) == 0
 
             await _wait_for(nothing_pending, stack.hold_ttl_s + 30, "holds still pending after their TTL")
         finally:
-            await gw.close()
+            await svc.close()
         sales = [s for t in terminals for s in t.sales]
         return await check(stack, reg, sales, operator.limits, tally)
     finally:

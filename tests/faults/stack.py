@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from ledger import embedded
+from ledger.ops import embedded
 
 CLI = [sys.executable, "-m", "ledger.cli"]
 

@@ -1,5 +1,6 @@
--- credit_lib.lua: the pieces of a credit hold's life shared by credit_hold, credit_commit,
--- credit_cancel and credit_expire (included after lib/common.lua; never called on its own).
+-- lib/credit.lua: how a credit hold moves a customer's credits, for credit_hold, credit_commit,
+-- credit_cancel and credit_expire (included after lib/common.lua and lib/hold.lua, which has
+-- the life every hold shares).
 --
 -- A customer's credits are one hash (credit id -> JSON record) and a set of the ids that
 -- still have something remaining. A credit hold is a hash whose `parts` field is the JSON list

@@ -1,4 +1,5 @@
--- lib/empenho.lua: the pieces of an empenho's life shared by commit, cancel and expire.
+-- lib/empenho.lua: how an empenho moves a convênio's balance, for commit, cancel and expire
+-- (included after lib/common.lua and lib/hold.lua, which has the life every hold shares).
 
 -- The hash that holds the balance an empenho draws on: the convênio's pool in shared mode,
 -- the participant's own in individual mode (fixed when the hold was placed).

@@ -1,0 +1,243 @@
+"""The HTTP endpoints of the customers' current accounts: credits, credit holds, orders, the ERP's
+order statuses and finance's export. A customer is a participant code, so a customer's credits
+live under `/v1/participants/{participant}/credits`, beside the convênios the same customer
+takes part in. Handlers stay thin; the rules are in this package's modules and docs/credits.md.
+"""
+
+from __future__ import annotations
+
+from gateway.auth.permissions import CREDIT_READ, FINANCE_READ, Permission
+from gateway.credits import credits, export, holds, order_status, orders
+from gateway.credits.schemas import (
+    CreditCreate,
+    CreditCreated,
+    CreditHeld,
+    CreditHoldOutcome,
+    CreditHoldRequest,
+    CreditHoldView,
+    CreditList,
+    CreditMovementList,
+    OrderStatusBatch,
+    OrderStatusParams,
+    OrderStatusParamsView,
+    OrderStatusReport,
+    OrderView,
+)
+from gateway.holds.schemas import CancelRequest, CommitRequest
+from gateway.platform.errors import ApiError, ErrorCode
+from gateway.platform.http import idempotency, params
+from gateway.platform.http.endpoint import Call, Endpoint, Reply, who
+
+E = ErrorCode
+P = Permission
+
+
+async def create_credit(c: Call) -> Reply:
+    return (await credits.create(c.svc, c.path["participant"], c.body, c.key_id)).reply()
+
+
+async def list_credits(c: Call) -> Reply:
+    return Reply(await credits.listing(c.svc, c.path["participant"]))
+
+
+async def place_credit_hold(c: Call) -> Reply:
+    return (await holds.hold(c.svc, c.key_id, idempotency.idempotency_key(c), c.body)).reply()
+
+
+async def get_credit_hold(c: Call) -> Reply:
+    return Reply(await holds.get(c.svc, c.path["id"]))
+
+
+async def commit_credit_hold(c: Call) -> Reply:
+    return (await holds.commit(c.svc, c.path["id"], c.body)).reply()
+
+
+async def cancel_credit_hold(c: Call) -> Reply:
+    return (await holds.cancel(c.svc, c.path["id"], c.body)).reply()
+
+
+async def get_order(c: Call) -> Reply:
+    return Reply(await orders.view(c.svc, c.path["order"]))
+
+
+async def post_order_statuses(c: Call) -> Reply:
+    # a cancelling status reverses sales: the key must also hold what a cancel needs (3186)
+    assert c.key is not None
+    if Permission.EMPENHO_CANCEL not in c.key.permissions:
+        p = await order_status.params(c.svc)
+        if any(item.status in p.cancel for item in c.body.orders):
+            raise ApiError(
+                ErrorCode.FORBIDDEN, "Posting a cancelling status (PC) needs permission 3186 as well as 3185."
+            )
+    return Reply(await order_status.process(c.svc, c.body))
+
+
+async def get_order_status_params(c: Call) -> Reply:
+    return Reply(await order_status.get_params(c.svc))
+
+
+async def put_order_status_params(c: Call) -> Reply:
+    return Reply(await order_status.set_params(c.svc, c.body, by=who(c)))
+
+
+async def list_credit_movements(c: Call) -> Reply:
+    start, end = params.day(c, "from"), params.day(c, "to")
+    after = params.after_seq(c) or 0
+    limit = params.page_size(c)
+    if start is not None and end is not None and end < start:
+        raise params.invalid("to", "`to` must not be before `from`.")
+    return Reply(await export.page(c.svc.ledger, start, end, after, limit))
+
+
+CUSTOMER_CREDITS = "/v1/participants/{participant}/credits"
+HOLD = "/v1/credit-holds/{id}"
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint(
+        "POST",
+        CUSTOMER_CREDITS,
+        "credit_create",
+        "Register a credit in the customer's current account (seed 000) under its reference; the same "
+        "reference with the same values replays the first answer.",
+        create_credit,
+        CreditCreated,
+        status=201,
+        permissions=frozenset({P.CREDITS}),
+        request=CreditCreate,
+        tag="credits",
+        errors=(E.CREDIT_REFERENCE_EXISTS,),
+    ),
+    Endpoint(
+        "GET",
+        CUSTOMER_CREDITS,
+        "credit_list",
+        "The customer's credits, in the order they were registered, with what each has remaining.",
+        list_credits,
+        CreditList,
+        permissions=CREDIT_READ,
+        tag="credits",
+    ),
+    Endpoint(
+        "POST",
+        "/v1/credit-holds",
+        "credit_hold",
+        "An order pays with the customer's credits: hold the amount over as many credits as it needs "
+        "(those expiring first, then the oldest).",
+        place_credit_hold,
+        CreditHeld,
+        status=201,
+        permissions=frozenset({P.EMPENHO}),
+        request=CreditHoldRequest,
+        tag="credits",
+        errors=(E.INSUFFICIENT_CREDIT, E.IDEMPOTENCY_CONFLICT),
+        headers=(idempotency.HEADER,),
+    ),
+    Endpoint(
+        "GET",
+        HOLD,
+        "credit_hold_get",
+        "A credit hold with the credits it took and its status history.",
+        get_credit_hold,
+        CreditHoldView,
+        permissions=CREDIT_READ,
+        tag="credits",
+        errors=(E.UNKNOWN_CREDIT_HOLD, E.LEDGER_UNAVAILABLE),
+    ),
+    Endpoint(
+        "POST",
+        HOLD + "/commit",
+        "credit_hold_commit",
+        "Commit (post) the credit hold: all or part of it is debited from the credits; the rest goes back "
+        "to them, last-picked first.",
+        commit_credit_hold,
+        CreditHoldOutcome,
+        permissions=frozenset({P.EMPENHO}),
+        request=CommitRequest,
+        tag="credits",
+        errors=(
+            E.UNKNOWN_CREDIT_HOLD,
+            E.CREDIT_HOLD_NOT_PENDING,
+            E.CREDIT_COMMIT_CONFLICT,
+            E.CREDIT_COMMIT_EXCEEDS_HOLD,
+        ),
+    ),
+    Endpoint(
+        "POST",
+        HOLD + "/cancel",
+        "credit_hold_cancel",
+        "Cancel: a PENDING credit hold is released (CANCELLED), a COMMITTED one reversed (REVERSED, the order "
+        "was returned); each part goes back to the credit it came from.",
+        cancel_credit_hold,
+        CreditHoldOutcome,
+        permissions=frozenset({P.EMPENHO_CANCEL}),
+        request=CancelRequest,
+        body_optional=True,
+        tag="credits",
+        errors=(E.UNKNOWN_CREDIT_HOLD, E.CREDIT_HOLD_NOT_PENDING),
+    ),
+    Endpoint(
+        "GET",
+        "/v1/orders/{order}",
+        "order_get",
+        "An order: every credit it used (reference, type, amount) and its convênio empenhos. An empenho of "
+        "the last moments shows once the ledger has stored it.",
+        get_order,
+        OrderView,
+        permissions=CREDIT_READ,
+        tag="credits",
+        errors=(E.UNKNOWN_ORDER, E.LEDGER_UNAVAILABLE),
+    ),
+    Endpoint(
+        "POST",
+        "/v1/orders/status",
+        "order_status_post",
+        "The ERP's order status changes, 1 to 500: a commit status commits the orders' pending holds, a "
+        "cancel status cancels them (seed 003); each order's result is reported, and posting again answers "
+        "the same.",
+        post_order_statuses,
+        OrderStatusReport,
+        permissions=frozenset({P.EMPENHO}),
+        request=OrderStatusBatch,
+        tag="credits",
+        errors=(E.LEDGER_UNAVAILABLE,),
+    ),
+    Endpoint(
+        "GET",
+        "/v1/integration/order-status",
+        "order_status_params_get",
+        "The order-status integration's parameters (seed 003; defaults PF, PC, no balance update).",
+        get_order_status_params,
+        OrderStatusParamsView,
+        permissions=frozenset({P.INTEGRATION}),
+        tag="back-office",
+    ),
+    Endpoint(
+        "PUT",
+        "/v1/integration/order-status",
+        "order_status_params_set",
+        "Set which order statuses commit and which cancel an order's holds, and whether processing changes "
+        "the convênio balance (seed 003's processamovimento, inativamovimento, alterasaldo).",
+        put_order_status_params,
+        OrderStatusParamsView,
+        permissions=frozenset({P.INTEGRATION}),
+        request=OrderStatusParams,
+        tag="back-office",
+    ),
+    Endpoint(
+        "GET",
+        "/v1/credits/movements",
+        "credit_movements",
+        "For finance: every debit and credit of the customers' current accounts, with reference and type, "
+        "oldest first, a page at a time (the CLI `convenio credits export` gives CSV too).",
+        list_credit_movements,
+        CreditMovementList,
+        permissions=FINANCE_READ,
+        tag="credits",
+        errors=(E.LEDGER_UNAVAILABLE,),
+        query=(
+            ("from", "From this local day (YYYY-MM-DD, inclusive)."),
+            ("to", "Up to this local day (YYYY-MM-DD, inclusive)."),
+            ("after", "Continue after this movement (the previous page's next_after)."),
+            ("limit", "Page size, 1 to 1000 (default 100)."),
+        ),
+    ),
+)

@@ -1,0 +1,265 @@
+"""Bodies of the customers' current accounts: credits, credit holds, orders, the ERP's order
+statuses and the finance export (docs/credits.md). Amounts are integer centavos, always."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Annotated, Literal
+
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from gateway.holds.schemas import HistoryEntry
+from gateway.platform.errors import ErrorCode
+from gateway.platform.http.schemas import Amount, Code, Frozen, OrderRef, Out, Text, Timestamp
+
+CreditType = Annotated[
+    str,
+    Meta(
+        pattern=r"^[A-Z][A-Z0-9_]{1,31}(?!\n)$",
+        description="MANUAL, DEVOLUCAO, RUPTURA, CASHBACK, CANCELAMENTO (seed 000), or the retailer's own: "
+        "capitals, digits, '_'; 2 to 32 characters.",
+        examples=["DEVOLUCAO"],
+    ),
+]
+Reference = Annotated[
+    str,
+    Meta(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/#\-]{0,63}(?!\n)$",
+        description="The credit's reference, unique per customer: letters, digits, '.', '_', ':', '/', '#', '-'; "
+        "1 to 64 characters.",
+        examples=["DEV-2026-000123"],
+    ),
+]
+Channel = Literal["STORE", "WEB"]
+StatusCode = Annotated[
+    str,
+    Meta(
+        pattern=r"^[A-Z0-9][A-Z0-9_]{0,15}(?!\n)$",
+        description="An order status code of the ERP (seed 003: sgltiposituacaopedido), e.g. PF, PC.",
+        examples=["PF"],
+    ),
+]
+
+
+# --- credits (seed 000) ----------------------------------------------------------------------
+class CreditOrigin(Frozen):
+    """Where a credit came from: a store (its store and terminal) or a web order."""
+
+    channel: Channel
+    store: Text | None = None
+    terminal: Text | None = None
+    order: OrderRef | None = None
+
+
+class CreditCreate(Frozen):
+    reference: Reference
+    type: CreditType
+    amount: Amount
+    origin: CreditOrigin
+    expires_at: (
+        Annotated[
+            datetime.datetime,
+            Meta(tz=True, description="RFC 3339 with a zone; from then on the credit cannot be used."),
+        ]
+        | None
+    ) = None
+
+
+class Origin(Out):
+    channel: str
+    store: str | UnsetType = UNSET
+    terminal: str | UnsetType = UNSET
+    order: str | UnsetType = UNSET
+
+
+class CreditCreated(Out):
+    id: str
+    customer: str
+    reference: str
+    type: str
+    amount: int
+    origin: Origin
+    created_at: Timestamp
+    protocol: str
+    expires_at: Timestamp | UnsetType = UNSET
+
+
+class CreditView(Out):
+    id: str
+    reference: str
+    type: str
+    amount: int
+    remaining: Annotated[int, Meta(description="Centavos not used (held or debited) yet.")]
+    status: Literal["ACTIVE", "USED", "EXPIRED"]
+    origin: Origin
+    created_at: Timestamp
+    protocol: str
+    expires_at: Timestamp | UnsetType = UNSET
+
+
+class CreditList(Out):
+    customer: str
+    available: Annotated[int, Meta(description="What the active credits still cover, in centavos.")]
+    credits: list[CreditView]
+
+
+# --- credit holds ----------------------------------------------------------------------------
+class CreditHoldRequest(Frozen):
+    customer: Code
+    amount: Amount
+    order: OrderRef
+    channel: Channel
+    store: Text | None = None
+    terminal: Text | None = None
+
+
+class CreditUsed(Struct):
+    reference: str
+    type: str
+    amount: int
+
+
+class CreditHeld(Struct):
+    id: str
+    status: str
+    customer: str
+    amount: int
+    order: str
+    credits: list[CreditUsed]
+    available: int
+    expires_at: Timestamp
+    protocol: str
+
+
+class CreditHoldOutcome(Struct):
+    id: str
+    status: str
+    amount: int
+    credits: list[CreditUsed]
+    protocol: str
+
+
+class CreditHoldPart(Out):
+    credit: str
+    reference: str
+    type: str
+    held: int
+    committed: int | UnsetType = UNSET
+
+
+class CreditHoldView(Out):
+    id: str
+    customer: str
+    status: str
+    amount: int
+    order: str
+    channel: str
+    parts: list[CreditHoldPart]
+    created_at: Timestamp
+    expires_at: Timestamp
+    protocol: str
+    history: list[HistoryEntry]
+    store: str | UnsetType = UNSET
+    terminal: str | UnsetType = UNSET
+    committed_amount: int | UnsetType = UNSET
+    coupon: str | UnsetType = UNSET
+    cancel_reason: str | UnsetType = UNSET
+
+
+# --- orders ----------------------------------------------------------------------------------
+class OrderCredit(Struct):
+    reference: str
+    type: str
+    amount: Annotated[int, Meta(description="Held (PENDING, CANCELLED, EXPIRED) or committed (COMMITTED, REVERSED).")]
+    status: str
+    hold: str
+    credit: str
+
+
+class OrderEmpenho(Out):
+    id: str
+    convenio: str
+    participant: str
+    amount: int
+    status: str
+    committed_amount: int | UnsetType = UNSET
+
+
+class OrderView(Struct):
+    order: str
+    credits: list[OrderCredit]
+    empenhos: list[OrderEmpenho]
+
+
+# --- order-status integration (seed 003) -----------------------------------------------------
+StatusList = Annotated[list[StatusCode], Meta(max_length=32)]
+
+
+class OrderStatusParams(Frozen):
+    commit_statuses: StatusList
+    cancel_statuses: StatusList
+    update_balance: bool
+
+
+class OrderStatusParamsView(Out):
+    commit_statuses: list[str]
+    cancel_statuses: list[str]
+    update_balance: bool
+    updated_at: Timestamp | UnsetType = UNSET
+
+
+class OrderStatusItem(Frozen):
+    order: OrderRef
+    status: StatusCode
+
+
+class OrderStatusBatch(Frozen):
+    orders: Annotated[list[OrderStatusItem], Meta(min_length=1, max_length=500)]
+
+
+class OrderStatusError(Struct):
+    code: ErrorCode
+    message: str
+
+
+class OrderStatusResult(Out):
+    order: str
+    status: str
+    action: Literal["COMMIT", "CANCEL", "NONE"]
+    update_balance: bool
+    committed: list[str]
+    released: list[str]
+    cancelled: list[str]
+    reversed: list[str]
+    unchanged: list[str]
+    error: OrderStatusError | UnsetType = UNSET
+
+
+class OrderStatusReport(Struct):
+    orders: list[OrderStatusResult]
+
+
+# --- finance export --------------------------------------------------------------------------
+class CreditMovement(Out):
+    """A debit or credit of a customer's current account, with its credit's reference and type."""
+
+    seq: int
+    at: Timestamp
+    customer: str
+    kind: Literal["CREDIT", "DEBIT", "RETURN"]
+    type: str
+    reference: str
+    amount: Annotated[int, Meta(description="Centavos, signed: a credit positive, a debit negative.")]
+    remaining_after: int
+    credit: str
+    protocol: str
+    hold: str | UnsetType = UNSET
+    order: str | UnsetType = UNSET
+    channel: str | UnsetType = UNSET
+    store: str | UnsetType = UNSET
+    terminal: str | UnsetType = UNSET
+
+
+class CreditMovementList(Out):
+    movements: list[CreditMovement]
+    next_after: int | UnsetType = UNSET

@@ -1,0 +1,127 @@
+"""The checkout's endpoints: the limit query, and empenhos placed, read, committed and cancelled.
+Handlers stay thin: decode (done by the edge), call one domain function, encode."""
+
+from __future__ import annotations
+
+from gateway.auth.permissions import EMPENHO_READ, Permission
+from gateway.holds import empenhos, limits
+from gateway.holds.schemas import (
+    CancelRequest,
+    CommitRequest,
+    ConveniosOfParticipant,
+    EmpenhoHeld,
+    EmpenhoOutcome,
+    EmpenhoRequest,
+    EmpenhoView,
+    LimitView,
+)
+from gateway.platform.errors import ErrorCode
+from gateway.platform.http import idempotency
+from gateway.platform.http.endpoint import Call, Endpoint, Reply
+
+E = ErrorCode
+PARTICIPANT = "/v1/convenios/{convenio}/participants/{participant}"
+
+
+async def get_limit(c: Call) -> Reply:
+    return Reply(await limits.limit_of(c.svc, c.path["convenio"], c.path["participant"]))
+
+
+async def get_convenios_of(c: Call) -> Reply:
+    return Reply(ConveniosOfParticipant(await limits.convenios_of(c.svc, c.path["participant"])))
+
+
+async def place_empenho(c: Call) -> Reply:
+    return (await empenhos.hold(c.svc, c.key_id, idempotency.idempotency_key(c), c.body)).reply()
+
+
+async def commit_empenho(c: Call) -> Reply:
+    return (await empenhos.commit(c.svc, c.path["id"], c.body)).reply()
+
+
+async def cancel_empenho(c: Call) -> Reply:
+    return (await empenhos.cancel(c.svc, c.path["id"], c.body)).reply()
+
+
+async def get_empenho(c: Call) -> Reply:
+    return Reply(await empenhos.get(c.svc, c.path["id"]))
+
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint(
+        "GET",
+        PARTICIPANT + "/limit",
+        "limit",
+        "Limit query: what the participant may still spend.",
+        get_limit,
+        LimitView,
+        permissions=frozenset({Permission.LIMIT_QUERY}),
+        errors=(E.UNKNOWN_CONVENIO, E.UNKNOWN_PARTICIPANT),
+    ),
+    Endpoint(
+        "GET",
+        "/v1/participants/{participant}/convenios",
+        "convenios_of",
+        "Every convênio the customer takes part in, with its limit.",
+        get_convenios_of,
+        ConveniosOfParticipant,
+        permissions=frozenset({Permission.LIMIT_QUERY}),
+        errors=(E.UNKNOWN_PARTICIPANT,),
+    ),
+    Endpoint(
+        "POST",
+        "/v1/empenhos",
+        "empenho_hold",
+        "Place an empenho (authorization hold) for a sale.",
+        place_empenho,
+        EmpenhoHeld,
+        status=201,
+        permissions=frozenset({Permission.EMPENHO}),
+        request=EmpenhoRequest,
+        errors=(
+            E.INSUFFICIENT_LIMIT,
+            E.PARTICIPANT_BLOCKED,
+            E.CONVENIO_BLOCKED,
+            E.PASSWORD_PROOF_REQUIRED,
+            E.PASSWORD_PROOF_INVALID,
+            E.VEHICLE_NOT_REGISTERED,
+            E.UNKNOWN_CONVENIO,
+            E.UNKNOWN_PARTICIPANT,
+            E.IDEMPOTENCY_CONFLICT,
+        ),
+        headers=(idempotency.HEADER,),
+    ),
+    Endpoint(
+        "GET",
+        "/v1/empenhos/{id}",
+        "empenho_get",
+        "An empenho with its status history and protocols.",
+        get_empenho,
+        EmpenhoView,
+        permissions=EMPENHO_READ,
+        errors=(E.UNKNOWN_EMPENHO, E.LEDGER_UNAVAILABLE),
+    ),
+    Endpoint(
+        "POST",
+        "/v1/empenhos/{id}/commit",
+        "empenho_commit",
+        "Commit (post) the empenho: debit all or part of the held amount, release the rest.",
+        commit_empenho,
+        EmpenhoOutcome,
+        permissions=frozenset({Permission.EMPENHO}),
+        request=CommitRequest,
+        errors=(E.UNKNOWN_EMPENHO, E.EMPENHO_NOT_PENDING, E.COMMIT_CONFLICT, E.COMMIT_EXCEEDS_HOLD),
+    ),
+    Endpoint(
+        "POST",
+        "/v1/empenhos/{id}/cancel",
+        "empenho_cancel",
+        "Cancel: a PENDING empenho is released (CANCELLED), a COMMITTED one reversed (REVERSED).",
+        cancel_empenho,
+        EmpenhoOutcome,
+        permissions=frozenset({Permission.EMPENHO_CANCEL}),
+        request=CancelRequest,
+        body_optional=True,
+        errors=(E.UNKNOWN_EMPENHO, E.EMPENHO_NOT_PENDING),
+    ),
+)

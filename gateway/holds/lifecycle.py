@@ -1,0 +1,176 @@
+"""The life of a hold, written once for both kinds: an empenho on a convênio's balance and a credit
+hold on a customer's credits. Placed under an Idempotency-Key, then committed (posted, all or
+part), cancelled (voided or reversed) or expired; every step is one Lua script (the shared part
+is gateway/lua/lib/hold.lua) and this module is its Python side: the idempotency claim, finding
+a hold by its id, turning a script's answer into the contract's body or error, and expiry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from gateway.platform import ids
+from gateway.platform.digests import digest
+from gateway.platform.errors import ApiError, ErrorCode
+from gateway.platform.http.endpoint import Reply
+from gateway.platform.redis.keys import Keys
+from gateway.platform.services import Services
+
+REPLAYED = {"Idempotent-Replayed": "true"}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a hold operation answers: status, body, and whether it replays an earlier answer."""
+
+    status: int
+    body: Any
+    replayed: bool = False
+
+    def reply(self) -> Reply:
+        return Reply(self.body, self.status, dict(REPLAYED) if self.replayed else {})
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What tells one kind of hold from the other: where its records live and who owns it."""
+
+    name: str
+    unknown: ErrorCode
+    shard_of: Callable[[str, int], int | None]
+    record: Callable[[Keys, int, str], str]
+    pending: Callable[[Keys, int], str]
+    #: the record's fields that name its owner (and its keys): convênio and participant, or customer
+    owner: tuple[str, ...]
+    expire_script: str
+    #: the keys of its commit, cancel and expire scripts: (keys, shard, id, owner) -> keys
+    lifecycle_keys: Callable[[Keys, int, str, tuple[str, ...]], list[str]]
+
+
+def _empenho_keys(k: Keys, shard: int, empenho_id: str, owner: tuple[str, ...]) -> list[str]:
+    convenio, participant = owner
+    return [
+        k.empenho(shard, empenho_id),
+        k.empenho_history(shard, empenho_id),
+        k.convenio(convenio),
+        k.participant(convenio, participant),
+        k.pending(shard),
+        k.events(shard),
+    ]
+
+
+def _credit_hold_keys(k: Keys, shard: int, hold_id: str, owner: tuple[str, ...]) -> list[str]:
+    (customer,) = owner
+    return [
+        k.credit_hold(shard, hold_id),
+        k.credits(customer),
+        k.credits_open(customer),
+        k.credit_pending(shard),
+        k.events(shard),
+    ]
+
+
+EMPENHO = Kind(
+    "empenho",
+    ErrorCode.UNKNOWN_EMPENHO,
+    ids.empenho_shard,
+    Keys.empenho,
+    Keys.pending,
+    ("convenio", "participant"),
+    "expire",
+    _empenho_keys,
+)
+CREDIT_HOLD = Kind(
+    "credit hold",
+    ErrorCode.UNKNOWN_CREDIT_HOLD,
+    ids.credit_hold_shard,
+    Keys.credit_hold,
+    Keys.credit_pending,
+    ("customer",),
+    "credit_expire",
+    _credit_hold_keys,
+)
+KINDS = (EMPENHO, CREDIT_HOLD)
+
+
+def fingerprint(kind: bytes, request: msgspec.Struct) -> str:
+    """What makes two requests under one Idempotency-Key the same request."""
+    return hashlib.sha256(kind + msgspec.json.encode(request)).hexdigest()
+
+
+async def claim(svc: Services, api_key_id: str, idempotency_key: str, request_fingerprint: str) -> str:
+    """Claim the Idempotency-Key for this request, and return the key's digest (what the scripts
+    store). A key belongs to the first request that used it, hold or credit hold, whatever
+    convênio or customer (and so whatever shard) it named; the answer itself lives beside the
+    hold. The same key for another request is IDEMPOTENCY_CONFLICT."""
+    idem = digest(idempotency_key)[:32]
+    first = await svc.resp.command(
+        "SET",
+        svc.keys.idempotency_claim(api_key_id, idem),
+        request_fingerprint,
+        "NX",
+        "GET",
+        "EX",
+        svc.settings.idempotency_ttl_s,
+    )
+    if first is not None and first.decode() != request_fingerprint:
+        raise ApiError(ErrorCode.IDEMPOTENCY_CONFLICT)
+    return idem
+
+
+def placed(res: dict[str, Any], body: Callable[[dict[str, Any]], Any]) -> Answer:
+    """A placement script's answer: 201 with the hold, or its decline raised (a decline is a
+    decision too: it carries its protocol, and replays with the Idempotent-Replayed header)."""
+    if not res["ok"]:
+        raise ApiError(res["code"])
+    r = res["r"]
+    replayed = bool(r.get("replay"))
+    if r["s"] != 201:
+        raise ApiError(
+            r["error"],
+            available=r.get("available"),
+            scope=r.get("scope"),
+            remaining=r.get("remaining"),
+            protocol=r.get("protocol"),
+            headers=REPLAYED if replayed else None,
+        )
+    return Answer(201, body(r), replayed)
+
+
+def settled(res: dict[str, Any], body: Callable[[dict[str, Any]], Any]) -> Answer:
+    """A commit's or cancel's answer: 200 with the outcome, or its refusal raised."""
+    if not res["ok"]:
+        raise ApiError(res["code"], **res["x"])
+    r = res["r"]
+    return Answer(200, body(r), bool(r.get("replay")))
+
+
+async def locate(svc: Services, kind: Kind, hold_id: str) -> tuple[int, tuple[str, ...]]:
+    """The shard and owner of a hold still in Redis; an id that is not one of ours, or a hold
+    Redis no longer holds, is unknown."""
+    shard = kind.shard_of(hold_id, svc.settings.shards)
+    if shard is None:
+        raise ApiError(kind.unknown)
+    owner = await svc.redis.hmget(kind.record(svc.keys, shard, hold_id), *kind.owner)
+    if owner[0] is None:
+        raise ApiError(kind.unknown)
+    return shard, tuple(v.decode() for v in owner)
+
+
+async def expire(svc: Services, kind: Kind, shard: int, hold_id: str) -> bool:
+    """Release one PENDING hold if its time has run out; True when it expired now."""
+    owner = await svc.redis.hmget(kind.record(svc.keys, shard, hold_id), *kind.owner)
+    if owner[0] is None:  # already gone from Redis: only the index entry is left
+        await svc.redis.zrem(kind.pending(svc.keys, shard), hold_id)
+        return False
+    res = await svc.run(
+        kind.expire_script,
+        kind.lifecycle_keys(svc.keys, shard, hold_id, tuple(v.decode() for v in owner)),
+        [hold_id, svc.now_ms(), svc.protocol(), svc.settings.final_empenho_ttl_s],
+    )
+    return bool(res["r"]["expired"])

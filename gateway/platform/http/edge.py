@@ -1,0 +1,117 @@
+"""The single wrapper every endpoint goes through: authenticate the caller, check the path
+parameters, read and decode the body, call the handler, render its answer or the contract's
+error body, and count it. No input may produce a 500: whatever escapes becomes one error code."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.platform import metrics
+from gateway.platform.errors import ApiError, ErrorCode
+from gateway.platform.http.endpoint import JSON, Call, Endpoint
+from gateway.platform.http.params import check_path, invalid, whole_number
+
+log = logging.getLogger("convenio.http")
+
+MAX_BODY = 64 * 1024
+#: what a lost or unreachable Redis raises (the hot-path client raises redis-py's exceptions too)
+UNAVAILABLE = (ConnectionError, TimeoutError, BusyLoadingError, OSError)
+_ENUM_VALUE = re.compile(r"^Invalid enum value .*?(?= - at `|$)", re.DOTALL)
+_FIELD = re.compile(r"at `\$\.?([^`]*)`")
+_NAMED = re.compile(r"(?:missing required|unknown) field `([^`]*)`")
+
+
+def error_response(exc: ApiError) -> Response:
+    return Response(msgspec.json.encode(exc.body()), exc.status, exc.headers, JSON)
+
+
+async def read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not whole_number(declared) or int(declared) > MAX_BODY):
+        if not whole_number(declared):
+            raise invalid("Content-Length", "Content-Length must be a whole number.")
+        raise ApiError(ErrorCode.BODY_TOO_LARGE)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise ApiError(ErrorCode.BODY_TOO_LARGE)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def decode(decoder: msgspec.json.Decoder, raw: bytes) -> Any:
+    try:
+        return decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        # msgspec quotes a refused enum value; it may be anything, a pasted password included
+        text = _ENUM_VALUE.sub("Not one of the allowed values", str(exc))
+        at = _FIELD.search(text)
+        where = at.group(1) if at else ""
+        named = _NAMED.search(text)
+        if named:  # msgspec gives the object's path; the offending field is named apart
+            where = f"{where}.{named.group(1)}" if where else named.group(1)
+        raise invalid(where or "body", text) from None
+    except msgspec.DecodeError as exc:
+        raise invalid("body", f"Malformed JSON: {exc}") from None
+    except UnicodeDecodeError:
+        raise invalid("body", "The body is not valid UTF-8.") from None
+
+
+def wrap(ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+    """The Starlette endpoint for `ep`; the app's lifespan puts `services` and `apikeys` on its state."""
+    decoder = msgspec.json.Decoder(ep.request) if ep.request else None
+    encoder = msgspec.json.Encoder()
+    latency = metrics.LATENCY.labels(ep.name)
+    counters: dict[tuple[int, str], Any] = {}  # (status, code) -> its counter, made once
+
+    async def endpoint(request: Request) -> Response:
+        started = time.perf_counter()
+        code = ""
+        state = request.app.state
+        try:
+            key = None
+            if not ep.public:
+                key = await state.apikeys.authenticate(request.headers.get("authorization"))
+                if not key.allows(ep.permissions):
+                    raise ApiError(ErrorCode.FORBIDDEN)
+            path = dict(request.path_params)
+            check_path(path)
+            body = None
+            if decoder is not None:
+                raw = await read_body(request)
+                if raw.strip() == b"" and ep.body_optional:
+                    raw = b"{}"
+                body = decode(decoder, raw)
+            reply = await ep.handler(Call(request, state.services, key, body, path))
+            response = Response(encoder.encode(reply.body), reply.status, reply.headers, JSON)
+        except ApiError as exc:
+            code = str(exc.code)
+            response = error_response(exc)
+        except UNAVAILABLE as exc:
+            log.warning("%s: Redis unavailable: %s", ep.name, type(exc).__name__)
+            code = str(ErrorCode.SERVICE_UNAVAILABLE)
+            response = error_response(ApiError(ErrorCode.SERVICE_UNAVAILABLE, retry_after=1))
+        except Exception:
+            log.exception("%s: unexpected error", ep.name)
+            code = str(ErrorCode.INTERNAL_ERROR)
+            response = error_response(ApiError(ErrorCode.INTERNAL_ERROR))
+        counter = counters.get((response.status_code, code))
+        if counter is None:
+            counter = counters[(response.status_code, code)] = metrics.REQUESTS.labels(
+                ep.name, str(response.status_code), code
+            )
+        counter.inc()
+        latency.observe(time.perf_counter() - started)
+        return response
+
+    return endpoint

@@ -1,0 +1,375 @@
+"""The back office's registry endpoints: convênios, participants and their vehicles, a convênio's
+movements, limit-change requests and the change history of limits and statuses. Reading needs
+permission 603 or 1748 (or the admin's 9000); writing the admin's."""
+
+from __future__ import annotations
+
+from gateway.auth.permissions import ADMIN, MOVEMENTS_READ, READ_REGISTRY
+from gateway.platform.errors import ErrorCode
+from gateway.platform.http import params
+from gateway.platform.http.endpoint import Call, Endpoint, Reply, who
+from gateway.platform.http.schemas import Done
+from gateway.platform.ids import LIMIT_REQUEST_ID
+from gateway.registry import convenios, history, limit_requests, movements, participants, vehicles
+from gateway.registry.schemas import (
+    ConvenioCreate,
+    ConvenioUpdate,
+    ConvenioView,
+    HistoryPage,
+    LimitRequestApprove,
+    LimitRequestCreate,
+    LimitRequestList,
+    LimitRequestReject,
+    LimitRequestView,
+    MovementList,
+    ParticipantCreate,
+    ParticipantList,
+    ParticipantUpdate,
+    ParticipantView,
+    VehicleList,
+    VehicleSave,
+    VehicleView,
+)
+
+E = ErrorCode
+PARTICIPANT = "/v1/convenios/{convenio}/participants/{participant}"
+REQUEST_STATUSES = ("PENDING", "APPROVED", "REJECTED")
+
+
+# --- convênios, participants, vehicles ---------------------------------------------------------
+async def create_convenio(c: Call) -> Reply:
+    return Reply(await convenios.save_convenio(c.svc, c.body.code, c.body, by=who(c)), 201)
+
+
+async def update_convenio(c: Call) -> Reply:
+    return Reply(await convenios.save_convenio(c.svc, c.path["convenio"], c.body, by=who(c)))
+
+
+async def get_convenio(c: Call) -> Reply:
+    return Reply(await convenios.get_convenio(c.svc, c.path["convenio"]))
+
+
+async def create_participant(c: Call) -> Reply:
+    view = await participants.save_participant(c.svc, c.path["convenio"], c.body.code, c.body, by=who(c))
+    return Reply(view, 201)
+
+
+async def update_participant(c: Call) -> Reply:
+    view = await participants.save_participant(c.svc, c.path["convenio"], c.path["participant"], c.body, by=who(c))
+    return Reply(view)
+
+
+async def get_participant(c: Call) -> Reply:
+    return Reply(await participants.get_participant(c.svc, c.path["convenio"], c.path["participant"]))
+
+
+async def list_participants(c: Call) -> Reply:
+    after = c.request.query_params.get("after", "")
+    return Reply(await participants.list_participants(c.svc, c.path["convenio"], after, params.page_size(c)))
+
+
+async def save_vehicle(c: Call) -> Reply:
+    created, view = await vehicles.save_vehicle(c.svc, c.path["convenio"], c.path["participant"], c.body)
+    return Reply(view, 201 if created else 200)
+
+
+async def delete_vehicle(c: Call) -> Reply:
+    await vehicles.delete_vehicle(c.svc, c.path["convenio"], c.path["participant"], c.path["plate"])
+    return Reply(Done())
+
+
+async def list_vehicles(c: Call) -> Reply:
+    return Reply(await vehicles.list_vehicles(c.svc, c.path["convenio"], c.path["participant"]))
+
+
+async def list_movements(c: Call) -> Reply:
+    participant = params.code(c, "participant")
+    after = params.after_seq(c) or 0
+    start, end = params.instant(c, "from"), params.instant(c, "to")
+    page = await movements.page(c.svc, c.path["convenio"], participant, start, end, after, params.page_size(c))
+    return Reply(page)
+
+
+# --- limit-change requests and the change history ---------------------------------------------
+async def create_request(c: Call) -> Reply:
+    view = await limit_requests.create(c.svc, c.path["convenio"], c.path["participant"], c.body, who(c))
+    return Reply(view, 201)
+
+
+async def list_requests(c: Call) -> Reply:
+    status = params.choice(c, "status", REQUEST_STATUSES)
+    after = params.after_match(c, LIMIT_REQUEST_ID)
+    page = await limit_requests.listing(
+        c.svc, c.path["convenio"], c.path["participant"], status, after, params.page_size(c)
+    )
+    return Reply(page)
+
+
+async def get_request(c: Call) -> Reply:
+    return Reply(await limit_requests.get(c.svc, c.path["request"]))
+
+
+async def approve_request(c: Call) -> Reply:
+    return Reply(await limit_requests.approve(c.svc, c.path["request"], c.body, who(c)))
+
+
+async def reject_request(c: Call) -> Reply:
+    return Reply(await limit_requests.reject(c.svc, c.path["request"], c.body, who(c)))
+
+
+async def participant_history(c: Call) -> Reply:
+    page = await history.history(
+        c.svc, c.path["convenio"], c.path["participant"], params.after_seq(c), params.page_size(c)
+    )
+    return Reply(page)
+
+
+async def convenio_history(c: Call) -> Reply:
+    return Reply(await history.history(c.svc, c.path["convenio"], None, params.after_seq(c), params.page_size(c)))
+
+
+_PAGE = (
+    ("after", "Continue after this one (the previous page's next_after)."),
+    ("limit", "Page size, 1 to 1000 (default 100)."),
+)
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint(
+        "POST",
+        "/v1/convenios",
+        "convenio_create",
+        "Create a convênio.",
+        create_convenio,
+        ConvenioView,
+        status=201,
+        permissions=ADMIN,
+        request=ConvenioCreate,
+        tag="back-office",
+        errors=(E.CONVENIO_EXISTS,),
+    ),
+    Endpoint(
+        "GET",
+        "/v1/convenios/{convenio}",
+        "convenio_get",
+        "A convênio's registry record.",
+        get_convenio,
+        ConvenioView,
+        permissions=READ_REGISTRY,
+        tag="back-office",
+        errors=(E.UNKNOWN_CONVENIO,),
+    ),
+    Endpoint(
+        "PATCH",
+        "/v1/convenios/{convenio}",
+        "convenio_update",
+        "Update some of a convênio's fields; a total-limit change moves a shared pool's balance.",
+        update_convenio,
+        ConvenioView,
+        permissions=ADMIN,
+        request=ConvenioUpdate,
+        tag="back-office",
+        errors=(E.UNKNOWN_CONVENIO, E.SHARING_MODE_LOCKED, E.LIMIT_ALLOCATION_EXCEEDED),
+    ),
+    Endpoint(
+        "POST",
+        "/v1/convenios/{convenio}/participants",
+        "participant_create",
+        "Add a participant; its balance starts equal to its limit.",
+        create_participant,
+        ParticipantView,
+        status=201,
+        permissions=ADMIN,
+        request=ParticipantCreate,
+        tag="back-office",
+        errors=(E.UNKNOWN_CONVENIO, E.PARTICIPANT_EXISTS, E.LIMIT_ALLOCATION_EXCEEDED),
+    ),
+    Endpoint(
+        "GET",
+        "/v1/convenios/{convenio}/participants",
+        "participant_list",
+        "A convênio's participants, by code, a page at a time.",
+        list_participants,
+        ParticipantList,
+        permissions=READ_REGISTRY,
+        tag="back-office",
+        errors=(E.UNKNOWN_CONVENIO,),
+        query=(
+            ("after", "Return codes after this one (from next_after)."),
+            ("limit", "Page size, 1 to 1000 (default 100)."),
+        ),
+    ),
+    Endpoint(
+        "GET",
+        "/v1/convenios/{convenio}/movements",
+        "movement_list",
+        "The convênio's movements (sales, reversals, limit changes), oldest first, a page at a time "
+        "(seed 001: CRM > Convênios > Venda a Cliente).",
+        list_movements,
+        MovementList,
+        permissions=MOVEMENTS_READ,
+        tag="back-office",
+        errors=(E.UNKNOWN_CONVENIO, E.LEDGER_UNAVAILABLE),
+        query=(
+            ("participant", "Only this participant's movements."),
+            ("from", "From this date or RFC 3339 instant (inclusive)."),
+            ("to", "Up to this date or RFC 3339 instant (exclusive)."),
+            ("after", "Continue after this movement (the previous page's next_after)."),
+            ("limit", "Page size, 1 to 1000 (default 100)."),
+        ),
+    ),
+    Endpoint(
+        "GET",
+        PARTICIPANT,
+        "participant_get",
+        "A participant's registry record.",
+        get_participant,
+        ParticipantView,
+        permissions=READ_REGISTRY,
+        tag="back-office",
+        errors=(E.UNKNOWN_CONVENIO, E.UNKNOWN_PARTICIPANT),
+    ),
+    Endpoint(
+        "PATCH",
+        PARTICIPANT,
+        "participant_update",
+        "Update a participant; a limit change moves the balance by the same difference.",
+        update_participant,
+        ParticipantView,
+        permissions=ADMIN,
+        request=ParticipantUpdate,
+        tag="back-office",
+        errors=(E.UNKNOWN_CONVENIO, E.UNKNOWN_PARTICIPANT, E.LIMIT_ALLOCATION_EXCEEDED),
+    ),
+    Endpoint(
+        "GET",
+        PARTICIPANT + "/vehicles",
+        "vehicle_list",
+        "The participant's vehicles.",
+        list_vehicles,
+        VehicleList,
+        permissions=READ_REGISTRY,
+        tag="back-office",
+        errors=(E.UNKNOWN_CONVENIO, E.UNKNOWN_PARTICIPANT),
+    ),
+    Endpoint(
+        "POST",
+        PARTICIPANT + "/vehicles",
+        "vehicle_save",
+        "Register a vehicle (201), or update the description of one registered (200).",
+        save_vehicle,
+        VehicleView,
+        status=201,
+        also=(200,),
+        permissions=ADMIN,
+        request=VehicleSave,
+        tag="back-office",
+        errors=(E.UNKNOWN_CONVENIO, E.UNKNOWN_PARTICIPANT),
+    ),
+    Endpoint(
+        "DELETE",
+        PARTICIPANT + "/vehicles/{plate}",
+        "vehicle_delete",
+        "Remove a vehicle.",
+        delete_vehicle,
+        Done,
+        permissions=ADMIN,
+        tag="back-office",
+        errors=(E.UNKNOWN_VEHICLE,),
+    ),
+    Endpoint(
+        "POST",
+        PARTICIPANT + "/limit-requests",
+        "limit_request_create",
+        "Ask for a new limit (seed 004: Solicitação de Alteração de Limite): a suggested limit, a reason "
+        "and whether it is urgent (Emergencial).",
+        create_request,
+        LimitRequestView,
+        status=201,
+        permissions=READ_REGISTRY,
+        request=LimitRequestCreate,
+        tag="back-office",
+        errors=(E.UNKNOWN_CONVENIO, E.UNKNOWN_PARTICIPANT, E.LEDGER_UNAVAILABLE),
+    ),
+    Endpoint(
+        "GET",
+        PARTICIPANT + "/limit-requests",
+        "limit_request_list",
+        "The participant's limit requests: pending ones first, urgent first among them, then newest first.",
+        list_requests,
+        LimitRequestList,
+        permissions=READ_REGISTRY,
+        tag="back-office",
+        errors=(E.UNKNOWN_CONVENIO, E.UNKNOWN_PARTICIPANT, E.LEDGER_UNAVAILABLE),
+        query=(("status", "PENDING, APPROVED or REJECTED."), *_PAGE),
+    ),
+    Endpoint(
+        "GET",
+        "/v1/limit-requests/{request}",
+        "limit_request_get",
+        "A limit request, and its decision once decided.",
+        get_request,
+        LimitRequestView,
+        permissions=READ_REGISTRY,
+        tag="back-office",
+        errors=(E.UNKNOWN_LIMIT_REQUEST, E.LEDGER_UNAVAILABLE),
+    ),
+    Endpoint(
+        "POST",
+        "/v1/limit-requests/{request}/approve",
+        "limit_request_approve",
+        "Approve a pending request, for the suggested limit or another one: the participant's limit is set "
+        "to it (the balance moves by the difference). Approving again after an interrupted approval "
+        "finishes it.",
+        approve_request,
+        LimitRequestView,
+        permissions=ADMIN,
+        request=LimitRequestApprove,
+        body_optional=True,
+        tag="back-office",
+        errors=(
+            E.UNKNOWN_LIMIT_REQUEST,
+            E.LIMIT_REQUEST_DECIDED,
+            E.LIMIT_ALLOCATION_EXCEEDED,
+            E.UNKNOWN_CONVENIO,
+            E.UNKNOWN_PARTICIPANT,
+            E.LEDGER_UNAVAILABLE,
+        ),
+    ),
+    Endpoint(
+        "POST",
+        "/v1/limit-requests/{request}/reject",
+        "limit_request_reject",
+        "Reject a pending request, saying why (seed 004: o motivo da Negação).",
+        reject_request,
+        LimitRequestView,
+        permissions=ADMIN,
+        request=LimitRequestReject,
+        tag="back-office",
+        errors=(E.UNKNOWN_LIMIT_REQUEST, E.LIMIT_REQUEST_DECIDED, E.LEDGER_UNAVAILABLE),
+    ),
+    Endpoint(
+        "GET",
+        PARTICIPANT + "/history",
+        "participant_history",
+        "The participant's changes of limit and status (who, when, before, after, why) and the steps of "
+        "its limit requests, newest first.",
+        participant_history,
+        HistoryPage,
+        permissions=READ_REGISTRY,
+        tag="back-office",
+        errors=(E.UNKNOWN_CONVENIO, E.UNKNOWN_PARTICIPANT, E.LEDGER_UNAVAILABLE),
+        query=_PAGE,
+    ),
+    Endpoint(
+        "GET",
+        "/v1/convenios/{convenio}/history",
+        "convenio_history",
+        "The convênio's own changes of total limit and status (who, when, before, after, why), newest first.",
+        convenio_history,
+        HistoryPage,
+        permissions=READ_REGISTRY,
+        tag="back-office",
+        errors=(E.UNKNOWN_CONVENIO, E.LEDGER_UNAVAILABLE),
+        query=_PAGE,
+    ),
+)

@@ -1,0 +1,129 @@
+"""Convênios in the registry: created and updated through convenio_save.lua (which enforces the
+allocation rule and moves a shared pool's balance), read straight from their hashes. Values cross
+into Lua as strings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from gateway.platform.clock import rfc3339
+from gateway.platform.errors import ApiError, ErrorCode
+from gateway.platform.services import Services
+from gateway.registry.schemas import Billing, ConvenioCreate, ConvenioUpdate, ConvenioView, Rollover, Windows
+
+
+def flag(value: bool) -> str:
+    return "1" if value else "0"
+
+
+def _convenio_fields(body: ConvenioCreate | ConvenioUpdate) -> dict[str, str]:
+    f: dict[str, str] = {}
+    if body.name is not None:
+        f["name"] = body.name
+    if body.total_limit is not None:
+        f["total_limit"] = str(body.total_limit)
+    if body.tolerance is not None:
+        f["tolerance"] = str(body.tolerance)
+    if body.shared is not None:
+        f["shared"] = flag(body.shared)
+    if body.rollover is not None:
+        f["rollover_policy"] = body.rollover.policy
+        f["rollover_day"] = str(body.rollover.day or "")
+    if body.billing is not None:
+        f["billing_automatic"] = flag(body.billing.automatic)
+        f["billing_period"] = body.billing.period
+        f["billing_in_participant_name"] = flag(body.billing.in_participant_name)
+        f["payment_method"] = body.billing.payment_method
+        f["billing_due_days"] = str(body.billing.due_days)
+        f["billing_block_after_days"] = str(body.billing.block_after_days)
+    if body.requires_vehicle is not None:
+        f["requires_vehicle"] = flag(body.requires_vehicle)
+    if body.status is not None:
+        f["status"] = body.status
+    if body.windows is not None:
+        f.update(window_fields(body.windows))
+    return f
+
+
+def window_fields(w: Windows) -> dict[str, str]:
+    """'' means no cap (reserve.lua reads it as nil)."""
+    return {
+        "w_order": "" if w.order_max is None else str(w.order_max),
+        "w_day": "" if w.daily_max is None else str(w.daily_max),
+        "w_month": "" if w.monthly_max is None else str(w.monthly_max),
+    }
+
+
+def windows_view(r: dict[str, str]) -> Windows:
+    def cap(name: str) -> int | None:
+        v = r.get(name) or ""
+        return int(v) if v else None
+
+    return Windows(order_max=cap("w_order"), daily_max=cap("w_day"), monthly_max=cap("w_month"))
+
+
+def _convenio_view(r: dict[str, str]) -> ConvenioView:
+    day = r.get("rollover_day", "")
+    return ConvenioView(
+        code=r["code"],
+        name=r["name"],
+        total_limit=int(r["total_limit"]),
+        tolerance=int(r.get("tolerance", 0)),
+        shared=r.get("shared") == "1",
+        rollover=Rollover(policy=r.get("rollover_policy", "MONTHLY"), day=int(day) if day else None),
+        billing=Billing(
+            automatic=r.get("billing_automatic") == "1",
+            period=r.get("billing_period", "MONTHLY"),
+            in_participant_name=r.get("billing_in_participant_name") == "1",
+            payment_method=r.get("payment_method", "BOLETO"),
+            due_days=int(r.get("billing_due_days") or 10),
+            block_after_days=int(r.get("billing_block_after_days") or 5),
+        ),
+        requires_vehicle=r.get("requires_vehicle") == "1",
+        status=r["status"],
+        windows=windows_view(r),
+        allocated=int(r.get("allocated", 0)),
+        balance=int(r.get("balance", 0)),
+        reserved=int(r.get("reserved", 0)),
+        created_at=rfc3339(int(r["created_at"])),
+        updated_at=rfc3339(int(r["updated_at"])),
+    )
+
+
+def checked(res: dict[str, Any]) -> dict[str, Any]:
+    if not res["ok"]:
+        raise ApiError(res["code"], **res["x"])
+    return res["r"]
+
+
+async def save_convenio(
+    svc: Services, code: str, body: ConvenioCreate | ConvenioUpdate, by: str = "", reason: str | None = None
+) -> ConvenioView:
+    k = svc.keys
+    create = isinstance(body, ConvenioCreate)
+    # a monthly rollover always has its day; the seed's default is the 1st
+    if body.rollover is not None and body.rollover.policy == "MONTHLY" and body.rollover.day is None:
+        body = msgspec.structs.replace(body, rollover=Rollover(policy="MONTHLY", day=1))
+    res = await svc.run(
+        "convenio_save",
+        [k.convenio(code), k.members(code), k.events(k.shard_of(code))],
+        [
+            "create" if create else "update",
+            svc.now_ms(),
+            svc.protocol(),
+            code,
+            msgspec.json.encode(_convenio_fields(body)),
+            by,
+            reason or getattr(body, "reason", None) or "",
+        ],
+    )
+    return _convenio_view(checked(res))
+
+
+async def get_convenio(svc: Services, code: str) -> ConvenioView:
+    raw = await svc.redis.hgetall(svc.keys.convenio(code))
+    if not raw:
+        raise ApiError(ErrorCode.UNKNOWN_CONVENIO)
+    return _convenio_view({k.decode(): v.decode() for k, v in raw.items()})

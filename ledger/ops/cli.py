@@ -1,0 +1,217 @@
+"""The operations commands: migrate, serve, apikey, demo, verify, rebuild, up, and the customers'
+credits (finance's export and their drift check)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from gateway.auth import apikeys
+from gateway.auth.permissions import parse
+from gateway.credits import export as credit_export
+from gateway.platform.errors import ApiError
+from ledger import console
+from ledger.ops import demo as demo_data
+from ledger.ops import migrate as migrations
+from ledger.ops import rebuild as recovery
+from ledger.ops import up as local
+from ledger.ops import verify as checks
+
+
+@click.command()
+def migrate() -> None:
+    """Apply the SQL migrations not applied yet (safe to repeat)."""
+    applied = console.guard(lambda: console.run(migrations.migrate(console.settings().database_url)))
+    for name in applied:
+        click.echo(f"applied {name}", err=True)
+    click.echo(f"{len(applied)} migration(s) applied; the database is up to date.", err=True)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--log-level", default="info", show_default=True)
+def serve(host: str, port: int, workers: int, log_level: str) -> None:
+    """Run the gateway (HTTP API for terminals and back-office)."""
+    settings = console.settings()
+    console.guard(settings.secret_pepper)  # fail here, clearly, not in every worker
+    # The server runs as this process, made anew with the settings in its environment: its
+    # workers (uvicorn's processes, started from the factory's name) read them from there.
+    env = {**os.environ, **settings.environment()}
+    if workers > 1:
+        env.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="convenio-metrics-"))
+    argv = ["--host", host, "--port", str(port), "--workers", str(workers), "--log-level", log_level]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-c", "from gateway.app import main; main()", *argv], env)  # noqa: S606
+
+
+@click.group()
+def apikey() -> None:
+    """Create and revoke API keys (stored hashed; the key is shown once)."""
+
+
+@apikey.command("create")
+@click.option("--permissions", required=True, help="Comma-separated codes, e.g. 3183,3184,3185,3186.")
+@click.option("--name", default="", help="Who or what the key is for.")
+def apikey_create(permissions: str, name: str) -> None:
+    """Print a new API key alone on stdout (its id goes to stderr)."""
+    try:
+        perms = parse(permissions)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--permissions") from None
+    if not perms:
+        raise click.BadParameter("give at least one permission code", param_hint="--permissions")
+    token, key = console.call(lambda svc: apikeys.create(svc, perms, name))
+    click.echo(
+        f"api key id {key.id} with permissions {','.join(str(int(p)) for p in sorted(key.permissions))}", err=True
+    )
+    click.echo(token)
+
+
+@apikey.command("revoke")
+@click.argument("key_id")
+def apikey_revoke(key_id: str) -> None:
+    """Revoke the API key with this id (as `apikey create` printed it)."""
+    try:
+        console.call(lambda svc: apikeys.revoke(svc, key_id))
+    except ApiError as exc:
+        console.fail(exc.message)
+    click.echo(f"revoked {key_id}", err=True)
+
+
+@click.command()
+@click.option("--convenio", default="EMP001", show_default=True)
+@click.option("--participant", default="CLI001", show_default=True)
+def demo(convenio: str, participant: str) -> None:
+    """Load the worked example (convênio EMP001, participant CLI001) and print it as JSON
+    (repeatable: changes nothing twice)."""
+    loaded = console.call(lambda svc: demo_data.load(svc, convenio, participant))
+    click.echo(json.dumps(loaded))
+
+
+@click.command()
+@click.option("--wait", "wait_s", default=10.0, show_default=True, help="Seconds to wait for the ledger to catch up.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+def verify(wait_s: float, as_json: bool) -> None:
+    """Compare Redis with Postgres, and the journal with both, per convênio and participant,
+    to the centavo. Exit 0: no drift; 1: drift (every difference printed); 3: a service is down."""
+    report = console.call_ledger(lambda svc, conn: checks.verify(svc, conn, wait_s))
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+    else:
+        for difference in report.differences:
+            click.echo(difference.line())
+        if report.lag:
+            click.echo(f"note: {report.lag} events were not stored yet; differences may be in flight", err=True)
+        verdict = f"DRIFT: {len(report.differences)} difference(s)" if report.drift else "no drift"
+        click.echo(
+            f"{verdict} — checked {report.convenios} convênio(s), {report.participants} participant(s), "
+            f"{report.pending} pending empenho(s), {report.journal_events} journal event(s)"
+        )
+    sys.exit(console.EXIT_FAILURE if report.drift else 0)
+
+
+@click.command()
+@click.option("--force", is_flag=True, help="Clear the product's keys first when Redis is not empty.")
+@click.option("--if-empty", is_flag=True, help="Do nothing (exit 0) when Redis has data; `./run` starts with this.")
+def rebuild(force: bool, if_empty: bool) -> None:
+    """Rebuild Redis from Postgres after Redis lost its data: registry, balances, password
+    hashes, pending holds, credits and idempotency answers. Refuses a Redis with data unless --force."""
+    if if_empty and console.call(recovery.product_keys):
+        click.echo("Redis has data; nothing to rebuild", err=True)
+        return
+
+    def progress(what: str, n: int) -> None:
+        click.echo(f"  {what}: {n}", err=True)
+
+    try:
+        done = console.call_ledger(lambda svc, conn: recovery.rebuild(svc, conn, force, progress))
+    except recovery.RedisNotEmpty as exc:
+        console.fail(str(exc))
+    summary = ", ".join(f"{n} {what}" for what, n in done.counts.items()) or "nothing (the ledger is empty)"
+    click.echo(f"rebuilt Redis from the ledger: {summary}")
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--data-dir",
+    default=".data",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Where private Redis/Postgres keep their files when no URL is configured.",
+)
+def up(host: str, port: int, workers: int, data_dir: Path) -> None:
+    """Run the whole product locally: services (private ones when REDIS_URL/DATABASE_URL are
+    unset), migrations, the demo data, the gateway, the ledger writer and the month's
+    scheduler. Ctrl-C stops everything it started."""
+    # the services named by the group's options (or the environment) are used; the others started
+    options = click.get_current_context().find_root().params
+    env = {**os.environ}
+    for var, value in (("REDIS_URL", options.get("redis_url")), ("DATABASE_URL", options.get("database_url"))):
+        if value:
+            env[var] = value
+    local.up(host, port, workers, data_dir, env)
+
+
+# -- the customers' current accounts --------------------------------------------------------------
+@click.group()
+def credits() -> None:
+    """The customers' current accounts: finance's export, and a drift check."""
+
+
+@credits.command("export")
+@click.option("--from", "start", required=True, type=console.DAY, help="First local day (America/Sao_Paulo).")
+@click.option("--to", "end", required=True, type=console.DAY, help="Last local day, included.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="Write here instead of stdout.")
+def export(start, end, fmt: str, output: str | None) -> None:  # noqa: ANN001 - click's dates
+    """Every debit and credit of the period, with each credit's reference and type: one line per
+    credit touched (CREDIT registered, DEBIT an order's committed part, RETURN a returned
+    order's part), amounts in integer centavos; JSON adds the totals per type."""
+    if end < start:
+        raise click.BadParameter("must not be before --from", param_hint="--to")
+    exported = console.call_postgres(lambda conn: credit_export.export(conn, start, end))
+    text = credit_export.as_csv(exported) if fmt == "csv" else json.dumps(exported, ensure_ascii=False) + "\n"
+    if output:
+        with open(output, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+    else:
+        click.echo(text, nl=False)
+    totals = exported["totals"]
+    click.echo(
+        f"{totals['count']} movement(s) from {start} to {end}: credits {totals['credits']}, "
+        f"debits {totals['debits']} centavos",
+        err=True,
+    )
+
+
+@credits.command("verify")
+@click.option("--wait", "wait_s", default=10.0, show_default=True, help="Seconds to wait for the ledger to catch up.")
+def credits_verify(wait_s: float) -> None:
+    """Compare every credit's remaining and every PENDING credit hold in Redis with the ledger.
+    Exit 0: no drift; 1: drift (each difference printed)."""
+
+    async def go(svc, conn):  # noqa: ANN001, ANN202
+        lag = await checks.wait_for_ledger(svc, wait_s)
+        return lag, await checks.credit_drift(svc, conn)
+
+    lag, lines = console.call_ledger(go)
+    for line in lines:
+        click.echo(line)
+    if lag:
+        click.echo(f"note: {lag} events were not stored yet; differences may be in flight", err=True)
+    click.echo(f"DRIFT: {len(lines)} difference(s)" if lines else "no drift in the customers' credits")
+    sys.exit(console.EXIT_FAILURE if lines else 0)
+
+
+COMMANDS = (migrate, serve, apikey, demo, verify, rebuild, up, credits)

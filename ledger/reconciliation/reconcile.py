@@ -1,0 +1,1080 @@
+"""Reconciliation of the terminals' closing files (fechamento de caixa) with the ledger (issue 6;
+seeds 001, 002, 004): what each terminal says it sold on convênio, line by line, against the
+empenhos the ledger holds as committed. docs/reconciliation.md is the operator's page.
+
+The closing file is CSV text in UTF-8 (a BOM is allowed), one sale per line, its first line
+the header naming the columns (any order, names case-insensitive):
+
+    store,terminal,date,coupon,convenio,participant,amount[,type]
+    LOJA01,PDV01,2025-11-17,CUPOM-000123,EMP001,CLI001,578
+
+- date: the business day, YYYY-MM-DD (the day of the sale in America/Sao_Paulo)
+- amount: an integer number of centavos (578 is R$ 5,78); never a decimal
+- type (optional column; empty means SALE): SALE is matched against the ledger; ADJUSTMENT
+  and INFO lines are informative (seed 004's "Informativo"): listed, never reconciled, and may
+  leave coupon and participant empty and carry any amount (also zero or negative)
+- the separator is a comma, or a semicolon when the header line has semicolons and no comma
+- blank lines are skipped; a SALE line may not repeat another's store, terminal, date,
+  coupon, convênio and participant
+
+A file with any bad line is refused whole (nothing is imported) and every bad line is
+reported with its line number: a closing is a terminal's whole day, and half of it would make
+the day's totals wrong without anyone noticing. The corrected file is then imported. A file
+is known by its content's SHA-256: importing the same file again changes nothing.
+
+Each line becomes a record, and `run` moves records between these states, appending to the
+record's history (when, who, state, note) at every change:
+
+    NOT_RECONCILED  not matched (yet); `missing` says which side lacks the sale: LEDGER (the
+                    file reports a sale the ledger does not have) or FILE (a committed sale no
+                    file reported: such ledger-side records are made by `run`)
+    RECONCILED      the ledger has the sale, for the same amount; the convênio's financial
+                    account (the receivable) gets the amount
+    DIVERGENT       the ledger has the sale but for another amount, or reversed it (a reversed
+                    sale is not a live one: its amount in the ledger is 0, and the note says
+                    when it was reversed); a sale reversed after it was reconciled turns its
+                    record DIVERGENT and gives the amount back to the receivable
+    INFORMATIVE     an informative line
+    FAILED          still not matched when the look-back window ran out
+
+A sale of the ledger is matched by a SALE line with the same store, terminal, business day,
+coupon, convênio and participant. A run on day D tries again every NOT_RECONCILED or
+DIVERGENT record while D minus its window start (its date, or the day its reconciliation was
+undone) is at most the window (3 days by default, seed 002); past it, a NOT_RECONCILED record
+becomes FAILED. A line that matches the ledger's amount takes the sale from a DIVERGENT line
+of an earlier file (a correction). Runs are idempotent: the same run again changes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import hashlib
+import io
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+import asyncpg
+
+from gateway.platform import locks
+from gateway.platform.clock import LOCAL, day_bounds, local_day, local_today
+from gateway.platform.locks import Lock
+from gateway.platform.money import brl
+from gateway.platform.progress import Progress, ticker
+
+#: the business day of a sale is its date here
+DEFAULT_WINDOW = 3  # days (seed 002)
+NOT_RECONCILED, RECONCILED, DIVERGENT, INFORMATIVE, FAILED = (
+    "NOT_RECONCILED",
+    "RECONCILED",
+    "DIVERGENT",
+    "INFORMATIVE",
+    "FAILED",
+)
+STATES = (NOT_RECONCILED, RECONCILED, DIVERGENT, INFORMATIVE, FAILED)
+SALE = "SALE"
+INFORMATIVE_TYPES = ("ADJUSTMENT", "INFO")
+COLUMNS = ("store", "terminal", "date", "coupon", "convenio", "participant", "amount")
+OPTIONAL_COLUMNS = ("type",)
+MAX_TEXT = 100  # characters in a code (store, terminal, coupon, convênio, participant)
+MAX_AMOUNT = 10**13  # centavos: R$ 100 bilhões, beyond any closing; sums stay far inside bigint
+MAX_NOTE = 500
+CHUNK = 2000  # rows per statement when a run or an import writes many
+
+NO_FILE_YET = "no closing file reported this sale yet"
+NO_SALE = "no committed sale in the ledger for this store, terminal, day, coupon, convênio and participant"
+
+
+
+class ReconciliationError(Exception):
+    """An operator's request that cannot be done; the message says why."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    line: int
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"line": self.line, "message": self.message}
+
+
+class BadFile(ReconciliationError):
+    """The closing file was refused; `problems` names every bad line."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__(f"the closing file was refused ({len(problems)} problem(s)); nothing was imported")
+
+
+# --- days --------------------------------------------------------------------------------------
+business_day = local_day  # the day a sale counts on: its local date
+
+
+
+def _when(at: datetime.datetime) -> str:
+    return at.astimezone(LOCAL).strftime("%Y-%m-%d %H:%M")
+
+
+# --- the closing file ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Line:
+    line: int
+    type: str
+    store: str
+    terminal: str
+    date: datetime.date
+    coupon: str
+    convenio: str
+    participant: str
+    amount: int
+
+    @property
+    def key(self) -> tuple[str, str, datetime.date, str, str, str]:
+        return (self.store, self.terminal, self.date, self.coupon, self.convenio, self.participant)
+
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_INTEGER = re.compile(r"^-?\d+$")
+HEADER = ",".join(COLUMNS) + "[,type]"
+
+
+def parse(data: bytes) -> list[Line]:
+    """The lines of a closing file, or BadFile naming every bad one."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise BadFile([Problem(line, f"not UTF-8 text (byte {exc.start})")]) from None
+    if "\x00" in text:
+        raise BadFile([Problem(text[: text.index("\x00")].count("\n") + 1, "a NUL character: not a text file")])
+    first = text.split("\n", 1)[0]
+    delimiter = ";" if ";" in first and "," not in first else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise BadFile([Problem(1, f"unreadable header: {exc}")]) from None
+    if not header or not any(h.strip() for h in header):
+        raise BadFile([Problem(1, f"the first line must be the header {HEADER}")])
+    names = [h.strip().lower() for h in header]
+    missing = [c for c in COLUMNS if c not in names]
+    unknown = [n for n in names if n not in COLUMNS + OPTIONAL_COLUMNS]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if missing or unknown or repeated:
+        parts = [
+            f"missing column(s) {', '.join(missing)}" if missing else "",
+            f"unknown column(s) {', '.join(unknown)}" if unknown else "",
+            f"repeated column(s) {', '.join(repeated)}" if repeated else "",
+        ]
+        raise BadFile([Problem(1, "; ".join(p for p in parts if p) + f" (the header is {HEADER})")])
+    index = {name: i for i, name in enumerate(names)}
+
+    lines: list[Line] = []
+    problems: list[Problem] = []
+    seen: dict[tuple, int] = {}
+    while True:
+        try:
+            row = next(reader, None)
+        except csv.Error as exc:
+            problems.append(Problem(reader.line_num, f"unreadable CSV: {exc}"))
+            break
+        if row is None:
+            break
+        number = reader.line_num
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(names):
+            problems.append(Problem(number, f"{len(row)} field(s) where the header has {len(names)}"))
+            continue
+        parsed = _line(number, {name: row[i].strip() for name, i in index.items()})
+        if isinstance(parsed, Problem):
+            problems.append(parsed)
+            continue
+        if parsed.type == SALE:
+            if parsed.key in seen:
+                problems.append(Problem(number, f"the same sale as line {seen[parsed.key]}"))
+                continue
+            seen[parsed.key] = number
+        lines.append(parsed)
+    if problems:
+        raise BadFile(problems)
+    return lines
+
+
+def _line(number: int, cells: dict[str, str]) -> Line | Problem:
+    errors: list[str] = []
+    kind = (cells.get("type") or SALE).upper()
+    if kind != SALE and kind not in INFORMATIVE_TYPES:
+        errors.append(f"type {cells['type']!r}: expected {SALE}, {' or '.join(INFORMATIVE_TYPES)}")
+        kind = SALE
+    required = ("store", "terminal", "convenio") + (("coupon", "participant") if kind == SALE else ())
+    for name in required:
+        if not cells[name]:
+            errors.append(f"{name} is empty")
+    for name in ("store", "terminal", "coupon", "convenio", "participant"):
+        if len(cells[name]) > MAX_TEXT:
+            errors.append(f"{name} is longer than {MAX_TEXT} characters")
+    day = None
+    if not _DATE.match(cells["date"]):
+        errors.append(f"date {cells['date']!r}: expected YYYY-MM-DD")
+    else:
+        try:
+            day = datetime.date.fromisoformat(cells["date"])
+        except ValueError:
+            errors.append(f"date {cells['date']!r} is not a day of the calendar")
+    amount = 0
+    if not _INTEGER.match(cells["amount"]):
+        errors.append(f"amount {cells['amount']!r}: expected an integer number of centavos (578 is R$ 5,78)")
+    else:
+        amount = int(cells["amount"])
+        if abs(amount) > MAX_AMOUNT:
+            errors.append(f"amount {amount} is beyond {MAX_AMOUNT} centavos")
+        elif kind == SALE and amount <= 0:
+            errors.append(f"amount {amount}: a sale is more than zero centavos")
+    if errors or day is None:
+        return Problem(number, "; ".join(errors))
+    return Line(
+        number,
+        kind,
+        cells["store"],
+        cells["terminal"],
+        day,
+        cells["coupon"],
+        cells["convenio"],
+        cells["participant"],
+        amount,
+    )
+
+
+# --- records ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Record:
+    """A row of reconciliation_records (with its file's name)."""
+
+    id: int
+    origin: str  # FILE or LEDGER
+    file_id: int | None
+    file_name: str | None
+    line: int | None
+    type: str
+    store: str
+    terminal: str
+    business_date: datetime.date
+    coupon: str
+    convenio: str
+    participant: str
+    amount: int
+    empenho_id: str | None
+    ledger_amount: int | None
+    state: str
+    missing: str | None
+    note: str
+    partner: int | None
+    window_from: datetime.date
+    last_run_on: datetime.date | None
+    updated_at: datetime.datetime | None
+
+    @property
+    def key(self) -> tuple[str, str, datetime.date, str, str, str]:
+        return (self.store, self.terminal, self.business_date, self.coupon, self.convenio, self.participant)
+
+    @property
+    def claims(self) -> str | None:
+        """The sale this record holds (a file line RECONCILED or DIVERGENT with it)."""
+        return self.empenho_id if self.origin == "FILE" and self.state in (RECONCILED, DIVERGENT) else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "origin": self.origin,
+            "file": self.file_id,
+            "file_name": self.file_name,
+            "line": self.line,
+            "type": self.type,
+            "store": self.store,
+            "terminal": self.terminal,
+            "date": self.business_date.isoformat(),
+            "coupon": self.coupon,
+            "convenio": self.convenio,
+            "participant": self.participant,
+            "amount": self.amount,
+            "empenho": self.empenho_id,
+            "ledger_amount": self.ledger_amount,
+            "state": self.state,
+            "missing": self.missing,
+            "note": self.note,
+            "partner": self.partner,
+            "window_from": self.window_from.isoformat(),
+            "last_run_on": self.last_run_on.isoformat() if self.last_run_on else None,
+            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
+        }
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(Record))
+TRACKED = ("state", "missing", "note", "empenho_id", "ledger_amount", "partner", "window_from")
+# INSERT_RECORDS' $2.. in order
+_INSERTED = (
+    "origin",
+    "file_id",
+    "line",
+    "type",
+    "store",
+    "terminal",
+    "business_date",
+    "coupon",
+    "convenio",
+    "participant",
+    "amount",
+    "empenho_id",
+    "ledger_amount",
+    "state",
+    "missing",
+    "note",
+    "partner",
+    "window_from",
+    "last_run_on",
+)
+
+RECORDS = """SELECT r.id, r.origin, r.file_id, f.name AS file_name, r.line, r.type, r.store, r.terminal,
+       r.business_date, r.coupon, r.convenio, r.participant, r.amount, r.empenho_id, r.ledger_amount,
+       r.state, r.missing, r.note, r.partner, r.window_from, r.last_run_on, r.updated_at
+FROM reconciliation_records r LEFT JOIN closing_files f ON f.id = r.file_id"""
+
+
+def _record(row: asyncpg.Record) -> Record:
+    return Record(*(row[name] for name in _RECORD_FIELDS))
+
+
+@dataclass(frozen=True)
+class Sale:
+    """A committed (or since reversed) empenho, as the ledger's projection holds it."""
+
+    id: str
+    store: str
+    terminal: str
+    day: datetime.date
+    coupon: str
+    convenio: str
+    participant: str
+    status: str  # COMMITTED or REVERSED
+    amount: int  # committed_amount
+    committed_at: datetime.datetime
+    ended_at: datetime.datetime | None
+
+    @property
+    def key(self) -> tuple[str, str, datetime.date, str, str, str]:
+        return (self.store, self.terminal, self.day, self.coupon, self.convenio, self.participant)
+
+
+SALE_COLUMNS = """SELECT id, store, terminal, coupon, convenio, participant, status, committed_amount, committed_at,
+       ended_at FROM empenhos"""
+SALES_BETWEEN = (
+    SALE_COLUMNS
+    + """
+WHERE committed_at >= $1 AND committed_at < $2 AND status IN ('COMMITTED', 'REVERSED')"""
+)
+SALES_BY_ID = SALE_COLUMNS + " WHERE id = ANY($1::text[]) AND status IN ('COMMITTED', 'REVERSED')"
+
+
+def _sale(row: asyncpg.Record) -> Sale:
+    return Sale(
+        row["id"],
+        row["store"],
+        row["terminal"],
+        business_day(row["committed_at"]),
+        row["coupon"] or "",
+        row["convenio"],
+        row["participant"],
+        row["status"],
+        row["committed_amount"],
+        row["committed_at"],
+        row["ended_at"],
+    )
+
+
+def _reversed_note(sale: Sale) -> str:
+    when = f" on {_when(sale.ended_at)}" if sale.ended_at else ""
+    return f"the ledger reversed the sale {sale.id}{when}: it is not a live sale (its amount is 0)"
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+INSERT_RECORDS = """
+INSERT INTO reconciliation_records (origin, file_id, line, type, store, terminal, business_date, coupon, convenio,
+                                    participant, amount, empenho_id, ledger_amount, state, missing, note, partner,
+                                    window_from, last_run_on, updated_at)
+SELECT r.origin, r.file_id, r.line, r.type, r.store, r.terminal, r.business_date, r.coupon, r.convenio,
+       r.participant, r.amount, r.empenho_id, r.ledger_amount, r.state, r.missing, r.note, r.partner,
+       r.window_from, r.last_run_on, $1
+FROM unnest($2::text[], $3::bigint[], $4::int[], $5::text[], $6::text[], $7::text[], $8::date[], $9::text[],
+            $10::text[], $11::text[], $12::bigint[], $13::text[], $14::bigint[], $15::text[], $16::text[],
+            $17::text[], $18::bigint[], $19::date[], $20::date[])
+     WITH ORDINALITY AS r(origin, file_id, line, type, store, terminal, business_date, coupon, convenio,
+                          participant, amount, empenho_id, ledger_amount, state, missing, note, partner,
+                          window_from, last_run_on, n)
+ORDER BY r.n
+RETURNING id"""
+
+UPDATE_RECORD = """
+UPDATE reconciliation_records
+SET state = $2, missing = $3, note = $4, empenho_id = $5, ledger_amount = $6, partner = $7, window_from = $8,
+    updated_at = $9
+WHERE id = $1"""
+
+INSERT_HISTORY = """
+INSERT INTO reconciliation_history (record, at, by, state, note)
+SELECT h.record, $1, $2, h.state, h.note
+FROM unnest($3::bigint[], $4::text[], $5::text[]) WITH ORDINALITY AS h(record, state, note, n)
+ORDER BY h.n
+RETURNING seq, record"""
+
+NETS = """SELECT record, sum(amount)::bigint AS net FROM receivable_movements
+WHERE record = ANY($1::bigint[]) GROUP BY record"""
+
+INSERT_MOVEMENTS = """
+INSERT INTO receivable_movements (history_seq, record, convenio, participant, kind, amount, empenho_id,
+                                  business_date, at, by)
+SELECT m.history_seq, m.record, m.convenio, m.participant, m.kind, m.amount, m.empenho_id, m.business_date, $1, $2
+FROM unnest($3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[], $10::date[])
+     WITH ORDINALITY AS m(history_seq, record, convenio, participant, kind, amount, empenho_id, business_date, n)
+ORDER BY m.n"""
+
+TOUCH = """UPDATE reconciliation_records SET last_run_on = $1
+WHERE id = ANY($2::bigint[]) AND (last_run_on IS NULL OR last_run_on < $1)"""
+
+
+@dataclass
+class Change:
+    before: Record
+    after: Record
+    debit_kind: str = "UNDONE"  # the receivable's kind when this change takes an amount back
+
+
+def _changed(before: Record, after: Record) -> bool:
+    return any(getattr(before, name) != getattr(after, name) for name in TRACKED)
+
+
+def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+async def _insert(conn: asyncpg.Connection, records: Sequence[Record], by: str, now: datetime.datetime) -> list[int]:
+    """New records, each with its first history row; their ids, in order."""
+    ids: list[int] = []
+    for part in _chunks(records):
+        columns = [[getattr(r, name) for r in part] for name in _INSERTED]
+        rows = await conn.fetch(INSERT_RECORDS, now, *columns)
+        new = [row["id"] for row in rows]
+        await conn.fetch(INSERT_HISTORY, now, by, new, [r.state for r in part], [r.note for r in part])
+        ids.extend(new)
+    return ids
+
+
+async def _apply(
+    conn: asyncpg.Connection, changes: Sequence[Change], by: str, now: datetime.datetime
+) -> tuple[int, int]:
+    """Write the changes, a history row each, and the receivable's movements they make.
+    Returns (movements, their sum)."""
+    if not changes:
+        return 0, 0
+    # a sale may pass from one line to another in one run, and the unique index on claims is
+    # checked row by row: every record lets go of its sale before any record takes one
+    acquiring = [c for c in changes if c.after.claims and c.after.claims != c.before.claims]
+    acquiring_ids = {c.after.id for c in acquiring}
+    first = [c.after for c in changes if c.after.id not in acquiring_ids]
+    first += [
+        replace(c.after, state=NOT_RECONCILED, empenho_id=None, missing=None) for c in acquiring if c.before.claims
+    ]
+    then = [c.after for c in acquiring]
+    for part in _chunks(first + then):
+        await conn.executemany(
+            UPDATE_RECORD,
+            [
+                (r.id, r.state, r.missing, r.note, r.empenho_id, r.ledger_amount, r.partner, r.window_from, now)
+                for r in part
+            ],
+        )
+
+    count = total = 0
+    for part in _chunks(changes):
+        seqs = await conn.fetch(
+            INSERT_HISTORY,
+            now,
+            by,
+            [c.after.id for c in part],
+            [c.after.state for c in part],
+            [c.after.note for c in part],
+        )
+        seq_of = {row["record"]: row["seq"] for row in seqs}
+        files = [c for c in part if c.after.origin == "FILE" and c.after.type == SALE]
+        nets = {row["record"]: row["net"] for row in await conn.fetch(NETS, [c.after.id for c in files])}
+        moves = []
+        for c in files:
+            due = c.after.amount if c.after.state == RECONCILED else 0
+            delta = due - nets.get(c.after.id, 0)
+            if delta:
+                kind = "RECONCILED" if delta > 0 else c.debit_kind
+                empenho = c.after.empenho_id or c.before.empenho_id
+                moves.append((seq_of[c.after.id], c.after, kind, delta, empenho))
+        if moves:
+            await conn.execute(
+                INSERT_MOVEMENTS,
+                now,
+                by,
+                [m[0] for m in moves],
+                [m[1].id for m in moves],
+                [m[1].convenio for m in moves],
+                [m[1].participant for m in moves],
+                [m[2] for m in moves],
+                [m[3] for m in moves],
+                [m[4] for m in moves],
+                [m[1].business_date for m in moves],
+            )
+            count += len(moves)
+            total += sum(m[3] for m in moves)
+    return count, total
+
+
+# --- import ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Imported:
+    file_id: int
+    name: str
+    sha256: str
+    already: bool  # this very file had been imported before: nothing changed
+    imported_at: datetime.datetime
+    imported_by: str
+    lines: int
+    sales: int
+    informative: int
+    sales_amount: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file_id,
+            "name": self.name,
+            "sha256": self.sha256,
+            "already_imported": self.already,
+            "imported_at": self.imported_at.isoformat(),
+            "imported_by": self.imported_by,
+            "lines": self.lines,
+            "sales": self.sales,
+            "informative": self.informative,
+            "sales_amount": self.sales_amount,
+        }
+
+
+FILE_BY_SHA = """SELECT id, name, sha256, imported_at, imported_by, lines, sales, informative, sales_amount
+FROM closing_files WHERE sha256 = $1"""
+INSERT_FILE = """
+INSERT INTO closing_files (name, sha256, imported_at, imported_by, lines, sales, informative, sales_amount)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+RETURNING id, name, sha256, imported_at, imported_by, lines, sales, informative, sales_amount"""
+
+
+def _imported(row: asyncpg.Record, already: bool) -> Imported:
+    return Imported(
+        row["id"],
+        row["name"],
+        row["sha256"],
+        already,
+        row["imported_at"],
+        row["imported_by"],
+        row["lines"],
+        row["sales"],
+        row["informative"],
+        row["sales_amount"],
+    )
+
+
+async def import_file(
+    conn: asyncpg.Connection,
+    name: str,
+    data: bytes,
+    by: str,
+    now: datetime.datetime,
+    progress: Progress | None = None,
+) -> Imported:
+    """Store a closing file's lines as records (SALE lines NOT_RECONCILED until a run, the
+    others INFORMATIVE). The same file again changes nothing. BadFile: nothing stored."""
+    lines = parse(data)
+    digest = hashlib.sha256(data).hexdigest()
+    sales = [line for line in lines if line.type == SALE]
+    async with conn.transaction():
+        await locks.for_transaction(conn, Lock.RECONCILE)  # imports, runs and undos one at a time
+        known = await conn.fetchrow(FILE_BY_SHA, digest)
+        if known is not None:
+            return _imported(known, already=True)
+        row = await conn.fetchrow(
+            INSERT_FILE,
+            name,
+            digest,
+            now,
+            by,
+            len(lines),
+            len(sales),
+            len(lines) - len(sales),
+            sum(line.amount for line in sales),
+        )
+        records = [_from_line(row["id"], name, line) for line in lines]
+        tick = ticker(progress, "importing", len(records))
+        for part in _chunks(records):
+            await _insert(conn, part, by, now)
+            tick(len(part))
+    return _imported(row, already=False)
+
+
+def _from_line(file_id: int, name: str, line: Line) -> Record:
+    sale = line.type == SALE
+    note = (
+        f"imported from {name} line {line.line}"
+        if sale
+        else f"informative line ({line.type}) of {name} line {line.line}: listed, never reconciled"
+    )
+    return Record(
+        id=0,
+        origin="FILE",
+        file_id=file_id,
+        file_name=name,
+        line=line.line,
+        type=line.type,
+        store=line.store,
+        terminal=line.terminal,
+        business_date=line.date,
+        coupon=line.coupon,
+        convenio=line.convenio,
+        participant=line.participant,
+        amount=line.amount,
+        empenho_id=None,
+        ledger_amount=None,
+        state=NOT_RECONCILED if sale else INFORMATIVE,
+        missing=None,
+        note=note,
+        partner=None,
+        window_from=line.date,
+        last_run_on=None,
+        updated_at=None,
+    )
+
+
+# --- the run ---------------------------------------------------------------------------------
+@dataclass
+class RunReport:
+    date: datetime.date
+    window: int
+    by: str
+    file_records: int = 0  # file lines looked at
+    ledger_sales: int = 0  # the ledger's sales of the window's days looked at
+    changed: Counter[str] = field(default_factory=Counter)  # records moved into each state
+    ledger_side_created: int = 0
+    movements: int = 0
+    receivable: int = 0  # centavos the receivable moved by, in sum
+    window_states: dict[str, int] = field(default_factory=dict)  # records of the window's days, after the run
+    changed_ids: list[int] = field(default_factory=list, repr=False)  # records this run changed
+
+    @property
+    def oldest(self) -> datetime.date:
+        return self.date - datetime.timedelta(days=self.window)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "date": self.date.isoformat(),
+            "window": self.window,
+            "window_start": self.oldest.isoformat(),
+            "by": self.by,
+            "file_records_tried": self.file_records,
+            "ledger_sales_seen": self.ledger_sales,
+            "changed": {state: self.changed.get(state, 0) for state in STATES if state != INFORMATIVE},
+            "ledger_side_created": self.ledger_side_created,
+            "receivable_movements": self.movements,
+            "receivable_amount": self.receivable,
+            "window_states": {state: self.window_states.get(state, 0) for state in STATES},
+        }
+
+
+# sales the ledger reversed, in the window's days, after a file line was reconciled with them
+RECONCILED_THEN_REVERSED = (
+    RECORDS
+    + """
+JOIN empenhos e ON e.id = r.empenho_id
+WHERE r.origin = 'FILE' AND r.state = 'RECONCILED' AND e.status = 'REVERSED' AND e.ended_at >= $1 AND e.ended_at < $2
+ORDER BY r.id"""
+)
+EXPIRED = RECORDS + " WHERE r.state = 'NOT_RECONCILED' AND r.window_from < $1 ORDER BY r.id"
+OPEN_FILE = (
+    RECORDS
+    + """
+WHERE r.origin = 'FILE' AND r.type = 'SALE' AND r.state IN ('NOT_RECONCILED', 'DIVERGENT')
+  AND r.window_from >= $1 AND r.business_date <= $2
+ORDER BY r.id"""
+)
+OPEN_LEDGER = (
+    RECORDS
+    + """
+WHERE r.origin = 'LEDGER' AND r.state <> 'FAILED' AND r.window_from >= $1 AND r.business_date <= $2
+ORDER BY r.id"""
+)
+LEDGER_SIDE_OF = RECORDS + " WHERE r.origin = 'LEDGER' AND r.empenho_id = ANY($1::text[]) ORDER BY r.id"
+PARTNERED = RECORDS + " WHERE r.origin = 'LEDGER' AND r.partner = ANY($1::bigint[]) ORDER BY r.id"
+CLAIMS = (
+    RECORDS
+    + """
+WHERE r.origin = 'FILE' AND r.state IN ('RECONCILED', 'DIVERGENT') AND r.empenho_id = ANY($1::text[])"""
+)
+WINDOW_STATES = """SELECT state, count(*)::int AS n FROM reconciliation_records
+WHERE business_date >= $1 AND business_date <= $2 GROUP BY state"""
+
+
+async def run(
+    conn: asyncpg.Connection,
+    on: datetime.date,
+    window: int = DEFAULT_WINDOW,
+    by: str = "system",
+    now: datetime.datetime | None = None,
+    progress: Progress | None = None,
+) -> RunReport:
+    """Reconcile as of business day `on`, looking back `window` days; idempotent."""
+    if window < 0:
+        raise ReconciliationError("the window is a number of days, 0 or more")
+    now = now or datetime.datetime.now(datetime.UTC)
+    report = RunReport(on, window, by)
+    oldest = report.oldest
+    async with conn.transaction():
+        await locks.for_transaction(conn, Lock.RECONCILE)  # imports, runs and undos one at a time
+        await _reversed_after_reconciled(conn, report, now)
+        await _expire(conn, report, now)
+
+        open_file = [_record(r) for r in await conn.fetch(OPEN_FILE, oldest, on)]
+        open_ledger = [_record(r) for r in await conn.fetch(OPEN_LEDGER, oldest, on)]
+        days = {oldest + datetime.timedelta(days=i) for i in range(window + 1)}
+        days |= {r.business_date for r in open_file + open_ledger}
+        sales: dict[str, Sale] = {}
+        for day in sorted(days):
+            for row in await conn.fetch(SALES_BETWEEN, *day_bounds(day)):
+                sales[row["id"]] = _sale(row)
+        in_window = [s for s in sales.values() if oldest <= s.day <= on]
+        report.file_records, report.ledger_sales = len(open_file), len(in_window)
+        step = ticker(progress, f"reconciling {on}", len(open_file) + len(in_window) + len(open_ledger))
+
+        # the file's side: each open line against the sales of its day
+        claims = {r.empenho_id: r for r in map(_record, await conn.fetch(CLAIMS, list(sales)))}
+        matched = _match(open_file, sales.values(), claims)
+        file_changes = [
+            Change(before, matched[before.id]) for before in open_file if _changed(before, matched[before.id])
+        ]
+        await _write(conn, report, file_changes, by, now)
+        step(len(open_file))
+        await conn.execute(TOUCH, on, [r.id for r in open_file])
+
+        # the ledger's side: each committed sale of the window a line reported, or not
+        evaluated = {r.empenho_id: r for r in open_ledger}
+        for r in map(_record, await conn.fetch(PARTNERED, report.changed_ids)):
+            evaluated.setdefault(r.empenho_id, r)
+        existing = {r.empenho_id for r in map(_record, await conn.fetch(LEDGER_SIDE_OF, [s.id for s in in_window]))}
+        lacking = [e for e in evaluated if e not in sales]
+        for row in await conn.fetch(SALES_BY_ID, lacking):
+            sales[row["id"]] = _sale(row)
+        interest = sorted(set(evaluated) | {s.id for s in in_window})
+        claims = {r.empenho_id: r for r in map(_record, await conn.fetch(CLAIMS, interest))}
+
+        new = [
+            _ledger_side(s)
+            for s in sorted(in_window, key=lambda s: (s.committed_at, s.id))
+            if s.status == "COMMITTED" and s.id not in existing and s.id not in claims
+        ]
+        if new:
+            ids = await _insert(conn, new, by, now)
+            report.ledger_side_created = len(ids)
+            report.changed[NOT_RECONCILED] += len(ids)
+            await conn.execute(TOUCH, on, ids)
+        step(len(in_window))
+        ledger_changes = []
+        for before in evaluated.values():
+            sale = sales.get(before.empenho_id or "")
+            if sale is None:
+                continue  # the empenho left the projection: nothing to compare with
+            after = _mirror(before, sale, claims.get(sale.id))
+            if _changed(before, after):
+                ledger_changes.append(Change(before, after))
+        await _write(conn, report, ledger_changes, by, now)
+        await conn.execute(TOUCH, on, [r.id for r in open_ledger])
+        step(len(evaluated))
+
+        rows = await conn.fetch(WINDOW_STATES, oldest, on)
+        report.window_states = {row["state"]: row["n"] for row in rows}
+    return report
+
+
+async def _write(
+    conn: asyncpg.Connection, report: RunReport, changes: Sequence[Change], by: str, now: datetime.datetime
+) -> None:
+    moves, amount = await _apply(conn, changes, by, now)
+    report.movements += moves
+    report.receivable += amount
+    for c in changes:
+        report.changed[c.after.state] += 1
+        report.changed_ids.append(c.after.id)
+
+
+async def _reversed_after_reconciled(conn: asyncpg.Connection, report: RunReport, now: datetime.datetime) -> None:
+    start, _ = day_bounds(report.oldest)
+    _, end = day_bounds(report.date)
+    changes = []
+    for before in map(_record, await conn.fetch(RECONCILED_THEN_REVERSED, start, end)):
+        rows = await conn.fetch(SALES_BY_ID, [before.empenho_id])
+        sale = _sale(rows[0])
+        after = replace(before, state=DIVERGENT, ledger_amount=0, note=_reversed_note(sale))
+        changes.append(Change(before, after, debit_kind="REVERSED"))
+    await _write(conn, report, changes, report.by, now)
+
+
+async def _expire(conn: asyncpg.Connection, report: RunReport, now: datetime.datetime) -> None:
+    changes = []
+    for before in map(_record, await conn.fetch(EXPIRED, report.oldest)):
+        look = f"within the {report.window}-day look-back from {before.window_from.isoformat()}"
+        if before.origin == "FILE":
+            after = replace(before, state=FAILED, missing="LEDGER", note=f"not found in the ledger {look}")
+        else:
+            after = replace(
+                before, state=FAILED, missing="FILE", partner=None, note=f"no closing file reported it {look}"
+            )
+        changes.append(Change(before, after))
+    await _write(conn, report, changes, report.by, now)
+
+
+def _match(open_file: Sequence[Record], sales: Iterable[Sale], claims: dict[str, Record]) -> dict[int, Record]:
+    """Each open line's new version: a sale of the same key for the same amount first, then
+    one for another amount (or reversed); a line keeps the sale it had when it can."""
+    by_key: dict[tuple, list[Sale]] = defaultdict(list)
+    for s in sorted(sales, key=lambda s: (s.committed_at, s.id)):
+        by_key[s.key].append(s)
+    open_ids = {r.id for r in open_file}
+    held = {e: r.id for e, r in claims.items() if r.id not in open_ids}  # claims this run does not revisit
+    taken: dict[str, int] = {}
+    result: dict[int, Record] = {}
+
+    def free(s: Sale) -> bool:
+        return s.id not in held and s.id not in taken
+
+    for rec in open_file:
+        for s in by_key.get(rec.key, ()):
+            if s.status == "COMMITTED" and s.amount == rec.amount and free(s):
+                taken[s.id] = rec.id
+                note = f"the ledger's sale {s.id} matches ({brl(s.amount)})"
+                result[rec.id] = replace(
+                    rec, state=RECONCILED, empenho_id=s.id, ledger_amount=s.amount, missing=None, note=note
+                )
+                break
+    rest = sorted((r for r in open_file if r.id not in result), key=lambda r: (r.empenho_id is None, r.id))
+    for rec in rest:
+        candidates = [s for s in by_key.get(rec.key, ()) if free(s)]
+        candidates.sort(key=lambda s: (s.id != rec.empenho_id, s.status != "COMMITTED"))
+        if candidates:
+            s = candidates[0]
+            taken[s.id] = rec.id
+            if s.status == "COMMITTED":
+                note = (
+                    f"the ledger's sale {s.id} is {brl(s.amount)}, the file says {brl(rec.amount)} "
+                    f"(they differ by {brl(abs(s.amount - rec.amount))})"
+                )
+                live = s.amount
+            else:
+                note, live = _reversed_note(s), 0
+            result[rec.id] = replace(rec, state=DIVERGENT, empenho_id=s.id, ledger_amount=live, missing=None, note=note)
+            continue
+        others = by_key.get(rec.key, ())
+        if others:
+            s = others[0]
+            holder = held.get(s.id) or taken.get(s.id)
+            note = f"the ledger's sale {s.id} is matched by record {holder}: the sale is reported twice"
+        else:
+            note = NO_SALE
+        result[rec.id] = replace(
+            rec, state=NOT_RECONCILED, empenho_id=None, ledger_amount=None, missing="LEDGER", note=note
+        )
+    return result
+
+
+def _ledger_side(sale: Sale) -> Record:
+    """A new ledger-side record for a committed sale no line holds."""
+    return Record(
+        id=0,
+        origin="LEDGER",
+        file_id=None,
+        file_name=None,
+        line=None,
+        type=SALE,
+        store=sale.store,
+        terminal=sale.terminal,
+        business_date=sale.day,
+        coupon=sale.coupon,
+        convenio=sale.convenio,
+        participant=sale.participant,
+        amount=sale.amount,
+        empenho_id=sale.id,
+        ledger_amount=sale.amount,
+        state=NOT_RECONCILED,
+        missing="FILE",
+        note=NO_FILE_YET,
+        partner=None,
+        window_from=sale.day,
+        last_run_on=None,
+        updated_at=None,
+    )
+
+
+def _mirror(rec: Record, sale: Sale, claim: Record | None) -> Record:
+    """A ledger-side record follows the line that reported its sale, if any."""
+    live = sale.amount if sale.status == "COMMITTED" else 0
+    if claim is not None:
+        where = f"{claim.file_name} line {claim.line}"
+        note = f"reported by {where} (record {claim.id}), {claim.state}"
+        return replace(rec, state=claim.state, partner=claim.id, missing=None, ledger_amount=live, note=note)
+    if sale.status == "REVERSED":
+        note = _reversed_note(sale) + "; no file needs to report it"
+        return replace(rec, state=RECONCILED, partner=None, missing=None, ledger_amount=0, note=note)
+    return replace(rec, state=NOT_RECONCILED, partner=None, missing="FILE", ledger_amount=live, note=NO_FILE_YET)
+
+
+# --- undo ------------------------------------------------------------------------------------
+RECORD_BY_ID = RECORDS + " WHERE r.id = $1"
+RECORD_FOR_UPDATE = RECORDS + " WHERE r.id = $1 FOR UPDATE OF r"
+
+
+async def undo(
+    conn: asyncpg.Connection, record_id: int, by: str, now: datetime.datetime, note: str = ""
+) -> list[Record]:
+    """Excluir Conciliação (seed 004): a RECONCILED or DIVERGENT record (with the other side's
+    record of the same sale) goes back to NOT_RECONCILED, the receivable gets the counter-
+    movement, and the next run tries it again, its window counted from today."""
+    if len(note) > MAX_NOTE:
+        raise ReconciliationError(f"the note is longer than {MAX_NOTE} characters")
+    async with conn.transaction():
+        await locks.for_transaction(conn, Lock.RECONCILE)  # imports, runs and undos one at a time
+        row = await conn.fetchrow(RECORD_FOR_UPDATE, record_id)
+        if row is None:
+            raise ReconciliationError(f"no reconciliation record {record_id}")
+        rec = _record(row)
+        if rec.state == INFORMATIVE:
+            raise ReconciliationError(f"record {rec.id} is INFORMATIVE: it is never reconciled, so nothing to undo")
+        if rec.state not in (RECONCILED, DIVERGENT):
+            raise ReconciliationError(
+                f"record {rec.id} is {rec.state}: only a RECONCILED or DIVERGENT record can be undone"
+            )
+        target = rec
+        if rec.origin == "LEDGER" and rec.partner is not None:
+            target = _record(await conn.fetchrow(RECORD_FOR_UPDATE, rec.partner))
+        day = local_today(now)
+        text = "reconciliation undone" + (f": {note}" if note else "")
+        after = replace(target, state=NOT_RECONCILED, missing=None, note=text, window_from=day)
+        if target.origin == "FILE":
+            after = replace(after, empenho_id=None, ledger_amount=None)
+        changes = [Change(target, after)]
+        if target.origin == "FILE":
+            for other in map(_record, await conn.fetch(PARTNERED, [target.id])):
+                undone = f"record {target.id}, which reported this sale, had its reconciliation undone"
+                mirror = replace(other, state=NOT_RECONCILED, missing=None, partner=None, note=undone, window_from=day)
+                changes.append(Change(other, mirror))
+        await _apply(conn, changes, by, now)
+    return [c.after for c in changes]
+
+
+# --- reading ---------------------------------------------------------------------------------
+LIST = (
+    RECORDS
+    + """
+WHERE ($1::text IS NULL OR r.convenio = $1) AND ($2::text IS NULL OR r.state = $2)
+  AND ($3::date IS NULL OR r.business_date = $3) AND ($4::text IS NULL OR r.store = $4)
+  AND ($5::text IS NULL OR r.terminal = $5)
+ORDER BY r.business_date, r.store, r.terminal, r.id
+LIMIT $6"""
+)
+COUNT = """SELECT count(*) FROM reconciliation_records r
+WHERE ($1::text IS NULL OR r.convenio = $1) AND ($2::text IS NULL OR r.state = $2)
+  AND ($3::date IS NULL OR r.business_date = $3) AND ($4::text IS NULL OR r.store = $4)
+  AND ($5::text IS NULL OR r.terminal = $5)"""
+HISTORY = "SELECT seq, at, by, state, note FROM reconciliation_history WHERE record = $1 ORDER BY seq"
+
+
+async def records(
+    conn: asyncpg.Connection,
+    convenio: str | None = None,
+    state: str | None = None,
+    on: datetime.date | None = None,
+    store: str | None = None,
+    terminal: str | None = None,
+    limit: int | None = None,
+) -> tuple[list[Record], int]:
+    """The records that pass every filter given (by day, store, terminal, id), at most
+    `limit`, and how many pass in all."""
+    if state is not None and state not in STATES:
+        raise ReconciliationError(f"unknown state {state!r}: one of {', '.join(STATES)}")
+    found = [_record(r) for r in await conn.fetch(LIST, convenio, state, on, store, terminal, limit)]
+    total = await conn.fetchval(COUNT, convenio, state, on, store, terminal)
+    return found, total
+
+
+async def record(conn: asyncpg.Connection, record_id: int) -> Record:
+    row = await conn.fetchrow(RECORD_BY_ID, record_id)
+    if row is None:
+        raise ReconciliationError(f"no reconciliation record {record_id}")
+    return _record(row)
+
+
+async def history(conn: asyncpg.Connection, record_id: int) -> tuple[Record, list[dict[str, Any]]]:
+    """A record and its history, oldest first (seed 004: when, who, state, note)."""
+    rec = await record(conn, record_id)
+    rows = await conn.fetch(HISTORY, record_id)
+    return rec, [
+        {"seq": r["seq"], "at": r["at"].isoformat(), "by": r["by"], "state": r["state"], "note": r["note"]}
+        for r in rows
+    ]
+
+
+KNOWN_CONVENIO = """SELECT EXISTS (SELECT 1 FROM convenios WHERE code = $1)
+    OR EXISTS (SELECT 1 FROM receivable_movements WHERE convenio = $1)"""
+MOVEMENTS = """
+SELECT m.seq, m.record, m.kind, m.amount, (sum(m.amount) OVER (ORDER BY m.seq))::bigint AS balance,
+       m.participant, m.empenho_id, m.business_date, m.at, m.by, r.store, r.terminal, r.coupon, r.file_id, r.line
+FROM receivable_movements m JOIN reconciliation_records r ON r.id = m.record
+WHERE m.convenio = $1
+ORDER BY m.seq"""
+BALANCES = """SELECT convenio, count(*)::int AS movements, sum(amount)::bigint AS balance
+FROM receivable_movements GROUP BY convenio ORDER BY convenio"""
+
+
+async def receivables(conn: asyncpg.Connection, convenio: str) -> dict[str, Any]:
+    """The convênio's financial account: every movement, oldest first, with the balance after it."""
+    if not await conn.fetchval(KNOWN_CONVENIO, convenio):
+        raise ReconciliationError(f"no convênio {convenio}")
+    movements = [
+        {
+            "seq": r["seq"],
+            "record": r["record"],
+            "kind": r["kind"],
+            "amount": r["amount"],
+            "balance": r["balance"],
+            "participant": r["participant"],
+            "empenho": r["empenho_id"],
+            "date": r["business_date"].isoformat(),
+            "store": r["store"],
+            "terminal": r["terminal"],
+            "coupon": r["coupon"],
+            "file": r["file_id"],
+            "line": r["line"],
+            "at": r["at"].isoformat(),
+            "by": r["by"],
+        }
+        for r in await conn.fetch(MOVEMENTS, convenio)
+    ]
+    return {"convenio": convenio, "balance": movements[-1]["balance"] if movements else 0, "movements": movements}
+
+
+async def receivable_balances(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    """Each convênio's receivable balance and number of movements."""
+    return [dict(r) for r in await conn.fetch(BALANCES)]
