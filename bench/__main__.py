@@ -270,7 +270,7 @@ class Bench:
             cpu = redis_ceiling.cpu_seconds(self.stack.redis.proc.pid)
             r = await redis_ceiling.run(svc, pop.token, "SPREAD", minted)
             busy = (redis_ceiling.cpu_seconds(self.stack.redis.proc.pid) - cpu) / r.seconds
-            say(f"  raw reserve.lua          {r.rate:>8.0f}/s  redis busy {busy:.0%}  {r.statuses}")
+            say(f"  raw empenho_hold.lua          {r.rate:>8.0f}/s  redis busy {busy:.0%}  {r.statuses}")
             self.results["redis_raw_hold"] = r.summary() | {"pipeline_depth": 200, "redis_busy": round(busy, 2)}
             # the client (one Python process) may be the limit: Redis's own capacity at 100 % busy
             self.results["redis_raw_hold"]["redis_capacity_estimate_per_s"] = round(r.rate / max(busy, 0.01))

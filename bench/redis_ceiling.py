@@ -1,8 +1,8 @@
-"""Baseline (ii): the raw hold script (`reserve.lua`) straight into Redis, pipelined, with no HTTP
+"""Baseline (ii): the raw hold script (`empenho_hold.lua`) straight into Redis, pipelined, with no HTTP
 and no gateway around it: the most holds Redis itself can decide on one core.
 
 The keys and arguments are laid out as `gateway/empenhos.py` lays them out for a real hold (see
-the header of `gateway/lua/reserve.lua`); every call has its own minted proof, idempotency key
+the header of `gateway/lua/empenho_hold.lua`); every call has its own minted proof, idempotency key
 and empenho id, so each one is a full approval with its event.
 """
 
@@ -55,7 +55,7 @@ def _call(svc: Services, api_key_id: str, convenio: str, participant: str, proof
 
 async def run(svc: Services, token: str, convenio: str, minted: list[tuple[str, str]], depth: int = 200) -> Result:
     """Every minted proof spent by one hold, `depth` EVALSHAs per pipeline round trip."""
-    sha = await svc.redis.script_load(source("reserve"))
+    sha = await svc.redis.script_load(source("empenho_hold"))
     api_key_id = key_id(token)
     calls = [_call(svc, api_key_id, convenio, p, proof, n) for n, (p, proof) in enumerate(minted)]
     statuses: dict[int, int] = {}

@@ -92,7 +92,7 @@ def markdown(doc: dict[str, Any], plot_name: str) -> str:
     if "redis_raw_hold" in r:
         raw = r["redis_raw_hold"]
         lines.append(
-            f"- Raw `reserve.lua`, pipelined from one Python client: {raw['rate']:.0f} holds/s with Redis"
+            f"- Raw `empenho_hold.lua`, pipelined from one Python client: {raw['rate']:.0f} holds/s with Redis"
             f" {raw.get('redis_busy', 0):.0%} busy (about {raw.get('redis_capacity_estimate_per_s', 0)}/s at 100 %)"
         )
     if "echo" in r:

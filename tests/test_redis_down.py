@@ -269,7 +269,7 @@ async def test_redis_hung_then_resumed(private_redis: PrivateRedis, down_app, te
     run = svc.run
 
     async def freeze_on_reserve(name: str, keys: list[str], args: list[Any]) -> dict[str, Any]:
-        if name == "reserve":
+        if name == "empenho_hold":
             private_redis.freeze()
         return await run(name, keys, args)
 

@@ -7,7 +7,7 @@ Where each comes from:
   Redis; a hold is never missed, however fresh.
 - empenhos: Postgres (`empenhos.order_ref`), each one's live status then read from Redis while
   its record is still there. An empenho placed in the last moments, not yet stored by the
-  ledger writer, is not listed yet (reserve.lua keeps no index by order).
+  ledger writer, is not listed yet (empenho_hold.lua keeps no index by order).
 """
 
 from __future__ import annotations

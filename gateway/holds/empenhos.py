@@ -69,7 +69,7 @@ async def hold(svc: Services, api_key_id: str, idempotency_key: str, req: Empenh
     plate = vehicle.plate.upper() if vehicle else ""
     km = "" if vehicle is None or vehicle.odometer_km is None else str(vehicle.odometer_km)
     res = await svc.run(
-        "reserve",
+        "empenho_hold",
         [
             k.convenio(req.convenio),
             k.participant(req.convenio, req.participant),
@@ -110,7 +110,7 @@ async def commit(svc: Services, empenho_id: str, req: CommitRequest) -> Answer:
     shard, (conv, part) = await lifecycle.locate(svc, EMPENHO, empenho_id)
     k = svc.keys
     res = await svc.run(
-        "commit",
+        "empenho_commit",
         [
             k.empenho(shard, empenho_id),
             k.empenho_history(shard, empenho_id),
@@ -139,7 +139,7 @@ async def cancel(svc: Services, empenho_id: str, req: CancelRequest, keep_window
     (update_balance off), a sale made elsewhere that keeps its place in the limit windows."""
     shard, owner = await lifecycle.locate(svc, EMPENHO, empenho_id)
     res = await svc.run(
-        "cancel",
+        "empenho_cancel",
         EMPENHO.lifecycle_keys(svc.keys, shard, empenho_id, owner),
         [
             empenho_id,

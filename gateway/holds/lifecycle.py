@@ -82,7 +82,7 @@ EMPENHO = Kind(
     Keys.empenho,
     Keys.pending,
     ("convenio", "participant"),
-    "expire",
+    "empenho_expire",
     _empenho_keys,
 )
 CREDIT_HOLD = Kind(

@@ -1,5 +1,5 @@
 -- vehicle_save.lua: register a participant's vehicle by plate, or update its description.
--- The last odometer reading (kept by commit.lua) survives an update.
+-- The last odometer reading (kept by empenho_commit.lua) survives an update.
 --
 -- KEYS[1] convênio hash   KEYS[2] participant hash   KEYS[3] participant vehicles hash
 -- KEYS[4] event stream

@@ -48,7 +48,7 @@ def _convenio_fields(body: ConvenioCreate | ConvenioUpdate) -> dict[str, str]:
 
 
 def window_fields(w: Windows) -> dict[str, str]:
-    """'' means no cap (reserve.lua reads it as nil)."""
+    """'' means no cap (empenho_hold.lua reads it as nil)."""
     return {
         "w_order": "" if w.order_max is None else str(w.order_max),
         "w_day": "" if w.daily_max is None else str(w.daily_max),

@@ -30,7 +30,7 @@ PCONV_ADD = source("pconv_add")
 
 Progress = Callable[[str, int], None]
 
-#: limit-window counters (reserve.lua): live spending, never restored from a stale record
+#: limit-window counters (empenho_hold.lua): live spending, never restored from a stale record
 WINDOW_COUNTERS = ("wd", "wds", "wm", "wms")
 
 

@@ -20,7 +20,7 @@ local function retire(emp_key, hist_key, ttl_s)
   redis.call('EXPIRE', hist_key, ttl_s)
 end
 
--- Give back to the limit windows (see reserve.lua) what an empenho no longer takes, in the
+-- Give back to the limit windows (see empenho_hold.lua) what an empenho no longer takes, in the
 -- hashes that counted it, while their day or month is still the empenho's.
 local function unwind_windows(emp, conv_key, part_key, amount)
   if amount == 0 then return end

@@ -1,4 +1,4 @@
--- reserve.lua: place an empenho (authorization hold) for one sale, or decline it.
+-- empenho_hold.lua: place an empenho (authorization hold) for one sale, or decline it.
 --
 -- 1. An idempotency record for this key exists: same fingerprint -> replay its answer,
 --    other fingerprint -> IDEMPOTENCY_CONFLICT. Nothing else happens.

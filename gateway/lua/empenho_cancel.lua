@@ -1,4 +1,4 @@
--- cancel.lua: void a PENDING empenho (CANCELLED, hold released) or reverse a COMMITTED one
+-- empenho_cancel.lua: void a PENDING empenho (CANCELLED, hold released) or reverse a COMMITTED one
 -- (REVERSED, the committed amount returns to the balance).
 --
 -- 1. Unknown id -> UNKNOWN_EMPENHO. Already CANCELLED or REVERSED -> replay the first answer.

@@ -1,4 +1,4 @@
--- commit.lua: post a PENDING empenho: debit the committed amount (all or part of the hold)
+-- empenho_commit.lua: post a PENDING empenho: debit the committed amount (all or part of the hold)
 -- from the balance and release the hold.
 --
 -- 1. Unknown id -> UNKNOWN_EMPENHO. Already COMMITTED: same coupon and amount -> replay the
