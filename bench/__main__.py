@@ -1,9 +1,11 @@
 """The benchmark: the whole stack on loopback, every scenario and every baseline in one run.
 
-    bench/run [--seconds S] [--quick] [--scale N] [--only a,b,...]
+    bench/run [--seconds S] [--quick | --smoke] [--scale N] [--only a,b,...] [--out DIR]
 
 Writes bench/results/<date>.json (top-level `ratios`), <date>.md (the summary) and
-<date>-latency.png. Pinning: see bench/stack.py (PINNING, also in the report). Every loop is
+<date>-latency.png. --smoke runs every scenario and baseline once at a tiny size and fails on
+any error: what CI runs after the tests, so a change that breaks a baseline fails CI.
+Pinning: see bench/stack.py (PINNING, also in the report). Every loop is
 bounded in count and in time.
 
 Scenarios: (a) checkout flow, (b) holds and holds+commits over many participants, (c) a hot
@@ -24,6 +26,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -322,13 +325,22 @@ def main(argv: list[str] | None = None) -> int:
         "--only", default=SCENARIOS + "pr", help="scenarios to run: a-f, m (month), p (postgres), r (redis raw)"
     )
     ap.add_argument(
-        "--quick", action="store_true", help="2 s phases, 100k participants, 20k events, a small month: a smoke run"
+        "--quick", action="store_true", help="2 s phases, 100k participants, 20k events, a small month: a short run"
     )
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="every scenario and baseline once, tiny and fast, failing on any error (CI); figures mean nothing",
+    )
+    ap.add_argument("--out", type=Path, help="where the report goes (default bench/results/; --smoke: a temporary one)")
     ap.add_argument("--seed", type=int, default=20261123)
     args = ap.parse_args(argv)
     if args.quick:
         args.seconds, args.units, args.scale, args.ledger_events = 2.0, 5_000, 100_000, 20_000
         args.month_participants, args.month_journal_rows = 50_000, 500_000
+    if args.smoke:
+        args.seconds, args.units, args.concurrency, args.participants = 0.5, 400, 8, 100
+        args.scale, args.ledger_events, args.month_participants, args.month_journal_rows = 2_000, 2_000, 2_000, 20_000
     pin_here()
     root = Path(tempfile.mkdtemp(prefix="convenio-bench-", dir="/tmp"))
     root.chmod(0o755)
@@ -356,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
             bench.month()
         except Exception as exc:
             bench.notes.append(f"scenario m failed: {exc!r}")
+    failed = [n for n in bench.notes if "failed" in n]
     doc = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "cpu": report.cpu_model()},
@@ -367,17 +380,18 @@ def main(argv: list[str] | None = None) -> int:
         "results": bench.results,
         "notes": bench.notes,
     }
-    RESULTS.mkdir(exist_ok=True)
-    stem = RESULTS / datetime.date.today().isoformat()
+    out = args.out or (root / "report" if args.smoke else RESULTS)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / datetime.date.today().isoformat()
     stem.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
     stem.with_suffix(".md").write_text(report.markdown(doc, f"{stem.name}-latency.png"))
     report.plot(doc, stem.parent / f"{stem.name}-latency.png")
     say(f"ratios: {json.dumps(bench.ratios)}")
     say(f"written {stem}.json, {stem}.md, {stem}-latency.png")
-    import shutil
-
+    if args.smoke:
+        say(f"smoke run: every scenario ran in {doc['seconds']} s" if not failed else f"smoke run FAILED: {failed}")
     shutil.rmtree(root, ignore_errors=True)
-    return 0
+    return 1 if args.smoke and failed else 0
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ ports. A backlog of about N events is built through the real Lua scripts (passwo
 holds, commits, cancels, a few declines) and kept aside, so every phase drains the very same
 streams into a freshly migrated database, right after a CHECKPOINT:
 
-- writers=K: K ledger.writer.Writer loops (one event loop, this process) run rounds until the
+- writers=K: K ledger.writer.writer.Writer loops (one event loop, this process) run rounds until the
   ledger lag is 0; events/s.
 - copy: the same rows (protocol, shard, stream_id, type, at, data) COPY'd with asyncpg
   copy_records_to_table into the journal table of a fresh database (logged, with its primary

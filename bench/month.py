@@ -1,4 +1,4 @@
-"""The month at scale (issue 6): the MONTHLY rollover of a big convênio while holds go on, and
+"""The month at scale: the MONTHLY rollover of a big convênio while holds go on, and
 duplicata generation over a big journal.
 
     .venv/bin/python -m bench.month [--participants N] [--journal-rows N] [--seconds S] [--out PATH]
@@ -22,7 +22,7 @@ Rollover (`rollover` in the output):
 - Holds on a small convênio of another shard, in one open loop at `--share` of their max rate
   (latency from each hold's due time, as bench/http_load.py; the stack's hold TTL is an hour, so
   no hold expires and the sweeper stays out of it): 2 s to settle, then `--seconds` alone, then
-  during ledger.rollover.run (what `convenio rollover --date TODAY` runs; called with `now` at
+  during ledger.month.rollover.run (what `convenio rollover --date TODAY` runs; called with `now` at
   23:31 of today when it is earlier, as a rollover refuses to run before its 23:30 cutoff) in a
   process of its own on core 1, started and connected beforehand so its start-up stays out of
   the window, then `--seconds` alone again. The holds' events are acknowledged and
@@ -202,7 +202,7 @@ async def stored(svc: Services, stream: str) -> bool:
 
 
 async def store_stream(svc: Services, url: str, stream: str, timeout_s: float) -> tuple[int, float]:
-    """The real ledger writer (ledger/writer.py), on one stream only, until that stream is
+    """The real ledger writer (ledger/writer/writer.py), on one stream only, until that stream is
     stored; returns (entries handled, seconds)."""
     w = writer.Writer(svc, url, "bench-month", rebalance_s=3600)
     w.streams = {stream: svc.keys.all_events()[stream]}
@@ -424,7 +424,7 @@ async def start_worker(
 ) -> asyncio.subprocess.Process:
     """The rollover's process (`python -m bench.month --rollover-worker DATE`, by default on the
     client's core), started and connected beforehand: its start-up (imports, connections) stays
-    out of the measured window. It runs ledger.rollover.run, as `convenio rollover --date DATE`
+    out of the measured window. It runs ledger.month.rollover.run, as `convenio rollover --date DATE`
     does, when it reads a line, and prints the run as `convenio rollover --json` does."""
     cmd = ["taskset", "-c", worker["cores"]]
     if worker["nice"]:

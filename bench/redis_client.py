@@ -1,6 +1,6 @@
 """Micro-benchmark of Redis clients for the gateway's hot path: N concurrent coroutines each
 doing EVALSHA of a trivial script and of the real `limit` script, through redis-py's asyncio
-client (as the gateway configured it, and variants), our pipelining client (gateway/resp.py:
+client (as the gateway configured it, and variants), our pipelining client (gateway/platform/redis/resp.py:
 one or more connections, each command written at once or writes coalesced per turn of the loop)
 and, when installed, coredis and valkey-glide.
 
@@ -137,7 +137,7 @@ def _glide() -> Client | None:
 
 def clients() -> dict[str, Client]:
     found: dict[str, Client | None] = {
-        # exactly as gateway/core.py Services.open had it, through redis-py's Script object
+        # exactly as gateway/platform/services.py Services.open had it, through redis-py's Script object
         "redis-py pool (gateway)": _redis_py(health_check_interval=30, max_connections=512),
         "redis-py pool, evalsha": _redis_py_evalsha(health_check_interval=30, max_connections=512),
         "redis-py single connection": _redis_py_evalsha(single_connection_client=True),

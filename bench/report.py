@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-#: issue 5's targets, by ratio name: (comparison, bound)
+#: the targets the benchmark is held to, by ratio name: (comparison, bound)
 TARGETS: dict[str, list] = {
     "hold_vs_echo": [">=", 0.5],
     "hold_p99_vs_echo_p99_at_50": ["<=", 2.0],
@@ -16,7 +16,7 @@ TARGETS: dict[str, list] = {
     "hold_p99_with_passwords_vs_alone": ["<=", 2.0],
     "aof_always_vs_everysec": [">=", 0.0],  # reported, no target
     "scale_hold_rate_vs_thousand": [">=", 0.9],
-    # issue 6, the month at scale (scenario m): seconds at full size (1M participants, 10M journal rows)
+    # the month at scale (scenario m): seconds at full size (1M participants, 10M journal rows)
     "rollover_seconds": ["<=", 60],
     "rollover_hold_p99_vs_alone": ["<=", 2.0],
     "duplicatas_seconds_month": ["<=", 60],

@@ -1,4 +1,4 @@
-"""Reconciliation of the terminals' closing files with the ledger (issue 6; seeds 001, 002, 004):
+"""Reconciliation of the terminals' closing files with the ledger (seeds 001, 002, 004):
 the treasury imports each terminal's fechamento de caixa, runs the reconciliation day by day,
 looks at what did not match, undoes a reconciliation, and reads the convênio's receivable.
 Sales go through the real API and the real ledger writer; every time is the test's own."""

@@ -1,4 +1,4 @@
-"""The hot path's Redis client (gateway/resp.py) against a real redis-server of this module's
+"""The hot path's Redis client (gateway/platform/redis/resp.py) against a real redis-server of this module's
 own, which it may stop, restart and freeze: replies reach the caller that asked, whatever the
 concurrency; scripts reload after NOSCRIPT; a broken or silent Redis fails every waiting call
 with redis-py's exceptions within the timeout, and the next call connects again by itself."""

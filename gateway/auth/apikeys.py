@@ -63,7 +63,7 @@ async def revoke(svc: Services, kid: str) -> None:
 
 class ApiKeyCache:
     def __init__(self, svc: Services) -> None:
-        self._gw = svc
+        self._svc = svc
         self._ttl = svc.settings.apikey_cache_s
         self._entries: dict[str, tuple[float, ApiKey | None]] = {}
 
@@ -89,7 +89,7 @@ class ApiKeyCache:
         return key
 
     async def _lookup(self, d: str) -> ApiKey | None:
-        kid, perms, revoked = await self._gw.redis.hmget(self._gw.keys.api_key(d), "id", "permissions", "revoked")
+        kid, perms, revoked = await self._svc.redis.hmget(self._svc.keys.api_key(d), "id", "permissions", "revoked")
         if kid is None or revoked == b"1":
             return None
         codes = frozenset(Permission(int(c)) for c in perms.decode().split(",") if c)

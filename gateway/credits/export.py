@@ -1,5 +1,5 @@
-"""Finance's export of the customers' current accounts (seed 000: "as informações de crédito e
-débito são enviadas ao setor financeiro"): every debit and credit of a period, one line per
+"""Finance's export of the customers' current accounts ("as informações de crédito e débito
+são enviadas ao setor financeiro"): every debit and credit of a period, one line per
 credit touched, with the credit's reference and type, as CSV or JSON.
 
 The period is local days (America/Sao_Paulo), both ends included. The lines are the

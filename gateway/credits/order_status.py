@@ -1,6 +1,6 @@
-"""Order-status integration (seed 003): the ERP posts order status changes; a status in the
+"""The ERP's order statuses: the ERP posts order status changes; a status in the
 commit set commits the order's pending holds, one in the cancel set cancels them; whether that
-changes the convênio balance is the `update_balance` parameter (the seed's alterasaldo).
+changes the convênio balance is the `update_balance` parameter (the ERP's alterasaldo).
 
 The rules, per hold of the order (credit holds over customer credits, and empenhos):
 
@@ -12,7 +12,7 @@ The rules, per hold of the order (credit holds over customer credits, and empenh
 - any other status, or a hold already past what the status would change: `unchanged`.
 
 `update_balance` false means the ERP keeps the convênio balance itself: processing only
-releases the holds the checkout placed (the seed's "liberar a reserva"), recorded as processed
+releases the holds the checkout placed (the ERP's "liberar a reserva"), recorded as processed
 (the empenho is CANCELLED with a reason that says so) and never debits or credits a balance.
 It does not apply to customer credits: those are the gateway's own account, and an order
 that used them consumed them (see docs/credits.md).
@@ -49,9 +49,9 @@ from gateway.platform.http.params import invalid
 from gateway.platform.services import Services
 from gateway.platform.streams import stored_up_to_now
 
-DEFAULT_COMMIT = ("PF",)  # seed 003: processamovimento
-DEFAULT_CANCEL = ("PC",)  # seed 003: inativamovimento
-DEFAULT_UPDATE_BALANCE = False  # seed 003: alterasaldo = 0
+DEFAULT_COMMIT = ("PF",)  # the ERP's processamovimento
+DEFAULT_CANCEL = ("PC",)  # the ERP's inativamovimento
+DEFAULT_UPDATE_BALANCE = False  # the ERP's alterasaldo = 0
 CONCURRENCY = 8  # orders processed at once within a batch
 
 _result_decoder = msgspec.json.Decoder(OrderStatusResult)

@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 
 from gateway.credits.schemas import OrderCredit, OrderEmpenho, OrderView
+from gateway.platform.clock import to_ms
 from gateway.platform.errors import ApiError, ErrorCode
 from gateway.platform.http.params import invalid
 from gateway.platform.http.schemas import ORDER_PATTERN
@@ -128,7 +129,7 @@ async def find(svc: Services, orders: list[str]) -> dict[str, OrderHolds]:
                 r["customer"],
                 r["status"],
                 r["amount"],
-                int(r["created_at"].timestamp() * 1000),
+                to_ms(r["created_at"]),
                 parts_of.get(r["id"], []),
             )
 

@@ -16,7 +16,7 @@ CreditType = Annotated[
     str,
     Meta(
         pattern=r"^[A-Z][A-Z0-9_]{1,31}(?!\n)$",
-        description="MANUAL, DEVOLUCAO, RUPTURA, CASHBACK, CANCELAMENTO (seed 000), or the retailer's own: "
+        description="MANUAL, DEVOLUCAO, RUPTURA, CASHBACK, CANCELAMENTO, or the retailer's own: "
         "capitals, digits, '_'; 2 to 32 characters.",
         examples=["DEVOLUCAO"],
     ),
@@ -35,13 +35,13 @@ StatusCode = Annotated[
     str,
     Meta(
         pattern=r"^[A-Z0-9][A-Z0-9_]{0,15}(?!\n)$",
-        description="An order status code of the ERP (seed 003: sgltiposituacaopedido), e.g. PF, PC.",
+        description="An order status code of the ERP (its sgltiposituacaopedido), e.g. PF, PC.",
         examples=["PF"],
     ),
 ]
 
 
-# --- credits (seed 000) ----------------------------------------------------------------------
+# --- credits ----------------------------------------------------------------------------------
 class CreditOrigin(Frozen):
     """Where a credit came from: a store (its store and terminal) or a web order."""
 
@@ -191,7 +191,7 @@ class OrderView(Struct):
     empenhos: list[OrderEmpenho]
 
 
-# --- order-status integration (seed 003) -----------------------------------------------------
+# --- the ERP's order statuses ------------------------------------------------------------------
 StatusList = Annotated[list[StatusCode], Meta(max_length=32)]
 
 

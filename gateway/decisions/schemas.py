@@ -11,7 +11,7 @@ from gateway.platform.http.schemas import Out, Timestamp
 
 
 class DecisionView(Out):
-    """One decision of the log (seed 004's communication log), under its protocol."""
+    """One decision of the log (the retailer's communication log), under its protocol."""
 
     protocol: str
     at: Timestamp

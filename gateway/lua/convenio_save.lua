@@ -10,7 +10,7 @@
 --
 -- KEYS[1] convênio hash   KEYS[2] convênio's member set   KEYS[3] event stream
 -- ARGV[1] "create" | "update"   ARGV[2] now (ms)   ARGV[3] protocol   ARGV[4] convênio code
--- ARGV[5] JSON object of the fields given, every value a string (see gateway/registry.py)
+-- ARGV[5] JSON object of the fields given, every value a string (see gateway/registry/convenios.py)
 -- ARGV[6] who (the API key id, or an operator)   ARGV[7] why (free text)
 --
 -- Returns JSON {ok=true, r=<record>} or {ok=false, code, x}.

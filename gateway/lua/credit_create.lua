@@ -1,4 +1,4 @@
--- credit_create.lua: register a credit in a customer's current account (seed 000), under a
+-- credit_create.lua: register a credit in a customer's current account, under a
 -- reference that names it for good.
 --
 -- 1. The reference is taken: same fingerprint (same type, amount, origin, expiry) -> replay

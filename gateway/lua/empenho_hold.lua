@@ -6,9 +6,9 @@
 --    proof given and bound to this convênio and participant, vehicle registered (when the
 --    convênio requires one, or a plate is given), amount within available =
 --    balance + tolerance - reserved (of the pool in shared mode, of the participant otherwise).
--- 3. Approved: reserve the amount, create the empenho PENDING until ARGV[5], index it for
---    expiry, consume the proof. Approved or declined: store the answer under the idempotency
---    key and append the decision's event (empenho.held / empenho.declined).
+-- 3. Approved: add the amount to the pool's reserved, create the empenho PENDING until ARGV[5],
+--    index it for expiry, consume the proof. Approved or declined: store the answer under the
+--    idempotency key and append the decision's event (empenho.held / empenho.declined).
 --
 -- KEYS[1] convênio hash          KEYS[2] participant hash       KEYS[3] participant vehicles
 -- KEYS[4] password proof         KEYS[5] idempotency record     KEYS[6] new empenho hash
@@ -21,7 +21,7 @@
 -- ARGV[16] "1" when a proof was given   ARGV[17] idempotency key digest
 -- ARGV[18] order or ""   ARGV[19] the local day (YYYYMMDD)   ARGV[20] the local month (YYYYMM)
 --
--- Limit windows (seed 003): the convênio's and the participant's hashes may cap one order
+-- Limit windows: the convênio's and the participant's hashes may cap one order
 -- (w_order), a local day (w_day) and a local month (w_month); the spending of the current
 -- day and month is counted in wd/wds and wm/wms of each hash that has a cap (counting starts
 -- when a cap is set), and commit, cancel and expiry give back what they release.

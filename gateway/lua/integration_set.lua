@@ -1,4 +1,4 @@
--- integration_set.lua: set the integration key (seed 001: the "palavra chave" the password
+-- integration_set.lua: set the integration key (the retailer's "palavra chave" the password
 -- check must carry), stored only as an HMAC keyed with the server's pepper.
 --
 -- KEYS[1] integration hash   KEYS[2] global event stream

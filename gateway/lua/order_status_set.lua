@@ -1,4 +1,4 @@
--- order_status_set.lua: set the order-status integration's parameters (seed 003): which order
+-- order_status_set.lua: set the ERP's order-status parameters: which order
 -- statuses commit an order's holds (processamovimento), which cancel them (inativamovimento),
 -- and whether processing changes the convênio balance (alterasaldo).
 --

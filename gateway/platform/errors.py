@@ -47,11 +47,11 @@ class ErrorCode(enum.StrEnum):
     EMPENHO_NOT_PENDING = "EMPENHO_NOT_PENDING"
     COMMIT_CONFLICT = "COMMIT_CONFLICT"
     COMMIT_EXCEEDS_HOLD = "COMMIT_EXCEEDS_HOLD"
-    # limit windows (seed 003): declines of a hold, each saying what the window still allows
+    # limit windows: declines of a hold, each saying what the window still allows
     ORDER_LIMIT_EXCEEDED = "ORDER_LIMIT_EXCEEDED"
     DAILY_LIMIT_EXCEEDED = "DAILY_LIMIT_EXCEEDED"
     MONTHLY_LIMIT_EXCEEDED = "MONTHLY_LIMIT_EXCEEDED"
-    # customer credits and orders (seed 000, seed 003)
+    # the customers' current accounts: credits, credit holds and orders
     INSUFFICIENT_CREDIT = "INSUFFICIENT_CREDIT"
     CREDIT_REFERENCE_EXISTS = "CREDIT_REFERENCE_EXISTS"
     UNKNOWN_CREDIT_HOLD = "UNKNOWN_CREDIT_HOLD"
@@ -59,7 +59,7 @@ class ErrorCode(enum.StrEnum):
     UNKNOWN_ORDER = "UNKNOWN_ORDER"
     CREDIT_COMMIT_CONFLICT = "CREDIT_COMMIT_CONFLICT"
     CREDIT_COMMIT_EXCEEDS_HOLD = "CREDIT_COMMIT_EXCEEDS_HOLD"
-    # limit-change requests (seed 004)
+    # limit-change requests
     UNKNOWN_LIMIT_REQUEST = "UNKNOWN_LIMIT_REQUEST"
     LIMIT_REQUEST_DECIDED = "LIMIT_REQUEST_DECIDED"
     # the ledger

@@ -103,7 +103,7 @@ async def save_convenio(
 ) -> ConvenioView:
     k = svc.keys
     create = isinstance(body, ConvenioCreate)
-    # a monthly rollover always has its day; the seed's default is the 1st
+    # a monthly rollover always has its day; the 1st unless said otherwise
     if body.rollover is not None and body.rollover.policy == "MONTHLY" and body.rollover.day is None:
         body = msgspec.structs.replace(body, rollover=Rollover(policy="MONTHLY", day=1))
     res = await svc.run(

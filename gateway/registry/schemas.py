@@ -31,7 +31,7 @@ class Billing(Frozen):
 
 
 class Windows(Frozen):
-    """Limit windows (seed 003): caps a hold must also fit in, besides the balance; None: no cap.
+    """Limit windows: caps a hold must also fit in, besides the balance; None: no cap.
     On a convênio, daily/monthly cap its participants' sum; on a participant, their own."""
 
     order_max: Annotated[Money | None, Meta(description="Most one hold (one order) may take.")] = None

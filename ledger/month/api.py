@@ -11,11 +11,13 @@ from gateway.auth.permissions import ADMIN, READ_REGISTRY
 from gateway.platform.clock import utc
 from gateway.platform.errors import ApiError, ErrorCode
 from gateway.platform.http import params
-from gateway.platform.http.endpoint import Call, Endpoint, Reply
+from gateway.platform.http.endpoint import Call, Endpoint, Link, Reply
 from ledger.month import duplicatas, jobs
 from ledger.month.schemas import DuplicataList, DuplicataView, SettleRequest
 
 E = ErrorCode
+STATUSES = ("OPEN", "PAID")
+_DUPLICATA = (("duplicata", "$response.body#/id"),)
 
 
 def _view(view: dict[str, Any]) -> DuplicataView:
@@ -23,7 +25,7 @@ def _view(view: dict[str, Any]) -> DuplicataView:
 
 
 async def list_duplicatas(c: Call) -> Reply:
-    status = params.choice(c, "status", ("OPEN", "PAID"))
+    status = params.choice(c, "status", STATUSES)
     if not await c.svc.redis.exists(c.svc.keys.convenio(c.path["convenio"])):
         raise ApiError(ErrorCode.UNKNOWN_CONVENIO)
     async with c.svc.ledger.connection() as conn:
@@ -69,8 +71,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         tag="back-office",
         errors=(E.UNKNOWN_CONVENIO, E.LEDGER_UNAVAILABLE),
         query=(
-            ("status", "OPEN or PAID."),
-            ("limit", "How many, 1 to 1000 (default 100)."),
+            params.choice_param("status", STATUSES, "Only the duplicatas in this status."),
+            params.page_size_param("How many, 1 to 1000 (default 100)."),
+        ),
+        links=(
+            Link("newest", "duplicata_get", (("duplicata", "$response.body#/duplicatas/0/id"),)),
+            Link("settle_newest", "duplicata_settle", (("duplicata", "$response.body#/duplicatas/0/id"),)),
         ),
     ),
     Endpoint(
@@ -83,6 +89,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         permissions=READ_REGISTRY,
         tag="back-office",
         errors=(E.UNKNOWN_DUPLICATA, E.LEDGER_UNAVAILABLE),
+        links=(Link("settle", "duplicata_settle", _DUPLICATA),),
     ),
     Endpoint(
         "POST",

@@ -211,9 +211,10 @@ def duplicatas_restore(convenio: str | None, ledger_wait: float) -> None:
 @click.option("--once", is_flag=True, help="Run what is due now, then exit.")
 @click.option("--poll", default=20.0, show_default=True, help="Seconds between looks at the clock.")
 def scheduler(once: bool, poll: float) -> None:
-    """Run the month's jobs at their times until stopped: the MONTHLY rollover at 23:30, the
-    nightly duplicatas and overdue check at 01:00 (America/Sao_Paulo). Every run is recorded
-    (`convenio jobs`); a finished one is never run again; a failed one is retried."""
+    """Run the month's jobs at their times until stopped: the MONTHLY rollover at 23:30, and at
+    01:00 (America/Sao_Paulo) the nightly duplicatas, the overdue check and the reconciliation
+    of the day that ended. Every run is recorded (`convenio jobs`); a finished one is never run
+    again; a failed one is retried."""
     url = console.settings().database_url
 
     async def go(svc: Services) -> None:

@@ -1,4 +1,4 @@
-"""Duplicatas: the collection bills to the companies (seed 001), their settlement (quitação),
+"""Duplicatas: the collection bills to the companies, their settlement (quitação),
 the balance restorations they trigger (ON_BILLING, ON_SETTLEMENT) and overdue blocking.
 
 Generation bills, per convênio, the sale and reversal movements of the period that no
@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 
 from gateway.platform import locks
-from gateway.platform.clock import local_start, local_today
+from gateway.platform.clock import iso, iso_or_none, local_start, local_today
 from gateway.platform.ids import new_duplicata_id
 from gateway.platform.locks import Lock
 from gateway.platform.progress import Progress
@@ -396,9 +396,6 @@ async def overdue(
 
 # -- reads --------------------------------------------------------------------------------------
 def _view(r: asyncpg.Record) -> dict[str, Any]:
-    def ts(v: datetime.datetime | None) -> str | None:
-        return v.astimezone(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z") if v else None
-
     out: dict[str, Any] = {
         "id": r["id"],
         "convenio": r["convenio"],
@@ -409,10 +406,10 @@ def _view(r: asyncpg.Record) -> dict[str, Any]:
         "amount": r["amount"],
         "items": r["items"],
         "payment_method": r["payment_method"],
-        "issued_at": ts(r["issued_at"]),
+        "issued_at": iso_or_none(r["issued_at"]),
         "due_date": r["due_date"].isoformat(),
         "status": r["status"],
-        "paid_at": ts(r["paid_at"]),
+        "paid_at": iso_or_none(r["paid_at"]),
         "paid_by": r["paid_by"],
         "restore": r["restore"],
     }
@@ -437,7 +434,7 @@ async def get(conn: asyncpg.Connection, dup_id: str, *, items: bool = False) -> 
                 "empenho": i["empenho_id"],
                 "kind": i["kind"],
                 "amount": i["amount"],
-                "at": i["at"].astimezone(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "at": iso(i["at"]),
             }
             for i in rows
         ]

@@ -1,4 +1,4 @@
-"""The MONTHLY rollover (seed 001, "rotatividade do saldo"): on the convênio's day at 23:30
+"""The MONTHLY rollover ("rotatividade do saldo"): on the convênio's day at 23:30
 (America/Sao_Paulo; a day past the month's end means its last day) every balance goes back
 to its limit: each participant's in individual mode, the shared pool's in shared mode.
 Pending holds survive it (their reserved amount is untouched).

@@ -6,7 +6,7 @@
   day that ended (with re-tries of what is unmatched within its look-back window).
 
 A job is due from its time on; each (job, date) runs until job_runs says DONE, so a scheduler
-restarted at 23:50, or the next morning, still rolls over (as of 23:30: see ledger/rollover.py)
+restarted at 23:50, or the next morning, still rolls over (as of 23:30: see ledger/month/rollover.py)
 and bills the night it missed (back to LOOKBACK_DAYS), two schedulers never run the same job
 twice (the run's advisory lock), and a FAILED run is tried again after RETRY_AFTER.
 Every job can also be run by hand for any date with its own command.
@@ -58,7 +58,7 @@ async def _overdue(svc: Services, conn: asyncpg.Connection, date: datetime.date,
 
 async def _reconcile(svc: Services, conn: asyncpg.Connection, date: datetime.date, now: datetime.datetime) -> jobs.Run:
     """The closing files against the ledger as of the day that just ended, with re-tries of
-    what is still unmatched within the look-back window (seed 002)."""
+    what is still unmatched within the look-back window."""
     async with jobs.job_run(conn, "reconcile", date.isoformat(), now, "scheduler") as run:
         if not run.already_done:
             report = await reconciliation.run(conn, date - datetime.timedelta(days=1), by="scheduler", now=now)

@@ -1,4 +1,4 @@
-"""`convenio demo`: the seed's worked example (seed 001), loaded idempotently.
+"""`convenio demo`: the worked example of the retailer's manual, loaded idempotently.
 
 Convênio EMP001 "EMPRESA CONVENIO 001" (individual limits, tolerance R$ 10,00) with
 participant CLI001 "CLIENTE 001" (limit R$ 100,00). Its password, integration key and API key

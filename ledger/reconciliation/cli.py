@@ -49,7 +49,7 @@ def _call(fn: Callable[[asyncpg.Connection], Awaitable[T]], as_json: bool) -> T:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def reconcile() -> None:
     """Reconcile the terminals' closing files (fechamento de caixa) with the ledger's committed
-    sales: import a file, run the matching (a look-back window of days, seed 002), undo a
+    sales: import a file, run the matching (a look-back window of days), undo a
     reconciliation, list records and their history, and the convênios' receivables.
 
     Exit codes: 0 done; 1 refused (bad file, unknown record, a record that cannot be undone);
@@ -132,7 +132,7 @@ def run_(day: datetime.date | None, window: int, by: str, as_json: bool) -> None
 @by_option
 @json_option
 def undo_(record_id: int, note: str, by: str, as_json: bool) -> None:
-    """Undo the reconciliation of a RECONCILED or DIVERGENT record (seed 004's Excluir
+    """Undo the reconciliation of a RECONCILED or DIVERGENT record (Excluir
     Conciliação): it goes back to NOT_RECONCILED with the other side's record of the sale, the
     receivable gets the counter-movement, and the next run tries it again."""
     now = datetime.datetime.now(datetime.UTC)
@@ -186,7 +186,7 @@ def list_(
 @click.argument("record_id", type=click.IntRange(min=1))
 @json_option
 def history_(record_id: int, as_json: bool) -> None:
-    """A record's history: when, who, state and note of every change (seed 004)."""
+    """A record's history: when, who, state and note of every change."""
     record, rows = _call(lambda conn: rec.history(conn, record_id), as_json)
     if as_json:
         print_json({"record": record.as_dict(), "history": rows})
@@ -205,7 +205,7 @@ def history_(record_id: int, as_json: bool) -> None:
 @click.option("--convenio", help="This convênio's movements; without it, every convênio's balance.")
 @json_option
 def receivables_(convenio: str | None, as_json: bool) -> None:
-    """The convênio's financial account (seed 001): a movement for every reconciled sale, and
+    """The convênio's financial account: a movement for every reconciled sale, and
     a counter-movement when a reconciliation is undone or the sale is reversed afterwards."""
     if convenio is None:
         balances = _call(rec.receivable_balances, as_json)

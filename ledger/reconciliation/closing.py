@@ -1,5 +1,5 @@
 """The cash-closing report (fechamento de caixa): a business day's convênio sales per store and
-terminal, with the totals per convênio and per participant kept separately (seed 001: "no
+terminal, with the totals per convênio and per participant kept separately ("no
 fechamento de caixa, as informações referente ao convênio e participante serão salvas
 separadamente"), and how far the terminal's closing file has been reconciled.
 

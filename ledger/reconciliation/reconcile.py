@@ -1,6 +1,6 @@
-"""Reconciliation of the terminals' closing files (fechamento de caixa) with the ledger (issue 6;
-seeds 001, 002, 004): what each terminal says it sold on convênio, line by line, against the
-empenhos the ledger holds as committed. docs/reconciliation.md is the operator's page.
+"""Reconciliation of the terminals' closing files (fechamento de caixa) with the ledger: what each
+terminal says it sold on convênio, line by line, against the empenhos the ledger holds as
+committed. docs/reconciliation.md is the operator's page.
 
 The closing file is CSV text in UTF-8 (a BOM is allowed), one sale per line, its first line
 the header naming the columns (any order, names case-insensitive):
@@ -11,7 +11,7 @@ the header naming the columns (any order, names case-insensitive):
 - date: the business day, YYYY-MM-DD (the day of the sale in America/Sao_Paulo)
 - amount: an integer number of centavos (578 is R$ 5,78); never a decimal
 - type (optional column; empty means SALE): SALE is matched against the ledger; ADJUSTMENT
-  and INFO lines are informative (seed 004's "Informativo"): listed, never reconciled, and may
+  and INFO lines are informative ("Informativo"): listed, never reconciled, and may
   leave coupon and participant empty and carry any amount (also zero or negative)
 - the separator is a comma, or a semicolon when the header line has semicolons and no comma
 - blank lines are skipped; a SALE line may not repeat another's store, terminal, date,
@@ -40,7 +40,7 @@ record's history (when, who, state, note) at every change:
 A sale of the ledger is matched by a SALE line with the same store, terminal, business day,
 coupon, convênio and participant. A run on day D tries again every NOT_RECONCILED or
 DIVERGENT record while D minus its window start (its date, or the day its reconciliation was
-undone) is at most the window (3 days by default, seed 002); past it, a NOT_RECONCILED record
+undone) is at most the window (3 days by default); past it, a NOT_RECONCILED record
 becomes FAILED. A line that matches the ledger's amount takes the sale from a DIVERGENT line
 of an earlier file (a correction). Runs are idempotent: the same run again changes nothing.
 """
@@ -66,7 +66,7 @@ from gateway.platform.money import brl
 from gateway.platform.progress import Progress, ticker
 
 #: the business day of a sale is its date here
-DEFAULT_WINDOW = 3  # days (seed 002)
+DEFAULT_WINDOW = 3  # days
 NOT_RECONCILED, RECONCILED, DIVERGENT, INFORMATIVE, FAILED = (
     "NOT_RECONCILED",
     "RECONCILED",
@@ -949,7 +949,7 @@ RECORD_FOR_UPDATE = RECORDS + " WHERE r.id = $1 FOR UPDATE OF r"
 async def undo(
     conn: asyncpg.Connection, record_id: int, by: str, now: datetime.datetime, note: str = ""
 ) -> list[Record]:
-    """Excluir Conciliação (seed 004): a RECONCILED or DIVERGENT record (with the other side's
+    """Excluir Conciliação: a RECONCILED or DIVERGENT record (with the other side's
     record of the same sale) goes back to NOT_RECONCILED, the receivable gets the counter-
     movement, and the next run tries it again, its window counted from today."""
     if len(note) > MAX_NOTE:
@@ -1027,7 +1027,7 @@ async def record(conn: asyncpg.Connection, record_id: int) -> Record:
 
 
 async def history(conn: asyncpg.Connection, record_id: int) -> tuple[Record, list[dict[str, Any]]]:
-    """A record and its history, oldest first (seed 004: when, who, state, note)."""
+    """A record and its history, oldest first (when, who, state, note)."""
     rec = await record(conn, record_id)
     rows = await conn.fetch(HISTORY, record_id)
     return rec, [

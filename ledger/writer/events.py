@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from gateway.platform.clock import UTC
+from gateway.platform.clock import utc
 
 _decode = msgspec.json.Decoder().decode
 _NUL = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
@@ -41,7 +41,7 @@ def to_event(shard: str, stream_id: bytes, fields: dict[bytes, bytes]) -> Event:
         shard=shard,
         stream_id=stream_id.decode(),
         type=fields[b"type"].decode(),
-        at=datetime.datetime.fromtimestamp(int(fields[b"at"]) / 1000, UTC),
+        at=utc(int(fields[b"at"])),
         data=_decode(clean(fields[b"data"])),
     )
 
@@ -79,7 +79,7 @@ CATALOGUE: dict[str, tuple[str, ...]] = {
     "password.failed": (DECISIONS,),
     "password.locked": (CONVENIOS, DECISIONS),
     "password.refused": (DECISIONS,),
-    # empenhos (reserve, commit, cancel, expire)
+    # empenhos (empenho_hold, empenho_commit, empenho_cancel, empenho_expire)
     "empenho.held": (CONVENIOS, DECISIONS),
     "empenho.declined": (DECISIONS,),
     "empenho.committed": (CONVENIOS, DECISIONS),

@@ -1,4 +1,4 @@
--- lib/common.lua: helpers included (by gateway/platform/scripts.py) at the top of every script.
+-- lib/common.lua: helpers included (by gateway/platform/redis/scripts.py) at the top of every script.
 -- Every script checks everything before its first write: Lua in Redis has no rollback.
 
 -- A missing hash field comes back as false; treat it as zero.

@@ -1,6 +1,7 @@
--- lib/hold.lua: the life of a hold, written once for both kinds: an empenho on a convênio's balance
--- (reserve, commit, cancel, expire) and a credit hold on a customer's credits (credit_hold,
--- credit_commit, credit_cancel, credit_expire). Included after lib/common.lua.
+-- lib/hold.lua: the life of a hold, written once for both kinds: an empenho on a convênio's
+-- balance (empenho_hold, empenho_commit, empenho_cancel, empenho_expire) and a credit hold on a
+-- customer's credits (credit_hold, credit_commit, credit_cancel, credit_expire). Included after
+-- lib/common.lua.
 --
 -- A hold is a hash with at least: status (PENDING, then COMMITTED, CANCELLED, EXPIRED or, after a
 -- commit, REVERSED), expires_at (ms), and once final the answer it gave (commit_result for a

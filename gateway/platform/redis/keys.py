@@ -1,7 +1,7 @@
 """The one place Redis keys are built.
 
 Every key of a convênio carries its shard's hash tag (`{s7}`), so one script only ever touches
-one hash slot and runs unchanged on Redis Cluster. Process-wide records (API keys, the
+one hash slot: the layout a Redis Cluster needs (the client is one server's today). Process-wide records (API keys, the
 integration key) live under the global tag `{g}`, with their own event stream.
 """
 
@@ -98,7 +98,7 @@ class Keys:
     def integration(self) -> str:
         return f"{self.tag(GLOBAL)}:integration"
 
-    # -- customer credits and orders (issue 7; docs/credits.md) -----------------------------
+    # -- the customers' current accounts and orders (docs/credits.md) -------------------------
     # A customer's credits live under the tag of `shard_of(customer)`, so a credit hold's
     # script touches one slot and appends to that shard's stream.
     def credits(self, customer: str) -> str:
@@ -129,7 +129,7 @@ class Keys:
         return f"{self.prefix}:orderholds:{order}"
 
     def order_status_params(self) -> str:
-        """Hash of the order-status integration's parameters (seed 003)."""
+        """Hash of the ERP's order-status parameters."""
         return f"{self.tag(GLOBAL)}:orderstatus"
 
     def order_status_results(self, order: str) -> str:
