@@ -1,9 +1,9 @@
 """Baseline (ii): the raw hold script (`empenho_hold.lua`) straight into Redis, pipelined, with no HTTP
 and no gateway around it: the most holds Redis itself can decide on one core.
 
-The keys and arguments are laid out as `gateway/empenhos.py` lays them out for a real hold (see
-the header of `gateway/lua/empenho_hold.lua`); every call has its own minted proof, idempotency key
-and empenho id, so each one is a full approval with its event.
+The keys and arguments are the gateway's own for a real hold (`gateway.holds.empenhos.hold_call`);
+every call has its own minted proof, idempotency key and empenho id, so each one is a full approval
+with its event.
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ import hashlib
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
 from bench.http_load import Result
 from gateway.auth.apikeys import key_id
+from gateway.holds.empenhos import hold_call
+from gateway.holds.schemas import EmpenhoRequest
 from gateway.platform.digests import digest
-from gateway.platform.ids import new_empenho_id
 from gateway.platform.redis.scripts import source
 from gateway.platform.services import Services
 
@@ -31,26 +31,19 @@ def cpu_seconds(pid: int) -> float:
 
 
 def _call(svc: Services, api_key_id: str, convenio: str, participant: str, proof: str, n: int) -> tuple[list, list]:
-    k, s = svc.keys, svc.settings
-    shard = k.shard_of(convenio)
-    eid = new_empenho_id(shard)
+    """One hold of R$ 1,00 with its own proof, Idempotency-Key digest and fingerprint."""
+    req = EmpenhoRequest(
+        convenio=convenio,
+        participant=participant,
+        amount=100,
+        terminal="PDV01",
+        store="LOJA01",
+        sale=f"R{n}",
+        proof=proof,
+    )
     idem = digest(f"raw-{proof}")[:32]
-    now = svc.now_ms()
-    keys = [
-        k.convenio(convenio),
-        k.participant(convenio, participant),
-        k.vehicles(convenio, participant),
-        k.proof(convenio, digest(proof)),
-        k.idempotency(convenio, api_key_id, idem),
-        k.empenho(shard, eid),
-        k.empenho_history(shard, eid),
-        k.pending(shard),
-        k.events(shard),
-    ]
     fingerprint = hashlib.sha256(f"{participant}:{n}".encode()).hexdigest()
-    args: list[Any] = [convenio, participant, 100, now, now + s.hold_ttl_s * 1000, eid, svc.protocol()]
-    args += [fingerprint, s.idempotency_ttl_s, "PDV01", "LOJA01", f"R{n}", "", "", api_key_id, "1", idem]
-    return keys, args
+    return hold_call(svc, req, api_key_id, idem, fingerprint, svc.now_ms())
 
 
 async def run(svc: Services, token: str, convenio: str, minted: list[tuple[str, str]], depth: int = 200) -> Result:

@@ -88,7 +88,7 @@ async def bulk_participants(svc: Services, convenio: str, codes: list[str], batc
         for code in codes[start : start + batch]:
             conv_key, members, stream = keys_of
             keys = [conv_key, k.participant(convenio, code), members, stream]
-            pipe.evalsha(sha, 4, *keys, "create", svc.now_ms(), svc.protocol(), convenio, code, fields)
+            pipe.evalsha(sha, 4, *keys, "create", svc.now_ms(), svc.protocol(), convenio, code, fields, "bench", "")
             pipe.evalsha(pconv, 1, k.participant_convenios(code), code, convenio)
         for raw in await pipe.execute():
             if isinstance(raw, bytes) and not msgspec.json.decode(raw)["ok"]:

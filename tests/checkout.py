@@ -219,32 +219,14 @@ async def mint_proof(svc: Services, convenio: str, participant: str) -> str:
     argon2's ~30 ms each: for tests that need hundreds of holds at once."""
     import secrets
 
-    from gateway.auth.password_check import CHECK_STALE_MS
-    from gateway.platform.digests import digest
+    from gateway.auth.password_check import CHECK_STALE_MS, result_call
 
     proof = secrets.token_urlsafe(32)
-    k, s = svc.keys, svc.settings
     protocol = svc.protocol()
     # the check opened as password_attempt.lua opens it (it would also want a password hash)
-    await svc.redis.zadd(k.password_checks(convenio, participant), {protocol: svc.now_ms() + CHECK_STALE_MS})
-    closed = await svc.run(
-        "password_result",
-        [
-            k.participant(convenio, participant),
-            k.proof(convenio, digest(proof)),
-            k.events(k.shard_of(convenio)),
-            k.password_checks(convenio, participant),
-        ],
-        [
-            "1",
-            svc.now_ms(),
-            protocol,
-            s.password_max_failures,
-            s.password_lock_s * 1000,
-            s.proof_ttl_s * 1000,
-            convenio,
-            participant,
-        ],
-    )
+    checks = svc.keys.password_checks(convenio, participant)
+    await svc.redis.zadd(checks, {protocol: svc.now_ms() + CHECK_STALE_MS})
+    keys, args = result_call(svc, convenio, participant, protocol, proof)
+    closed = await svc.run("password_result", keys, args)
     assert closed["ok"], closed
     return proof

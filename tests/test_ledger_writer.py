@@ -135,6 +135,8 @@ async def test_a_nul_character_is_refused_at_the_edge_and_cannot_stall_a_shard(
             "EMP001",
             "NUL1",
             msgspec.json.encode({"name": "A\u0000B", "limit": "0"}),
+            "test",
+            "",
         ],
     )
     await writer.drain(svc, ledger_url)

@@ -104,10 +104,10 @@ async def hold(svc: Services, api_key_id: str, idempotency_key: str, req: Credit
 
 async def commit(svc: Services, hold_id: str, req: CommitRequest) -> Answer:
     """Post the hold: all of it, or less (the rest goes back to the credits, last-picked first)."""
-    shard, owner = await lifecycle.locate(svc, CREDIT_HOLD, hold_id)
+    shard, (customer,) = await lifecycle.locate(svc, CREDIT_HOLD, hold_id)
     res = await svc.run(
         "credit_commit",
-        CREDIT_HOLD.lifecycle_keys(svc.keys, shard, hold_id, owner),
+        CREDIT_HOLD.lifecycle_keys(svc.keys, shard, hold_id, (customer,)),
         [
             hold_id,
             svc.now_ms(),
@@ -115,7 +115,7 @@ async def commit(svc: Services, hold_id: str, req: CommitRequest) -> Answer:
             req.coupon,
             "" if req.amount is None else req.amount,
             svc.settings.final_empenho_ttl_s,
-            *owner,
+            customer,
         ],
     )
     return lifecycle.settled(res, _outcome)
@@ -123,11 +123,11 @@ async def commit(svc: Services, hold_id: str, req: CommitRequest) -> Answer:
 
 async def cancel(svc: Services, hold_id: str, req: CancelRequest) -> Answer:
     """PENDING -> CANCELLED (all back), COMMITTED -> REVERSED (each committed part back)."""
-    shard, owner = await lifecycle.locate(svc, CREDIT_HOLD, hold_id)
+    shard, (customer,) = await lifecycle.locate(svc, CREDIT_HOLD, hold_id)
     res = await svc.run(
         "credit_cancel",
-        CREDIT_HOLD.lifecycle_keys(svc.keys, shard, hold_id, owner),
-        [hold_id, svc.now_ms(), svc.protocol(), req.reason or "", svc.settings.final_empenho_ttl_s, *owner],
+        CREDIT_HOLD.lifecycle_keys(svc.keys, shard, hold_id, (customer,)),
+        [hold_id, svc.now_ms(), svc.protocol(), req.reason or "", svc.settings.final_empenho_ttl_s, customer],
     )
     return lifecycle.settled(res, _outcome)
 

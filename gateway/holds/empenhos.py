@@ -7,6 +7,7 @@ answer into the contract's body or error.
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 import msgspec
 
@@ -58,51 +59,57 @@ def _outcome(r: dict) -> EmpenhoOutcome:
     )
 
 
-async def hold(svc: Services, api_key_id: str, idempotency_key: str, req: EmpenhoRequest) -> Answer:
+def hold_call(
+    svc: Services, req: EmpenhoRequest, api_key_id: str, idem: str, fingerprint: str, now: int
+) -> tuple[list[str], list[Any]]:
+    """The keys and arguments of empenho_hold.lua (its header says what each is) for one request,
+    under a new empenho id: the one place that lays them out, for the API and the bench alike."""
     k, s = svc.keys, svc.settings
-    fingerprint = lifecycle.fingerprint(b"", req)
-    idem = await lifecycle.claim(svc, api_key_id, idempotency_key, fingerprint)
     shard = k.shard_of(req.convenio)
-    now = svc.now_ms()
     eid = new_empenho_id(shard)
     vehicle = req.vehicle
     plate = vehicle.plate.upper() if vehicle else ""
     km = "" if vehicle is None or vehicle.odometer_km is None else str(vehicle.odometer_km)
-    res = await svc.run(
-        "empenho_hold",
-        [
-            k.convenio(req.convenio),
-            k.participant(req.convenio, req.participant),
-            k.vehicles(req.convenio, req.participant),
-            k.proof(req.convenio, digest(req.proof) if req.proof else "none"),
-            k.idempotency(req.convenio, api_key_id, idem),
-            k.empenho(shard, eid),
-            k.empenho_history(shard, eid),
-            k.pending(shard),
-            k.events(shard),
-        ],
-        [
-            req.convenio,
-            req.participant,
-            req.amount,
-            now,
-            now + s.hold_ttl_s * 1000,
-            eid,
-            svc.protocol(),
-            fingerprint,
-            s.idempotency_ttl_s,
-            req.terminal,
-            req.store,
-            req.sale,
-            plate,
-            km,
-            api_key_id,
-            "1" if req.proof else "0",
-            idem,
-            req.order or "",
-            *_window_keys(now),
-        ],
-    )
+    keys = [
+        k.convenio(req.convenio),
+        k.participant(req.convenio, req.participant),
+        k.vehicles(req.convenio, req.participant),
+        k.proof(req.convenio, digest(req.proof) if req.proof else "none"),
+        k.idempotency(req.convenio, api_key_id, idem),
+        k.empenho(shard, eid),
+        k.empenho_history(shard, eid),
+        k.pending(shard),
+        k.events(shard),
+    ]
+    args: list[Any] = [
+        req.convenio,
+        req.participant,
+        req.amount,
+        now,
+        now + s.hold_ttl_s * 1000,
+        eid,
+        svc.protocol(),
+        fingerprint,
+        s.idempotency_ttl_s,
+        req.terminal,
+        req.store,
+        req.sale,
+        plate,
+        km,
+        api_key_id,
+        "1" if req.proof else "0",
+        idem,
+        req.order or "",
+        *_window_keys(now),
+    ]
+    return keys, args
+
+
+async def hold(svc: Services, api_key_id: str, idempotency_key: str, req: EmpenhoRequest) -> Answer:
+    fingerprint = lifecycle.fingerprint(b"", req)
+    idem = await lifecycle.claim(svc, api_key_id, idempotency_key, fingerprint)
+    keys, args = hold_call(svc, req, api_key_id, idem, fingerprint, svc.now_ms())
+    res = await svc.run("empenho_hold", keys, args)
     return lifecycle.placed(res, _held)
 
 
@@ -137,17 +144,18 @@ async def commit(svc: Services, empenho_id: str, req: CommitRequest) -> Answer:
 async def cancel(svc: Services, empenho_id: str, req: CancelRequest, keep_windows: bool = False) -> Answer:
     """Cancel (PENDING) or reverse (COMMITTED); `keep_windows`: a release by order processing
     (update_balance off), a sale made elsewhere that keeps its place in the limit windows."""
-    shard, owner = await lifecycle.locate(svc, EMPENHO, empenho_id)
+    shard, (conv, part) = await lifecycle.locate(svc, EMPENHO, empenho_id)
     res = await svc.run(
         "empenho_cancel",
-        EMPENHO.lifecycle_keys(svc.keys, shard, empenho_id, owner),
+        EMPENHO.lifecycle_keys(svc.keys, shard, empenho_id, (conv, part)),
         [
             empenho_id,
             svc.now_ms(),
             svc.protocol(),
             req.reason or "",
             svc.settings.final_empenho_ttl_s,
-            *owner,
+            conv,
+            part,
             "1" if keep_windows else "0",
         ],
     )

@@ -4,12 +4,17 @@ A script may include shared fragments with a line `--!include lib/name.lua`; the
 here, once, so every script is still a single self-contained EVALSHA. Calls go through the
 pipelining client in gateway/resp.py, which reloads a script when Redis answers NOSCRIPT
 (after a restart or SCRIPT FLUSH).
+
+Every script's header comment declares its `KEYS[i]` and `ARGV[i]` one by one, `KEYS[n..]` /
+`ARGV[n..]` for a variable tail. Redis checks neither count, so `signature` reads them back from
+the header: a test holds every caller's keys and arguments to it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +34,65 @@ def source(name: str) -> str:
 
 
 def names() -> list[str]:
+    """Every script, by name (its file name without `.lua`)."""
     return sorted(p.stem for p in LUA_DIR.glob("*.lua"))
+
+
+_DECLARED = re.compile(r"\b(KEYS|ARGV)\[(\d+)(\.\.)?\]")
+
+
+@dataclass(frozen=True)
+class Signature:
+    """How many KEYS and ARGV a script's header declares; with `more_keys` / `more_args` (a
+    `KEYS[n..]` / `ARGV[n..]` line) that many at least, then any number more."""
+
+    keys: int
+    args: int
+    more_keys: bool = False
+    more_args: bool = False
+
+
+def header(text: str) -> str:
+    """A script's opening comment block: its lines up to the first line of code."""
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("--"):
+            break
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def parse_signature(text: str) -> Signature:
+    """The signature a script's text declares in its header. Every index from 1 to the highest
+    must be declared (a gap is a header that skipped one), and a variable tail `[n..]` must
+    come right after the last fixed index; anything else is a ValueError."""
+    fixed: dict[str, set[int]] = {"KEYS": set(), "ARGV": set()}
+    tail: dict[str, int | None] = {"KEYS": None, "ARGV": None}
+    for kind, index, more in _DECLARED.findall(header(text)):
+        if more:
+            tail[kind] = int(index)
+        else:
+            fixed[kind].add(int(index))
+    counts: dict[str, int] = {}
+    for kind, seen in fixed.items():
+        count = max(seen, default=0)
+        if seen != set(range(1, count + 1)):
+            missing = sorted(set(range(1, count + 1)) - seen)
+            raise ValueError(f"the header declares {kind} up to [{count}] but not {missing}")
+        if tail[kind] is not None and tail[kind] != count + 1:
+            raise ValueError(f"{kind}[{tail[kind]}..] does not follow the last fixed {kind}[{count}]")
+        counts[kind] = count
+    return Signature(counts["KEYS"], counts["ARGV"], tail["KEYS"] is not None, tail["ARGV"] is not None)
+
+
+def signature(name: str) -> Signature:
+    """The KEYS and ARGV the script `name` declares (its own header, not its includes')."""
+    return parse_signature((LUA_DIR / f"{name}.lua").read_text(encoding="utf-8"))
+
+
+def signatures() -> dict[str, Signature]:
+    """Every script's signature, by name."""
+    return {name: signature(name) for name in names()}
 
 
 class Scripts:
