@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, get_route_path
 
 from gateway.auth import api as auth_api
 from gateway.auth.apikeys import ApiKeyCache
@@ -33,7 +33,7 @@ from gateway.platform.errors import ApiError, ErrorCode
 from gateway.platform.http import openapi, operations
 from gateway.platform.http.edge import UNAVAILABLE, error_response, wrap
 from gateway.platform.http.endpoint import JSON, Endpoint
-from gateway.platform.http.fast_path import FastPath
+from gateway.platform.http.fast_path import AllowedMethods, FastPath
 from gateway.platform.http.header_limit import HeaderLimit
 from gateway.platform.services import Services
 from gateway.registry import api as registry_api
@@ -98,12 +98,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
-    routes += [Route("/openapi.json", openapi_json), Route("/metrics", metrics_text)]
+    documents = [Route("/openapi.json", openapi_json), Route("/metrics", metrics_text)]  # GET (and HEAD) only
+    routes += documents
+    allowed = AllowedMethods([(ep.method, ep.path) for ep in endpoints] + [("GET", r.path) for r in documents])
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # every method the path has, not only those of the first route Starlette tried
+            headers["Allow"] = allowed(get_route_path(request.scope)) or headers.get("Allow", "")
         code = ErrorCode.METHOD_NOT_ALLOWED if exc.status_code == 405 else ErrorCode.NOT_FOUND
-        return error_response(ApiError(code, headers=dict(exc.headers or {})))
+        return error_response(ApiError(code, headers=headers))
 
     return Starlette(
         routes=routes,

@@ -47,7 +47,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "PUT",
         "/v1/integration/key",
         "integration_key_set",
-        "Set the integration key the password check must carry (seed 001's palavra chave).",
+        'Set the integration key (the retailer\'s "palavra chave") that every password check must carry.',
         put_integration_key,
         Done,
         permissions=frozenset({Permission.INTEGRATION}),

@@ -26,7 +26,7 @@ from gateway.credits.schemas import (
 from gateway.holds.schemas import CancelRequest, CommitRequest
 from gateway.platform.errors import ApiError, ErrorCode
 from gateway.platform.http import idempotency, params
-from gateway.platform.http.endpoint import Call, Endpoint, Reply, who
+from gateway.platform.http.endpoint import Call, Endpoint, Link, Reply, who
 
 E = ErrorCode
 P = Permission
@@ -91,13 +91,21 @@ async def list_credit_movements(c: Call) -> Reply:
 
 CUSTOMER_CREDITS = "/v1/participants/{participant}/credits"
 HOLD = "/v1/credit-holds/{id}"
+#: what a credit hold's answer (placed, committed, cancelled) leads to: the hold, its next steps, its order
+_ID = (("id", "$response.body#/id"),)
+HOLD_LINKS = (
+    Link("read", "credit_hold_get", _ID, description="The credit hold with the credits it took."),
+    Link("commit", "credit_hold_commit", _ID, body={"coupon": "NF-000123"}, description="The order was invoiced."),
+    Link("cancel", "credit_hold_cancel", _ID, description="Release (PENDING) or reverse (COMMITTED) it."),
+    Link("order", "order_get", (("order", "$response.body#/order"),), description="Everything the order used."),
+)
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         "POST",
         CUSTOMER_CREDITS,
         "credit_create",
-        "Register a credit in the customer's current account (seed 000) under its reference; the same "
-        "reference with the same values replays the first answer.",
+        "Register a credit in the customer's current account under its reference; the same reference with "
+        "the same values replays the first answer.",
         create_credit,
         CreditCreated,
         status=201,
@@ -105,6 +113,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         request=CreditCreate,
         tag="credits",
         errors=(E.CREDIT_REFERENCE_EXISTS,),
+        links=(Link("credits", "credit_list", (("participant", "$request.path.participant"),)),),
     ),
     Endpoint(
         "GET",
@@ -130,6 +139,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         tag="credits",
         errors=(E.INSUFFICIENT_CREDIT, E.IDEMPOTENCY_CONFLICT),
         headers=(idempotency.HEADER,),
+        links=HOLD_LINKS,
     ),
     Endpoint(
         "GET",
@@ -159,6 +169,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             E.CREDIT_COMMIT_CONFLICT,
             E.CREDIT_COMMIT_EXCEEDS_HOLD,
         ),
+        links=(HOLD_LINKS[0], HOLD_LINKS[2]),
     ),
     Endpoint(
         "POST",
@@ -173,6 +184,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         body_optional=True,
         tag="credits",
         errors=(E.UNKNOWN_CREDIT_HOLD, E.CREDIT_HOLD_NOT_PENDING),
+        links=(HOLD_LINKS[0],),
     ),
     Endpoint(
         "GET",
@@ -191,8 +203,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "/v1/orders/status",
         "order_status_post",
         "The ERP's order status changes, 1 to 500: a commit status commits the orders' pending holds, a "
-        "cancel status cancels them (seed 003); each order's result is reported, and posting again answers "
-        "the same.",
+        "cancel status cancels them; each order's result is reported, and posting again answers the same.",
         post_order_statuses,
         OrderStatusReport,
         permissions=frozenset({P.EMPENHO}),
@@ -204,7 +215,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "GET",
         "/v1/integration/order-status",
         "order_status_params_get",
-        "The order-status integration's parameters (seed 003; defaults PF, PC, no balance update).",
+        "The ERP order-status integration's parameters (by default PF commits, PC cancels, no balance update).",
         get_order_status_params,
         OrderStatusParamsView,
         permissions=frozenset({P.INTEGRATION}),
@@ -215,12 +226,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "/v1/integration/order-status",
         "order_status_params_set",
         "Set which order statuses commit and which cancel an order's holds, and whether processing changes "
-        "the convênio balance (seed 003's processamovimento, inativamovimento, alterasaldo).",
+        "the convênio balance (the ERP's processamovimento, inativamovimento and alterasaldo).",
         put_order_status_params,
         OrderStatusParamsView,
         permissions=frozenset({P.INTEGRATION}),
         request=OrderStatusParams,
         tag="back-office",
+        links=(Link("read", "order_status_params_get"),),
     ),
     Endpoint(
         "GET",
@@ -234,10 +246,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         tag="credits",
         errors=(E.LEDGER_UNAVAILABLE,),
         query=(
-            ("from", "From this local day (YYYY-MM-DD, inclusive)."),
-            ("to", "Up to this local day (YYYY-MM-DD, inclusive)."),
-            ("after", "Continue after this movement (the previous page's next_after)."),
-            ("limit", "Page size, 1 to 1000 (default 100)."),
+            params.day_param("from", "From this local day (YYYY-MM-DD, inclusive)."),
+            params.day_param("to", "Up to this local day (YYYY-MM-DD, inclusive; not before `from`)."),
+            params.after_seq_param("Continue after this movement (the previous page's next_after)."),
+            params.page_size_param(),
         ),
     ),
 )

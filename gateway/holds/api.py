@@ -17,10 +17,18 @@ from gateway.holds.schemas import (
 )
 from gateway.platform.errors import ErrorCode
 from gateway.platform.http import idempotency
-from gateway.platform.http.endpoint import Call, Endpoint, Reply
+from gateway.platform.http.endpoint import Call, Endpoint, Link, Reply
 
 E = ErrorCode
 PARTICIPANT = "/v1/convenios/{convenio}/participants/{participant}"
+#: what an empenho's answer (placed, committed, cancelled) leads to: the empenho, its next steps, the decision
+_ID = (("id", "$response.body#/id"),)
+EMPENHO_LINKS = (
+    Link("read", "empenho_get", _ID, description="The empenho with its status history."),
+    Link("commit", "empenho_commit", _ID, body={"coupon": "CUPOM-000123"}, description="The coupon was processed."),
+    Link("cancel", "empenho_cancel", _ID, description="Release (PENDING) or reverse (COMMITTED) it."),
+    Link("decision", "decision_get", (("protocol", "$response.body#/protocol"),), description="What was decided."),
+)
 
 
 async def get_limit(c: Call) -> Reply:
@@ -85,11 +93,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             E.PASSWORD_PROOF_REQUIRED,
             E.PASSWORD_PROOF_INVALID,
             E.VEHICLE_NOT_REGISTERED,
+            E.ORDER_LIMIT_EXCEEDED,
+            E.DAILY_LIMIT_EXCEEDED,
+            E.MONTHLY_LIMIT_EXCEEDED,
             E.UNKNOWN_CONVENIO,
             E.UNKNOWN_PARTICIPANT,
             E.IDEMPOTENCY_CONFLICT,
         ),
         headers=(idempotency.HEADER,),
+        links=EMPENHO_LINKS,
     ),
     Endpoint(
         "GET",
@@ -111,6 +123,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         permissions=frozenset({Permission.EMPENHO}),
         request=CommitRequest,
         errors=(E.UNKNOWN_EMPENHO, E.EMPENHO_NOT_PENDING, E.COMMIT_CONFLICT, E.COMMIT_EXCEEDS_HOLD),
+        links=(EMPENHO_LINKS[0], EMPENHO_LINKS[2], EMPENHO_LINKS[3]),
     ),
     Endpoint(
         "POST",
@@ -123,5 +136,6 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         request=CancelRequest,
         body_optional=True,
         errors=(E.UNKNOWN_EMPENHO, E.EMPENHO_NOT_PENDING),
+        links=(EMPENHO_LINKS[0], EMPENHO_LINKS[3]),
     ),
 )

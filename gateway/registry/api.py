@@ -7,7 +7,7 @@ from __future__ import annotations
 from gateway.auth.permissions import ADMIN, MOVEMENTS_READ, READ_REGISTRY
 from gateway.platform.errors import ErrorCode
 from gateway.platform.http import params
-from gateway.platform.http.endpoint import Call, Endpoint, Reply, who
+from gateway.platform.http.endpoint import Call, Endpoint, Link, Param, Reply, who
 from gateway.platform.http.schemas import Done
 from gateway.platform.ids import LIMIT_REQUEST_ID
 from gateway.registry import convenios, history, limit_requests, movements, participants, vehicles
@@ -128,9 +128,47 @@ async def convenio_history(c: Call) -> Reply:
     return Reply(await history.history(c.svc, c.path["convenio"], None, params.after_seq(c), params.page_size(c)))
 
 
-_PAGE = (
-    ("after", "Continue after this one (the previous page's next_after)."),
-    ("limit", "Page size, 1 to 1000 (default 100)."),
+_PAGE = (params.after_seq_param(), params.page_size_param())
+
+# --- what one answer leads to (OpenAPI links) ---------------------------------------------------
+_CONVENIO = (("convenio", "$response.body#/code"),)
+_PARTICIPANT = (("convenio", "$response.body#/convenio"), ("participant", "$response.body#/code"))
+CONVENIO_LINKS = (
+    Link("read", "convenio_get", _CONVENIO),
+    Link("update", "convenio_update", _CONVENIO),
+    Link("add_participant", "participant_create", _CONVENIO),
+    Link("participants", "participant_list", _CONVENIO),
+    Link("movements", "movement_list", _CONVENIO),
+    Link("history", "convenio_history", _CONVENIO),
+    Link("duplicatas", "duplicata_list", _CONVENIO),
+)
+PARTICIPANT_LINKS = (
+    Link("read", "participant_get", _PARTICIPANT),
+    Link("update", "participant_update", _PARTICIPANT),
+    Link("limit", "limit", _PARTICIPANT, description="What the participant may still spend."),
+    Link("check_password", "password_verify", _PARTICIPANT, description="The participant's password check."),
+    Link("vehicles", "vehicle_list", _PARTICIPANT),
+    Link("add_vehicle", "vehicle_save", _PARTICIPANT),
+    Link("ask_limit", "limit_request_create", _PARTICIPANT),
+    Link("limit_requests", "limit_request_list", _PARTICIPANT),
+    Link("history", "participant_history", _PARTICIPANT),
+    Link("convenios", "convenios_of", (("participant", "$response.body#/code"),)),
+)
+_VEHICLE = (
+    ("convenio", "$request.path.convenio"),
+    ("participant", "$request.path.participant"),
+    ("plate", "$response.body#/plate"),
+)
+_REQUEST = (("request", "$response.body#/id"),)
+LIMIT_REQUEST_LINKS = (
+    Link("read", "limit_request_get", _REQUEST),
+    Link("approve", "limit_request_approve", _REQUEST),
+    Link("reject", "limit_request_reject", _REQUEST, body={"reason": "renda insuficiente"}),
+    Link(
+        "history",
+        "participant_history",
+        (("convenio", "$response.body#/convenio"), ("participant", "$response.body#/participant")),
+    ),
 )
 
 ENDPOINTS: tuple[Endpoint, ...] = (
@@ -146,6 +184,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         request=ConvenioCreate,
         tag="back-office",
         errors=(E.CONVENIO_EXISTS,),
+        links=CONVENIO_LINKS,
     ),
     Endpoint(
         "GET",
@@ -182,6 +221,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         request=ParticipantCreate,
         tag="back-office",
         errors=(E.UNKNOWN_CONVENIO, E.PARTICIPANT_EXISTS, E.LIMIT_ALLOCATION_EXCEEDED),
+        links=PARTICIPANT_LINKS,
     ),
     Endpoint(
         "GET",
@@ -194,27 +234,27 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         tag="back-office",
         errors=(E.UNKNOWN_CONVENIO,),
         query=(
-            ("after", "Return codes after this one (from next_after)."),
-            ("limit", "Page size, 1 to 1000 (default 100)."),
+            Param("after", "Return codes after this one (from next_after).", {"type": "string"}),
+            params.page_size_param(),
         ),
     ),
     Endpoint(
         "GET",
         "/v1/convenios/{convenio}/movements",
         "movement_list",
-        "The convênio's movements (sales, reversals, limit changes), oldest first, a page at a time "
-        "(seed 001: CRM > Convênios > Venda a Cliente).",
+        "The convênio's movements (sales, reversals, limit changes), oldest first, a page at a time: what "
+        "the back office's sales to customers screen (Venda a Cliente) lists.",
         list_movements,
         MovementList,
         permissions=MOVEMENTS_READ,
         tag="back-office",
         errors=(E.UNKNOWN_CONVENIO, E.LEDGER_UNAVAILABLE),
         query=(
-            ("participant", "Only this participant's movements."),
-            ("from", "From this date or RFC 3339 instant (inclusive)."),
-            ("to", "Up to this date or RFC 3339 instant (exclusive)."),
-            ("after", "Continue after this movement (the previous page's next_after)."),
-            ("limit", "Page size, 1 to 1000 (default 100)."),
+            params.code_param("participant", "Only this participant's movements."),
+            params.instant_param("from", "From this date (midnight UTC) or RFC 3339 instant, inclusive."),
+            params.instant_param("to", "Up to this date (midnight UTC) or RFC 3339 instant, exclusive."),
+            params.after_seq_param("Continue after this movement (the previous page's next_after)."),
+            params.page_size_param(),
         ),
     ),
     Endpoint(
@@ -264,6 +304,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         request=VehicleSave,
         tag="back-office",
         errors=(E.UNKNOWN_CONVENIO, E.UNKNOWN_PARTICIPANT),
+        links=(Link("delete", "vehicle_delete", _VEHICLE),),
     ),
     Endpoint(
         "DELETE",
@@ -280,8 +321,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "POST",
         PARTICIPANT + "/limit-requests",
         "limit_request_create",
-        "Ask for a new limit (seed 004: Solicitação de Alteração de Limite): a suggested limit, a reason "
-        "and whether it is urgent (Emergencial).",
+        "Ask for a new limit (a Solicitação de Alteração de Limite): a suggested limit, a reason and whether "
+        "it is urgent (Emergencial).",
         create_request,
         LimitRequestView,
         status=201,
@@ -289,6 +330,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         request=LimitRequestCreate,
         tag="back-office",
         errors=(E.UNKNOWN_CONVENIO, E.UNKNOWN_PARTICIPANT, E.LEDGER_UNAVAILABLE),
+        links=LIMIT_REQUEST_LINKS,
     ),
     Endpoint(
         "GET",
@@ -300,7 +342,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         permissions=READ_REGISTRY,
         tag="back-office",
         errors=(E.UNKNOWN_CONVENIO, E.UNKNOWN_PARTICIPANT, E.LEDGER_UNAVAILABLE),
-        query=(("status", "PENDING, APPROVED or REJECTED."), *_PAGE),
+        query=(
+            params.choice_param("status", REQUEST_STATUSES, "Only the requests in this status."),
+            params.after_match_param(LIMIT_REQUEST_ID, "Continue after this request (the previous page's next_after)."),
+            params.page_size_param(),
+        ),
     ),
     Endpoint(
         "GET",
@@ -334,18 +380,20 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             E.UNKNOWN_PARTICIPANT,
             E.LEDGER_UNAVAILABLE,
         ),
+        links=(LIMIT_REQUEST_LINKS[0], LIMIT_REQUEST_LINKS[3]),
     ),
     Endpoint(
         "POST",
         "/v1/limit-requests/{request}/reject",
         "limit_request_reject",
-        "Reject a pending request, saying why (seed 004: o motivo da Negação).",
+        "Reject a pending request, saying why (o motivo da Negação).",
         reject_request,
         LimitRequestView,
         permissions=ADMIN,
         request=LimitRequestReject,
         tag="back-office",
         errors=(E.UNKNOWN_LIMIT_REQUEST, E.LIMIT_REQUEST_DECIDED, E.LEDGER_UNAVAILABLE),
+        links=(LIMIT_REQUEST_LINKS[0], LIMIT_REQUEST_LINKS[3]),
     ),
     Endpoint(
         "GET",

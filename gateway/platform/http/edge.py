@@ -49,10 +49,34 @@ async def read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
+def _whole_floats(value: Any) -> Any:
+    """The value with every float that is a whole number (595.0, 1e3) as that integer."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_whole_floats(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _whole_floats(v) for k, v in value.items()}
+    return value
+
+
+def _as_integers(decoder: msgspec.json.Decoder, raw: bytes) -> Any:
+    """JSON (and JSON Schema's "integer") has one number type: 595.0 is the integer 595, which
+    msgspec refuses for an int field. Tried only once the body was refused; None if it is still
+    refused then (no request field is a float, so nothing else can change)."""
+    try:
+        return msgspec.convert(_whole_floats(msgspec.json.decode(raw)), decoder.type)
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return None
+
+
 def decode(decoder: msgspec.json.Decoder, raw: bytes) -> Any:
     try:
         return decoder.decode(raw)
     except msgspec.ValidationError as exc:
+        converted = _as_integers(decoder, raw)
+        if converted is not None:
+            return converted
         # msgspec quotes a refused enum value; it may be anything, a pasted password included
         text = _ENUM_VALUE.sub("Not one of the allowed values", str(exc))
         at = _FIELD.search(text)

@@ -62,6 +62,30 @@ Handler = Callable[[Call], Awaitable[Reply]]
 
 
 @dataclass(frozen=True)
+class Param:
+    """A query parameter or a request header: its name, what it means, and the JSON Schema of what
+    the handler accepts (/openapi.json publishes it; gateway/platform/http/params.py and
+    idempotency.py parse them)."""
+
+    name: str
+    description: str
+    schema: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Link:
+    """An answer that feeds another operation (an OpenAPI link): on the success response, the
+    operation named `to` (an Endpoint's `name`) takes `parameters` from it, each a runtime
+    expression such as "$response.body#/id"; `body`, when given, is the request body to send."""
+
+    name: str
+    to: str
+    parameters: tuple[tuple[str, str], ...] = ()
+    body: Any = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class Endpoint:
     method: str
     path: str
@@ -75,9 +99,32 @@ class Endpoint:
     request: type | None = None
     body_optional: bool = False
     #: the errors this operation itself can answer (the edge's own, such as INVALID_REQUEST,
-    #: UNAUTHORIZED and SERVICE_UNAVAILABLE, are added to every operation's list)
+    #: UNAUTHORIZED and SERVICE_UNAVAILABLE, are added by `all_errors`)
     errors: tuple[ErrorCode, ...] = ()
     tag: str = "terminal"
-    headers: tuple[tuple[str, str], ...] = ()  # (name, description) of required headers
-    query: tuple[tuple[str, str], ...] = ()
+    headers: tuple[Param, ...] = ()  # required headers
+    query: tuple[Param, ...] = ()  # optional query parameters
     public: bool = False
+    #: the operations its success answer feeds (OpenAPI links, for clients and stateful testing)
+    links: tuple[Link, ...] = ()
+
+    def all_errors(self) -> tuple[ErrorCode, ...]:
+        """Every error code this operation can answer: its own, then the edge's (EDGE_ERRORS)."""
+        codes = [*self.errors]
+        if not self.public:  # the key is looked up in Redis, and may be missing, unknown or not enough
+            codes += [ErrorCode.UNAUTHORIZED, ErrorCode.FORBIDDEN, ErrorCode.SERVICE_UNAVAILABLE]
+        # a request it cannot read (a parameter, a header, a body); every keyed operation lists it,
+        # the few that read nothing but the key too, so that the keyed API has one set of refusals
+        if not self.public or self.request is not None or self.query or self.headers or "{" in self.path:
+            codes.append(ErrorCode.INVALID_REQUEST)
+        if self.request is not None:
+            codes.append(ErrorCode.BODY_TOO_LARGE)
+        codes += EDGE_ERRORS
+        return tuple(dict.fromkeys(codes))
+
+
+#: what the edge answers on any operation whatever it is asked: headers over the limit (before
+#: routing: gateway/platform/http/header_limit.py), and the catch-all that no input should reach.
+#: Besides these, a keyed operation may answer UNAUTHORIZED, FORBIDDEN and SERVICE_UNAVAILABLE,
+#: one with a body BODY_TOO_LARGE, and one that reads the request INVALID_REQUEST.
+EDGE_ERRORS: tuple[ErrorCode, ...] = (ErrorCode.HEADERS_TOO_LARGE, ErrorCode.INTERNAL_ERROR)

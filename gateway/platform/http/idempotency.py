@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import re
 
-from gateway.platform.http.endpoint import Call
+from gateway.platform.http.endpoint import Call, Param
 from gateway.platform.http.params import invalid
 
-_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
+_PATTERN = r"^[\x21-\x7e]{1,128}(?!\n)$"
+_KEY = re.compile(_PATTERN)
 #: how /openapi.json describes the header (an Endpoint's `headers` entry)
-HEADER = (
+HEADER = Param(
     "Idempotency-Key",
-    "Client-chosen key, 1 to 128 visible characters; a retry with the same key and body replays the first answer.",
+    "Client-chosen key, 1 to 128 visible ASCII characters; a retry with the same key and body replays the "
+    "first answer.",
+    {"type": "string", "minLength": 1, "maxLength": 128, "pattern": _PATTERN},
 )
 
 
 def idempotency_key(c: Call) -> str:
     value = c.request.headers.get("idempotency-key")
-    if value is None or not _KEY.match(value):
+    if value is None or not _KEY.fullmatch(value):
         raise invalid("Idempotency-Key", "The Idempotency-Key header is required: 1 to 128 visible ASCII characters.")
     return value

@@ -41,5 +41,6 @@ ENDPOINTS = (
         Health,
         public=True,
         tag="operations",
+        errors=(ErrorCode.SERVICE_UNAVAILABLE,),
     ),
 )

@@ -15,10 +15,11 @@ from gateway.platform.errors import ErrorCode
 MAX_AMOUNT = 100_000_000_000
 
 # (?!\n) in the patterns: Python's $ also matches before a final newline; "CLI001\n" is no code
+CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}(?!\n)$"
 Code = Annotated[
     str,
     Meta(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}(?!\n)$",
+        pattern=CODE_PATTERN,
         description="A code: letters, digits, '_', '.', '-'; 1 to 64 characters.",
         examples=["EMP001"],
     ),
@@ -63,19 +64,39 @@ class ErrorDetail(Struct, omit_defaults=True):
 
     code: ErrorCode
     message: str
-    field: Annotated[str, Meta(description="INVALID_REQUEST: the offending field or header.")] | UnsetType = UNSET
-    available: Annotated[int, Meta(description="Centavos the pool or the credits still cover.")] | UnsetType = UNSET
-    protocol: Annotated[str, Meta(description="The decision's protocol (a decline is a decision).")] | UnsetType = (
-        UNSET
-    )
-    status: Annotated[str, Meta(description="The record's status when it was refused.")] | UnsetType = UNSET
-    retry_after: Annotated[int, Meta(description="Seconds to wait before trying again.")] | UnsetType = UNSET
+    field: (
+        Annotated[str, Meta(description="INVALID_REQUEST: the offending field, parameter or header.")] | UnsetType
+    ) = UNSET
+    available: (
+        Annotated[int, Meta(description="Centavos the pool or the customer's credits still cover.")] | UnsetType
+    ) = UNSET
+    protocol: Annotated[str, Meta(description="The decision's protocol (a decline is a decision).")] | UnsetType = UNSET
+    status: (
+        Annotated[
+            Literal["PENDING", "COMMITTED", "CANCELLED", "EXPIRED", "REVERSED", "APPROVED", "REJECTED"],
+            Meta(description="The hold's or the limit request's status when it was refused."),
+        ]
+        | UnsetType
+    ) = UNSET
+    retry_after: Annotated[int, Meta(ge=0, description="Seconds to wait before trying again.")] | UnsetType = UNSET
     scope: (
         Annotated[Literal["participant", "convenio"], Meta(description="Whose limit window declined the hold.")]
         | UnsetType
     ) = UNSET
-    remaining: Annotated[int, Meta(description="Centavos the limit window still allows.")] | UnsetType = UNSET
+    remaining: Annotated[int, Meta(ge=0, description="Centavos the limit window still allows.")] | UnsetType = UNSET
     held: Annotated[int, Meta(description="Centavos held, when a commit asked for more.")] | UnsetType = UNSET
+    total_limit: (
+        Annotated[int, Meta(description="LIMIT_ALLOCATION_EXCEEDED: the convênio's total limit, in centavos.")]
+        | UnsetType
+    ) = UNSET
+    allocated: (
+        Annotated[int, Meta(description="LIMIT_ALLOCATION_EXCEEDED: centavos already allocated to its participants.")]
+        | UnsetType
+    ) = UNSET
+    unallocated: (
+        Annotated[int, Meta(description="LIMIT_ALLOCATION_EXCEEDED: centavos of the total limit still unallocated.")]
+        | UnsetType
+    ) = UNSET
 
 
 class ErrorBody(Struct):
