@@ -148,7 +148,7 @@ async def backoffice(svc: Services, client: httpx.AsyncClient) -> BackOffice:
 
 @pytest.fixture
 async def seed(svc: Services, client: httpx.AsyncClient, clock: Clock) -> Terminal:
-    """Seed 001's example: EMP001 / CLI001, limit R$ 100,00 + R$ 10,00 tolerance."""
+    """The worked example: EMP001 / CLI001, limit R$ 100,00 + R$ 10,00 tolerance."""
     from ledger.ops import demo
 
     loaded = await demo.load(svc)

@@ -1,4 +1,4 @@
-"""The cash-closing report (fechamento de caixa, seed 001): a business day's convênio sales per
+"""The cash-closing report (fechamento de caixa): a business day's convênio sales per
 store and terminal, the totals per convênio and per participant kept apart, to the centavo;
 sales made through the real API, stored by the real ledger writer, at the test's own times."""
 

@@ -1,4 +1,4 @@
-"""Finance's export (seed 000): every debit and credit of a period with its reference and type,
+"""Finance's export: every debit and credit of a period with its reference and type,
 as CSV and JSON from `convenio credits export`, and page by page over HTTP."""
 
 from __future__ import annotations

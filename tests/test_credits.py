@@ -1,4 +1,4 @@
-"""The customer's current account at the checkout (seed 000): credits of several types paying
+"""The customer's current account at the checkout: credits of several types paying
 one order, what the order shows, cancels and returns giving each part back to its credit,
 which credits an order takes first, expiry, partial commits, retries, and fifty orders racing
 over the same credits."""

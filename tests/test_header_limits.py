@@ -22,7 +22,7 @@ from ledger.ops import embedded
 from tests.checkout import Terminal, assert_error
 
 LIMIT_URL = "/v1/convenios/EMP001/participants/CLI001/limit"
-AVAILABLE = 11000  # the seed's R$ 100,00 limit + R$ 10,00 tolerance, untouched
+AVAILABLE = 11000  # the worked example's R$ 100,00 limit + R$ 10,00 tolerance, untouched
 
 
 def padded_to(client: httpx.AsyncClient, size: int, method: str, url: str, headers: dict[str, str]) -> httpx.Request:

@@ -38,7 +38,7 @@ from ledger.month.schemas import SettleRequest
 from tests.checkout import VALID_PATH, BackOffice, Terminal, assert_error
 
 DROP = object()  # marks a field to leave out of a body
-AVAILABLE = 11000  # the seed's R$ 100,00 limit + R$ 10,00 tolerance, untouched
+AVAILABLE = 11000  # the worked example's R$ 100,00 limit + R$ 10,00 tolerance, untouched
 
 
 def url_of(ep: Endpoint, **values: str) -> str:
@@ -46,7 +46,7 @@ def url_of(ep: Endpoint, **values: str) -> str:
 
 
 def sale(**changes: Any) -> dict[str, Any]:
-    """A valid sale body for the seed, with some fields changed (or DROPped)."""
+    """A valid sale body for the worked example, with some fields changed (or DROPped)."""
     base = {
         "convenio": "EMP001",
         "participant": "CLI001",

@@ -1,4 +1,4 @@
-"""Limit-change requests (seed 004, "Solicitação de Alteração de Limite"), through the HTTP API
+"""Limit-change requests ("Solicitação de Alteração de Limite"), through the HTTP API
 with real Redis and Postgres.
 
 The store's credit desk asks for a new limit with a suggested amount ("Limite de Crédito

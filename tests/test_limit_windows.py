@@ -1,4 +1,4 @@
-"""Limit windows (seed 003): besides the balance, a hold must fit in the participant's and the
+"""Limit windows: besides the balance, a hold must fit in the participant's and the
 convênio's caps per order, per local day and per local month; each decline says which window
 and how much it still allows; what a hold no longer takes (cancel, expiry, a partial commit,
 a reversal) goes back to its windows."""

@@ -1,4 +1,4 @@
-"""The ERP's order statuses (seed 003): PF (processed) commits an order's holds, PC (cancelled)
+"""The ERP's order statuses: PF (processed) commits an order's holds, PC (cancelled)
 cancels them; alterasaldo (`update_balance`) says whether the convênio balance moves. A batch
 posted twice reports the same and moves money once."""
 
@@ -130,7 +130,7 @@ async def test_a_batch_with_pf_and_pc_posted_twice_reports_the_same_and_moves_mo
 async def test_with_update_balance_off_pf_releases_the_convenio_hold_without_a_debit(
     account: Account, seed: Terminal, backoffice: BackOffice, svc, ledger_url, ledger
 ) -> None:
-    """The seed's default (alterasaldo = 0): the ERP keeps the balance; processing only releases
+    """The ERP's default (alterasaldo = 0): the ERP keeps the balance; processing only releases
     the checkout's hold. The customer's credits are the gateway's own: the order consumed them."""
     await account.registered("CLI001", "MAN-0001", "MANUAL", 1000)
     credit_hold, empenho = await an_order(account, seed, "PED-D", 600, 2500)

@@ -50,7 +50,7 @@ async def a_day_of_sales(seed: Terminal, backoffice: BackOffice, svc, clock: Clo
     # MOT2 guesses wrong until locked
     for _ in range(svc.settings.password_max_failures + 1):
         await other.check_password("0000")
-    # the seed's participant: a committed sale, a partial commit, a reversal, a pending hold
+    # the worked example's participant: a committed sale, a partial commit, a reversal, a pending hold
     sale = (await seed.hold(578)).json()
     await seed.commit(sale["id"], coupon="C-1")
     partial = (await seed.hold(2000)).json()

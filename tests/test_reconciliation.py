@@ -1,4 +1,4 @@
-"""Reconciliation of the terminals' closing files with the ledger (seeds 001, 002, 004):
+"""Reconciliation of the terminals' closing files with the ledger:
 the treasury imports each terminal's fechamento de caixa, runs the reconciliation day by day,
 looks at what did not match, undoes a reconciliation, and reads the convênio's receivable.
 Sales go through the real API and the real ledger writer; every time is the test's own."""
@@ -136,7 +136,7 @@ async def test_a_days_closing_file_is_reconciled_line_by_line(
     seed: Terminal, svc, clock: Clock, ledger_url, treasury: Treasury
 ) -> None:
     set_clock(clock, MON, 10)
-    await sell(seed, svc, 578, "CUPOM-1")  # seed 001's R$ 5,78: the file says the same
+    await sell(seed, svc, 578, "CUPOM-1")  # the worked example's R$ 5,78: the file says the same
     await sell(seed, svc, 1200, "CUPOM-2")  # the file says R$ 12,50
     await sell(seed, svc, 300, "CUPOM-3")  # the terminal's file forgot it
     returned = await sell(seed, svc, 950, "CUPOM-4")
@@ -197,7 +197,7 @@ async def test_a_days_closing_file_is_reconciled_line_by_line(
     informative = await treasury.line("")
     assert (informative.type, informative.amount) == ("ADJUSTMENT", -35)
 
-    # seed 004's history: when, who, state, note
+    # the record's history: when, who, state, note
     assert await treasury.history(reconciled.id) == [
         ("NOT_RECONCILED", "tesouraria", "imported from fechamento-LOJA01-PDV01-2025-11-17.csv line 2"),
         ("RECONCILED", "tesouraria", f"the ledger's sale {reconciled.empenho_id} matches (R$ 5,78)"),
@@ -207,11 +207,11 @@ async def test_a_days_closing_file_is_reconciled_line_by_line(
     assert [datetime.datetime.fromisoformat(h["at"]) for h in rows] == [at(MON, 22), at(MON, 23)]
     assert [s for s, _, _ in await treasury.history(informative.id)] == ["INFORMATIVE"]
 
-    # the treasury's reconciliation moves the convênio's financial account (seed 001)
+    # the treasury's reconciliation moves the convênio's financial account
     assert await treasury.receivable("EMP001") == ([("RECONCILED", 578, 578)], 578)
 
 
-# --- the look-back window (seed 002) -------------------------------------------------------------
+# --- the look-back window ---------------------------------------------------------------------
 async def test_a_sale_the_ledger_got_late_is_reconciled_by_a_later_run_of_the_window(
     seed: Terminal, svc, clock: Clock, ledger_url, treasury: Treasury
 ) -> None:
@@ -292,7 +292,7 @@ async def test_a_shorter_window_fails_sooner(treasury: Treasury) -> None:
     )
 
 
-# --- undo (seed 004: Excluir Conciliação) ------------------------------------------------------
+# --- undo (Excluir Conciliação) --------------------------------------------------------------
 async def test_undoing_a_reconciliation_gives_the_amount_back_and_the_next_run_tries_again(
     seed: Terminal, svc, clock: Clock, ledger_url, treasury: Treasury
 ) -> None:

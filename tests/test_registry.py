@@ -1,4 +1,4 @@
-"""The back-office registry (seed 001, CRM > Cadastros > Convênios), through the HTTP API.
+"""The back-office registry (CRM > Cadastros > Convênios), through the HTTP API.
 
 A convênio carries its policy (total limit, tolerance, balance rollover, automatic billing,
 vehicles, status) and its sharing mode: individual limits shared out among the participants

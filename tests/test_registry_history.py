@@ -1,4 +1,4 @@
-"""The registry's change history (seed 004, "Histórico"): every change of a limit or a status,
+"""The registry's change history ("Histórico"): every change of a limit or a status,
 made directly by an operator (a PATCH with its "reason") or by the system (overdue blocking),
 with who, when, before, after and why; and the credit block ("Bloqueado por crédito"), which
 declines sales like any other block."""

@@ -1,4 +1,4 @@
-"""Seed 001's worked example: CLIENTE 001 on EMPRESA CONVENIO 001 (R$ 100,00 limit and
+"""The worked example of the retailer's manual: CLIENTE 001 on EMPRESA CONVENIO 001 (R$ 100,00 limit and
 R$ 10,00 tolerance) pays a R$ 5,78 purchase with the convênio."""
 
 from tests.checkout import Terminal

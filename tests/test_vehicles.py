@@ -1,4 +1,4 @@
-"""Vehicles of a participant (seed 001): registered by plate, named on the sale, and the
+"""Vehicles of a participant (fleet convênios): registered by plate, named on the sale, and the
 odometer reading of the last sale kept ("será registrada a quilometragem do veículo na
 última venda").
 

@@ -26,13 +26,13 @@ UNKNOWN_ORDER (not kept: posting it later, once the holds exist, processes it).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 
 import msgspec
 
 from gateway.credits import holds as credit_holds
-from gateway.credits.orders import OrderHolds, find
+from gateway.credits.orders import CreditHoldState, EmpenhoState, OrderHolds, find
 from gateway.credits.schemas import (
     OrderStatusBatch,
     OrderStatusError,
@@ -42,6 +42,7 @@ from gateway.credits.schemas import (
     OrderStatusResult,
 )
 from gateway.holds import empenhos
+from gateway.holds.lifecycle import Answer
 from gateway.holds.schemas import CancelRequest, CommitRequest
 from gateway.platform.clock import rfc3339
 from gateway.platform.errors import ApiError, ErrorCode
@@ -156,45 +157,48 @@ async def _apply(svc: Services, order: str, status: str, p: Params, holds: Order
     out = _Outcome([], [], [], [], [])
     reason = f"order {order}: status {status}"
     for h in sorted(holds.credit_holds.values(), key=lambda h: (h.created_at, h.id)):
-        try:
-            if action == "COMMIT" and h.status == "PENDING":
-                d = await credit_holds.commit(svc, h.id, CommitRequest(coupon=order))
-                h.status = d.body.status
-                out.put("committed", h.id)
-            elif action == "CANCEL" and h.status in ("PENDING", "COMMITTED"):
-                d = await credit_holds.cancel(svc, h.id, CancelRequest(reason=reason))
-                h.status = d.body.status
-                out.put("cancelled" if h.status == "CANCELLED" else "reversed", h.id)
-            else:
-                out.put("unchanged", h.id)
-        except ApiError as exc:
-            if exc.code not in _SETTLED:
-                out.failed(h.id, exc)
-            else:
-                out.put("unchanged", h.id)
+        if action == "COMMIT" and h.status == "PENDING":
+            step = _moved(credit_holds.commit(svc, h.id, CommitRequest(coupon=order)), "committed")
+        elif action == "CANCEL" and h.status in ("PENDING", "COMMITTED"):
+            step = _moved(credit_holds.cancel(svc, h.id, CancelRequest(reason=reason)))
+        else:
+            step = None
+        await _step(out, h, step)
     for e in holds.empenhos.values():
-        try:
-            if action == "COMMIT" and e.status == "PENDING":
-                if p.update_balance:
-                    d = await empenhos.commit(svc, e.id, CommitRequest(coupon=order))
-                    out.put("committed", e.id)
-                else:
-                    release = f"{reason} processed without a balance change (update_balance off)"
-                    d = await empenhos.cancel(svc, e.id, CancelRequest(reason=release), keep_windows=True)
-                    out.put("released", e.id)
-                e.status = d.body.status
-            elif action == "CANCEL" and (e.status == "PENDING" or (e.status == "COMMITTED" and p.update_balance)):
-                d = await empenhos.cancel(svc, e.id, CancelRequest(reason=reason))
-                e.status = d.body.status
-                out.put("cancelled" if e.status == "CANCELLED" else "reversed", e.id)
-            else:
-                out.put("unchanged", e.id)
-        except ApiError as exc:
-            if exc.code not in _SETTLED:
-                out.failed(e.id, exc)
-            else:
-                out.put("unchanged", e.id)
+        if action == "COMMIT" and e.status == "PENDING" and p.update_balance:
+            step = _moved(empenhos.commit(svc, e.id, CommitRequest(coupon=order)), "committed")
+        elif action == "COMMIT" and e.status == "PENDING":
+            release = CancelRequest(reason=f"{reason} processed without a balance change (update_balance off)")
+            step = _moved(empenhos.cancel(svc, e.id, release, keep_windows=True), "released")
+        elif action == "CANCEL" and (e.status == "PENDING" or (e.status == "COMMITTED" and p.update_balance)):
+            step = _moved(empenhos.cancel(svc, e.id, CancelRequest(reason=reason)))
+        else:
+            step = None
+        await _step(out, e, step)
     return out
+
+
+async def _moved(answer: Awaitable[Answer], category: str | None = None) -> tuple[str, str]:
+    """What a hold's commit or cancel did: its category in the report, and its new status (a
+    cancel's category is its status: cancelled when it was pending, reversed when committed)."""
+    status = (await answer).body.status
+    return category or ("cancelled" if status == "CANCELLED" else "reversed"), status
+
+
+async def _step(out: _Outcome, hold: CreditHoldState | EmpenhoState, step: Awaitable[tuple[str, str]] | None) -> None:
+    """One hold of the order: moved by `step`, or unchanged (no step, or a refusal that only says
+    the hold is past what the status would change); any other refusal is the order's error."""
+    if step is None:
+        out.put("unchanged", hold.id)
+        return
+    try:
+        category, hold.status = await step
+        out.put(category, hold.id)
+    except ApiError as exc:
+        if exc.code in _SETTLED:
+            out.put("unchanged", hold.id)
+        else:
+            out.failed(hold.id, exc)
 
 
 def _result(order: str, status: str, p: Params, out: _Outcome | None, error: ApiError | None) -> OrderStatusResult:

@@ -25,10 +25,6 @@ class Caller(Protocol):
     def allows(self, needed: frozenset[int]) -> bool: ...
 
 
-class Authenticator(Protocol):
-    async def authenticate(self, authorization: str | None) -> Caller: ...
-
-
 @dataclass
 class Call:
     """What a handler is given: the request, the services, the caller, the decoded body and the
