@@ -37,6 +37,7 @@ from gateway.platform.http.fast_path import AllowedMethods, FastPath
 from gateway.platform.http.header_limit import HeaderLimit
 from gateway.platform.services import Services
 from gateway.registry import api as registry_api
+from gateway.returns import api as returns_api
 from ledger.month import api as duplicatas_api
 
 log = logging.getLogger("convenio.app")
@@ -49,6 +50,7 @@ except PackageNotFoundError:  # running from a source tree
 #: every endpoint a key may call, in the order routes are matched and /openapi.json lists them
 ENDPOINTS: tuple[Endpoint, ...] = (
     *holds_api.ENDPOINTS,
+    *returns_api.ENDPOINTS,
     *auth_api.ENDPOINTS,
     *decisions_api.ENDPOINTS,
     *registry_api.ENDPOINTS,

@@ -151,6 +151,21 @@ class Terminal:
     async def get(self, empenho_id: str) -> httpx.Response:
         return await self.client.get(f"/v1/empenhos/{empenho_id}", headers=self.headers)
 
+    async def return_sale(
+        self,
+        empenho_id: str,
+        amount: int,
+        idempotency_key: str | None = None,
+        store: str = "LOJA01",
+        terminal: str = "PDV01",
+        **extra: Any,
+    ) -> httpx.Response:
+        """A return (devolução) of part of a committed sale at this terminal."""
+        body = {"amount": amount, "store": store, "terminal": terminal, **extra}
+        key = idempotency_key or f"ret-{empenho_id}-{time.perf_counter_ns()}"
+        headers = {**self.headers, "Idempotency-Key": key}
+        return await self.client.post(f"/v1/empenhos/{empenho_id}/returns", json=body, headers=headers)
+
 
 class BackOffice:
     """An operator with the admin permission (and registry reads)."""

@@ -51,6 +51,7 @@ FEATURES: dict[str, set[str]] = {
         "empenho_get",
         "empenho_commit",
         "empenho_cancel",
+        "empenho_return",
         "decision_get",
         "integration_key_set",
         "healthz",
@@ -252,6 +253,7 @@ async def test_with_the_ledger_down_every_endpoint_that_reads_it_says_so(
         calls = [
             ("GET", f"/v1/empenhos/E1-{none}", None),  # no longer in Redis: the ledger has it, if anyone
             ("GET", f"/v1/protocols/P{none}", None),
+            ("POST", f"/v1/empenhos/E1-{none}/returns", {"amount": 100, "store": "LOJA01", "terminal": "PDV01"}),
             ("GET", "/v1/convenios/EMP001/movements", None),
             ("POST", who + "/limit-requests", {"suggested_limit": 20_000, "reason": "promoção"}),
             ("GET", who + "/limit-requests", None),
@@ -269,7 +271,7 @@ async def test_with_the_ledger_down_every_endpoint_that_reads_it_says_so(
             ("GET", "/v1/credits/movements", None),
         ]
         for method, url, body in calls:
-            r = await client.request(method, url, json=body, headers=h)
+            r = await client.request(method, url, json=body, headers={**h, "Idempotency-Key": f"down-{url}"})
             assert_error(r, 503, "LEDGER_UNAVAILABLE")
     finally:
         await svc.ledger.close()
@@ -363,10 +365,18 @@ async def test_the_checkout_s_declines_are_declared(
     forgotten = (await t.hold(100, proof=await mint_proof(svc, "EMP001", "CLI001"))).json()["id"]
     clock.advance(svc.settings.hold_ttl_s + 1)
     assert assert_error(await t.cancel(forgotten), 409, "EMPENHO_NOT_PENDING")["status"] == "EXPIRED"
+    # returns: of a hold not committed, for more than is left, under a key already used, all of it
+    assert assert_error(await t.return_sale(cancelled, 50), 409, "EMPENHO_NOT_COMMITTED")["status"] == "CANCELLED"
+    assert assert_error(await t.return_sale(eid, 101), 422, "RETURN_EXCEEDS_SALE")["returnable"] == 100
+    assert (await t.return_sale(eid, 40, idempotency_key="DEV-777")).status_code == 201
+    assert_error(await t.return_sale(eid, 41, idempotency_key="DEV-777"), 409, "IDEMPOTENCY_CONFLICT")
+    assert (await t.return_sale(eid, 60)).status_code == 201
+    assert_error(await t.cancel(eid), 409, "FULLY_RETURNED")
     for unknown in ("E1-NOTANEMPENHO", f"E1-{'0' * 26}"):  # not one of ours; one nobody placed
         assert_error(await t.get(unknown), 404, "UNKNOWN_EMPENHO")
         assert_error(await t.commit(unknown), 404, "UNKNOWN_EMPENHO")
         assert_error(await t.cancel(unknown), 404, "UNKNOWN_EMPENHO")
+        assert_error(await t.return_sale(unknown, 10), 404, "UNKNOWN_EMPENHO")
     r = await t.client.get(f"/v1/protocols/P{'0' * 26}", headers=t.headers)
     assert_error(r, 404, "UNKNOWN_PROTOCOL")
     answers.check(spec, FEATURES["checkout"])

@@ -34,6 +34,7 @@ from gateway.registry.schemas import (
     ParticipantUpdate,
     VehicleSave,
 )
+from gateway.returns.schemas import ReturnRequest
 from ledger.month.schemas import SettleRequest
 from tests.checkout import VALID_PATH, BackOffice, Terminal, assert_error
 
@@ -404,6 +405,7 @@ TEMPLATES: dict[type, dict[str, Any]] = {
     CommitRequest: {"coupon": "CUPOM-1", "amount": 100},
     CancelRequest: {"reason": "cliente desistiu"},
     SettleRequest: {"note": "TED 123"},
+    ReturnRequest: {"amount": 100, "store": "LOJA01", "terminal": "PDV01", "reason": "troca", "refund": "POOL"},
     ConvenioCreate: {
         "code": "EMPFZ",
         "name": "N",

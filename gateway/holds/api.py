@@ -129,13 +129,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "POST",
         "/v1/empenhos/{id}/cancel",
         "empenho_cancel",
-        "Cancel: a PENDING empenho is released (CANCELLED), a COMMITTED one reversed (REVERSED).",
+        "Cancel: a PENDING empenho is released (CANCELLED), a COMMITTED one reversed (REVERSED: what its returns "
+        "left of it goes back to the balance).",
         cancel_empenho,
         EmpenhoOutcome,
         permissions=frozenset({Permission.EMPENHO_CANCEL}),
         request=CancelRequest,
         body_optional=True,
-        errors=(E.UNKNOWN_EMPENHO, E.EMPENHO_NOT_PENDING),
+        errors=(E.UNKNOWN_EMPENHO, E.EMPENHO_NOT_PENDING, E.FULLY_RETURNED),
         links=(EMPENHO_LINKS[0], EMPENHO_LINKS[3]),
     ),
 )

@@ -21,14 +21,17 @@ from gateway.holds.schemas import (
     EmpenhoRequest,
     EmpenhoView,
     HistoryEntry,
+    ReturnEntry,
     Vehicle,
 )
-from gateway.platform.clock import LOCAL, iso, rfc3339
+from gateway.platform.clock import LOCAL, rfc3339, to_ms
 from gateway.platform.digests import digest
 from gateway.platform.errors import ApiError, ErrorCode
 from gateway.platform.ids import empenho_shard, new_empenho_id
 from gateway.platform.services import Services
 
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
 _window_cache: tuple[int, tuple[str, str]] = (-1, ("", ""))
 
 
@@ -170,15 +173,19 @@ async def get(svc: Services, empenho_id: str) -> EmpenhoView:
         pipe.hgetall(svc.keys.empenho(shard, empenho_id))
         pipe.lrange(svc.keys.empenho_history(shard, empenho_id), 0, -1)
         raw, hist = await pipe.execute()
-    if not raw:  # a final empenho leaves Redis after a while; the ledger keeps it
-        return await _stored(svc, empenho_id)
-    e = {key.decode(): value.decode() for key, value in raw.items()}
-    history = []
-    for item in hist:
-        h = msgspec.json.decode(item)
-        history.append(
-            HistoryEntry(status=h["status"], at=rfc3339(h["at"]), protocol=h["protocol"], amount=h["amount"])
-        )
+    if raw:
+        e = {key.decode(): value.decode() for key, value in raw.items()}
+        return _view(e, [_decode(item) for item in hist])
+    # a final empenho leaves Redis after a while; the ledger keeps it
+    stored = await stored_record(svc, empenho_id)
+    if stored is None:
+        raise ApiError(ErrorCode.UNKNOWN_EMPENHO)
+    fields, history = stored
+    return _view({k: str(v) for k, v in fields.items()}, [_decode(h) for h in history])
+
+
+def _view(e: dict[str, str], history: list[dict[str, Any]]) -> EmpenhoView:
+    """An empenho from its record as Redis keeps it (or as the ledger rebuilds it)."""
     view = EmpenhoView(
         id=e["id"],
         convenio=e["convenio"],
@@ -191,11 +198,15 @@ async def get(svc: Services, empenho_id: str) -> EmpenhoView:
         created_at=rfc3339(int(e["created_at"])),
         expires_at=rfc3339(int(e["expires_at"])),
         protocol=e["protocol"],
-        history=history,
+        history=[HistoryEntry(h["status"], rfc3339(h["at"]), h["protocol"], h["amount"]) for h in history],
     )
-    if "committed_amount" in e:
-        view.committed_amount = int(e["committed_amount"])
+    if e.get("committed_amount"):
+        committed, returned = int(e["committed_amount"]), int(e.get("returned") or 0)
+        view.committed_amount = committed
         view.coupon = e["coupon"]
+        view.returned = returned
+        view.returnable = committed - returned if e["status"] == "COMMITTED" else 0
+        view.returns = [_return(r) for r in _list(_decode(e["returns"]) if e.get("returns") else [])]
     if e.get("plate"):
         km = e.get("odometer_km")
         view.vehicle = Vehicle(plate=e["plate"], odometer_km=int(km) if km else None)
@@ -206,38 +217,97 @@ async def get(svc: Services, empenho_id: str) -> EmpenhoView:
     return view
 
 
+def _return(r: dict[str, Any]) -> ReturnEntry:
+    entry = ReturnEntry(
+        id=r["id"],
+        amount=r["amount"],
+        refund=r["refund"],
+        store=r["store"],
+        terminal=r["terminal"],
+        at=rfc3339(r["at"]),
+        protocol=r["protocol"],
+    )
+    if r.get("reason"):
+        entry.reason = r["reason"]
+    if r["refund"] == "CREDIT":
+        entry.credit_reference = refund_reference(r["id"])
+    return entry
+
+
+def refund_reference(return_id: str) -> str:
+    """The reference of the DEVOLUCAO credit a return refunded as credit became."""
+    return f"DEV-{return_id}"
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []  # Lua's JSON writes an empty list as {}
+
+
+# -- the ledger's record of an empenho, shaped as Redis keeps it -----------------------------------
 STORED = "SELECT * FROM empenhos WHERE id = $1"
 STORED_HISTORY = "SELECT status, at, protocol, amount FROM empenho_history WHERE empenho_id = $1 ORDER BY seq"
+STORED_RETURNS = "SELECT * FROM empenho_returns WHERE empenho_id = $1 ORDER BY at, id"
 
 
-async def _stored(svc: Services, empenho_id: str) -> EmpenhoView:
-    """An empenho as the ledger keeps it (Postgres down: LEDGER_UNAVAILABLE)."""
+async def stored_record(svc: Services, empenho_id: str) -> tuple[dict[str, Any], list[str]] | None:
+    """The empenho's Redis record and history entries, from the ledger (Postgres down:
+    LEDGER_UNAVAILABLE); None when the ledger does not know it either."""
     rows = await svc.ledger.fetch(STORED, empenho_id)
     if not rows:
-        raise ApiError(ErrorCode.UNKNOWN_EMPENHO)
-    e = rows[0]
+        return None
     history = await svc.ledger.fetch(STORED_HISTORY, empenho_id)
-    view = EmpenhoView(
-        id=e["id"],
-        convenio=e["convenio"],
-        participant=e["participant"],
-        status=e["status"],
-        amount=e["amount"],
-        terminal=e["terminal"],
-        store=e["store"],
-        sale=e["sale"],
-        created_at=iso(e["created_at"]),
-        expires_at=iso(e["expires_at"]),
-        protocol=e["protocol"],
-        history=[HistoryEntry(h["status"], iso(h["at"]), h["protocol"], h["amount"]) for h in history],
-    )
+    returns = await svc.ledger.fetch(STORED_RETURNS, empenho_id)
+    return record_of(rows[0], history, returns)
+
+
+def record_of(e: Any, history: list[Any], returns: list[Any]) -> tuple[dict[str, Any], list[str]]:
+    """An empenho's Redis hash fields and history list (JSON entries) from its ledger rows: what
+    `convenio rebuild` puts back, and what a return of a sale Redis forgot brings back."""
+    fields: dict[str, Any] = {
+        "id": e["id"],
+        "convenio": e["convenio"],
+        "participant": e["participant"],
+        "amount": e["amount"],
+        "status": e["status"],
+        "pool": e["pool"],
+        "created_at": to_ms(e["created_at"]),
+        "expires_at": to_ms(e["expires_at"]),
+        "terminal": e["terminal"],
+        "store": e["store"],
+        "sale": e["sale"],
+        "plate": e["plate"],
+        "odometer_km": "" if e["odometer_km"] is None else e["odometer_km"],
+        "protocol": e["protocol"],
+        "order": e["order_ref"] or "",
+    }
     if e["committed_amount"] is not None:
-        view.committed_amount = e["committed_amount"]
-        view.coupon = e["coupon"]
-    if e["plate"]:
-        view.vehicle = Vehicle(plate=e["plate"], odometer_km=e["odometer_km"])
-    if e["cancel_reason"]:
-        view.cancel_reason = e["cancel_reason"]
-    if e["order_ref"]:
-        view.order = e["order_ref"]
-    return view
+        fields.update(committed_amount=e["committed_amount"], coupon=e["coupon"], commit_result=e["commit_result"])
+        fields["returned"] = e["returned"]
+        fields["returns"] = _encode(
+            [
+                {
+                    "id": r["id"],
+                    "amount": r["amount"],
+                    "at": to_ms(r["at"]),
+                    "refund": r["refund"],
+                    "store": r["store"],
+                    "terminal": r["terminal"],
+                    "reason": r["reason"] or "",
+                    "protocol": r["protocol"],
+                }
+                for r in returns
+            ]
+        ).decode()
+    if e["ended_at"] is not None:
+        fields["ended_at"] = to_ms(e["ended_at"])
+    if e["cancel_result"] is not None:
+        fields.update(cancel_reason=e["cancel_reason"] or "", cancel_result=e["cancel_result"])
+    if e["windows"]:
+        fields.update(_decode(e["windows"]))
+    entries = [
+        _encode(
+            {"status": h["status"], "at": to_ms(h["at"]), "protocol": h["protocol"], "amount": h["amount"]}
+        ).decode()
+        for h in history
+    ]
+    return fields, entries

@@ -124,8 +124,9 @@ async def claim(svc: Services, api_key_id: str, idempotency_key: str, request_fi
 
 
 def placed(res: dict[str, Any], body: Callable[[dict[str, Any]], Any]) -> Answer:
-    """A placement script's answer: 201 with the hold, or its decline raised (a decline is a
-    decision too: it carries its protocol, and replays with the Idempotent-Replayed header)."""
+    """A placement script's answer (a hold, or a return of one): 201 with its body, or its decline
+    raised (a decline is a decision too: it carries its protocol, and replays with the
+    Idempotent-Replayed header)."""
     if not res["ok"]:
         raise ApiError(res["code"])
     r = res["r"]
@@ -136,6 +137,8 @@ def placed(res: dict[str, Any], body: Callable[[dict[str, Any]], Any]) -> Answer
             available=r.get("available"),
             scope=r.get("scope"),
             remaining=r.get("remaining"),
+            returnable=r.get("returnable"),
+            status=r.get("status"),
             protocol=r.get("protocol"),
             headers=REPLAYED if replayed else None,
         )

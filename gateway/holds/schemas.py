@@ -3,7 +3,7 @@ status history every hold keeps (credit holds share it)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from msgspec import UNSET, Meta, Struct, UnsetType
 
@@ -93,6 +93,21 @@ class HistoryEntry(Struct):
     amount: int
 
 
+Refund = Literal["POOL", "CREDIT"]
+
+
+class ReturnEntry(Out):
+    id: str
+    amount: int
+    refund: Refund
+    store: str
+    terminal: str
+    at: Timestamp
+    protocol: str
+    reason: str | UnsetType = UNSET
+    credit_reference: str | UnsetType = UNSET
+
+
 class EmpenhoView(Out):
     id: str
     convenio: str
@@ -111,3 +126,6 @@ class EmpenhoView(Out):
     vehicle: Vehicle | UnsetType = UNSET
     cancel_reason: str | UnsetType = UNSET
     order: str | UnsetType = UNSET
+    returned: int | UnsetType = UNSET
+    returnable: int | UnsetType = UNSET
+    returns: list[ReturnEntry] | UnsetType = UNSET

@@ -4,7 +4,8 @@
 -- 1. Unknown id -> UNKNOWN_EMPENHO. Already CANCELLED or REVERSED -> replay the first answer.
 --    PENDING past its expiry -> expire it now, then EMPENHO_NOT_PENDING. EXPIRED ->
 --    EMPENHO_NOT_PENDING.
--- 2. PENDING -> CANCELLED: reserved -= held. COMMITTED -> REVERSED: balance += committed.
+-- 2. PENDING -> CANCELLED: reserved -= held. COMMITTED -> REVERSED: balance += what the
+--    returns left of the committed amount (nothing left -> FULLY_RETURNED).
 -- 3. Append empenho.cancelled / empenho.reversed.
 --
 -- KEYS[1] empenho hash   KEYS[2] empenho history   KEYS[3] convênio hash
@@ -40,6 +41,13 @@ if emp.status ~= 'PENDING' and emp.status ~= 'COMMITTED' then
        {id = id, error = 'EMPENHO_NOT_PENDING', status = emp.status})
   return fail('EMPENHO_NOT_PENDING', {status = emp.status, protocol = protocol})
 end
+-- a reversal takes back what the returns have not
+local left = tonumber(emp.committed_amount or 0) - num(emp.returned)
+if emp.status == 'COMMITTED' and left <= 0 then
+  emit(stream, 'empenho.cancel_refused', protocol, now,
+       {id = id, error = 'FULLY_RETURNED', status = emp.status})
+  return fail('FULLY_RETURNED', {status = emp.status, protocol = protocol})
+end
 
 -- every check passed: write
 local pkey = pool_key(emp, conv_key, part_key)
@@ -53,7 +61,7 @@ if emp.status == 'PENDING' then
   -- it keeps its place in the limit windows
   if ARGV[8] ~= '1' then unwind_windows(emp, conv_key, part_key, amount) end
 else
-  status, amount, etype = 'REVERSED', tonumber(emp.committed_amount), 'empenho.reversed'
+  status, amount, etype = 'REVERSED', left, 'empenho.reversed'
   balance = redis.call('HINCRBY', pkey, 'balance', amount)
   reserved = num(redis.call('HGET', pkey, 'reserved'))
   unwind_windows(emp, conv_key, part_key, amount)

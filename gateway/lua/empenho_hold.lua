@@ -157,7 +157,12 @@ redis.call('HSET', emp_key, 'id', id, 'convenio', convenio, 'participant', parti
            'expires_at', expires_at, 'terminal', ARGV[10], 'store', ARGV[11],
            'sale', ARGV[12], 'plate', plate, 'odometer_km', km, 'protocol', protocol,
            'order', ARGV[18])
-if #counted > 0 then redis.call('HSET', emp_key, unpack(counted)) end
+if #counted > 0 then
+  redis.call('HSET', emp_key, unpack(counted))
+  -- the ledger keeps them too: a return long after the sale gives back to those windows
+  request.counted_in = {}
+  for i = 1, #counted, 2 do request.counted_in[counted[i]] = counted[i + 1] end
+end
 redis.call('RPUSH', hist_key, cjson.encode({status = 'PENDING', at = tonumber(now),
                                             protocol = protocol, amount = amount}))
 redis.call('ZADD', pending_key, expires_at, id)

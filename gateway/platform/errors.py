@@ -47,6 +47,11 @@ class ErrorCode(enum.StrEnum):
     EMPENHO_NOT_PENDING = "EMPENHO_NOT_PENDING"
     COMMIT_CONFLICT = "COMMIT_CONFLICT"
     COMMIT_EXCEEDS_HOLD = "COMMIT_EXCEEDS_HOLD"
+    # returns (devoluções) of a committed sale, of either kind of hold
+    EMPENHO_NOT_COMMITTED = "EMPENHO_NOT_COMMITTED"
+    CREDIT_HOLD_NOT_COMMITTED = "CREDIT_HOLD_NOT_COMMITTED"
+    RETURN_EXCEEDS_SALE = "RETURN_EXCEEDS_SALE"
+    FULLY_RETURNED = "FULLY_RETURNED"
     # limit windows: declines of a hold, each saying what the window still allows
     ORDER_LIMIT_EXCEEDED = "ORDER_LIMIT_EXCEEDED"
     DAILY_LIMIT_EXCEEDED = "DAILY_LIMIT_EXCEEDED"
@@ -140,6 +145,13 @@ ERRORS: dict[ErrorCode, tuple[int, str]] = {
         "The empenho was already committed with a different coupon or amount.",
     ),
     ErrorCode.COMMIT_EXCEEDS_HOLD: (422, "The commit amount is more than the held amount."),
+    ErrorCode.EMPENHO_NOT_COMMITTED: (409, "Only a COMMITTED empenho can be returned (`status` says what it is)."),
+    ErrorCode.CREDIT_HOLD_NOT_COMMITTED: (
+        409,
+        "Only a COMMITTED credit hold can be returned (`status` says what it is).",
+    ),
+    ErrorCode.RETURN_EXCEEDS_SALE: (422, "The return is more than what is left of the sale to return (`returnable`)."),
+    ErrorCode.FULLY_RETURNED: (409, "Everything the sale committed was returned: nothing is left to reverse."),
     ErrorCode.UNKNOWN_PROTOCOL: (
         404,
         "No decision with this protocol in the ledger (a decision reaches it within moments).",

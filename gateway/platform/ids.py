@@ -54,6 +54,11 @@ def new_credit_hold_id(shard: int) -> str:
     return f"C{shard}-{_ulid()}"
 
 
+def new_return_id(shard: int) -> str:
+    """A return of a sale (either kind of hold): in the shard of the sale it returns."""
+    return f"R{shard}-{_ulid()}"
+
+
 def _shard(pattern: re.Pattern[str], value: str, shards: int) -> int | None:
     m = pattern.match(value)
     if not m:

@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncpg
 
-from gateway.holds import lifecycle
+from gateway.holds import empenhos, lifecycle
 from gateway.platform.clock import to_ms, utc
 from gateway.platform.ids import credit_hold_shard, empenho_shard
 from gateway.platform.redis.scripts import source
@@ -241,6 +241,8 @@ async def _hold(
 LIVE_EMPENHOS = "SELECT * FROM empenhos WHERE status = 'PENDING' OR ended_at > $1"
 LIVE_EMPENHO_HISTORY = """SELECT h.* FROM empenho_history h JOIN empenhos e ON e.id = h.empenho_id
                           WHERE e.status = 'PENDING' OR e.ended_at > $1 ORDER BY h.seq"""
+LIVE_EMPENHO_RETURNS = """SELECT r.* FROM empenho_returns r JOIN empenhos e ON e.id = r.empenho_id
+                          WHERE e.ended_at > $1 ORDER BY r.at, r.id"""
 
 
 async def _empenhos(svc: Services, conn: asyncpg.Connection, w: _Writes, done: Rebuilt, now: int) -> None:
@@ -249,32 +251,15 @@ async def _empenhos(svc: Services, conn: asyncpg.Connection, w: _Writes, done: R
     history: dict[str, list[asyncpg.Record]] = {}
     for h in await conn.fetch(LIVE_EMPENHO_HISTORY, since):
         history.setdefault(h["empenho_id"], []).append(h)
+    returns: dict[str, list[asyncpg.Record]] = {}
+    for r in await conn.fetch(LIVE_EMPENHO_RETURNS, since):
+        returns.setdefault(r["empenho_id"], []).append(r)
     for e in await conn.fetch(LIVE_EMPENHOS, since):
         shard = empenho_shard(e["id"], s.shards)
         if shard is None:
             continue
-        fields: dict[str, Any] = {
-            "id": e["id"],
-            "convenio": e["convenio"],
-            "participant": e["participant"],
-            "amount": e["amount"],
-            "status": e["status"],
-            "pool": e["pool"],
-            "created_at": to_ms(e["created_at"]),
-            "expires_at": to_ms(e["expires_at"]),
-            "terminal": e["terminal"],
-            "store": e["store"],
-            "sale": e["sale"],
-            "plate": e["plate"],
-            "odometer_km": "" if e["odometer_km"] is None else e["odometer_km"],
-            "protocol": e["protocol"],
-            "order": e["order_ref"] or "",
-        }
+        fields, entries = empenhos.record_of(e, history.get(e["id"], []), returns.get(e["id"], []))
         hist_key = k.empenho_history(shard, e["id"])
-        entries = [
-            json.dumps({"status": h["status"], "at": to_ms(h["at"]), "protocol": h["protocol"], "amount": h["amount"]})
-            for h in history.get(e["id"], [])
-        ]
         if entries:
             w.pipe.rpush(hist_key, *entries)
             await w.step()

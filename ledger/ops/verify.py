@@ -46,6 +46,7 @@ WITH effects AS (
            WHEN 'convenio.updated' THEN (data->'record'->>'balance')::bigint - (data->>'previous_balance')::bigint
            WHEN 'empenho.committed' THEN -(data->>'amount')::bigint
            WHEN 'empenho.reversed' THEN (data->>'amount')::bigint
+           WHEN 'empenho.returned' THEN CASE WHEN data->>'refund' = 'POOL' THEN (data->>'amount')::bigint ELSE 0 END
            ELSE 0
          END AS d_balance,
          CASE type
@@ -59,7 +60,8 @@ WITH effects AS (
          END AS d_reserved
   FROM journal
   WHERE type IN ('participant.created', 'participant.updated', 'convenio.created', 'convenio.updated',
-                 'empenho.held', 'empenho.committed', 'empenho.cancelled', 'empenho.reversed', 'empenho.expired')
+                 'empenho.held', 'empenho.committed', 'empenho.cancelled', 'empenho.reversed', 'empenho.expired',
+                 'empenho.returned')
   UNION ALL
   -- the month's batches: one event per chunk, its items [participant or '', change, balance, reserved]
   SELECT data->>'convenio', NULLIF(item->>0, ''),

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 import asyncpg
 
+from gateway.holds.empenhos import refund_reference
 from gateway.platform.clock import from_ms
 from ledger.writer import events
 from ledger.writer.events import Event
@@ -32,6 +33,20 @@ MOVEMENT_COLUMNS = (
     "batch_key",
 )
 HISTORY_COLUMNS = ("protocol", "empenho_id", "status", "at", "amount")
+RETURN_COLUMNS = (
+    "id",
+    "empenho_id",
+    "protocol",
+    "at",
+    "amount",
+    "returned_after",
+    "refund",
+    "credit_reference",
+    "store",
+    "terminal",
+    "reason",
+    "api_key_id",
+)
 
 
 class ConveniosFold(Projection):
@@ -44,6 +59,7 @@ class ConveniosFold(Projection):
         self.empenhos = Table("empenhos", ("id",))
         self.history: list[tuple] = []
         self.movements: list[tuple] = []
+        self.returns: list[tuple] = []
 
     def _pool(self, d: dict[str, Any]) -> None:
         """The pool's balance and reserved after a money event."""
@@ -173,6 +189,7 @@ class ConveniosFold(Projection):
             "odometer_km": int(km) if km not in (None, "") else None,
             "api_key_id": d.get("api_key") or "",
             "order_ref": d.get("order") or None,
+            "windows": json_text(d["counted_in"]) if d.get("counted_in") else None,
             "protocol": e.protocol,
             "created_at": e.at,
             "expires_at": from_ms(d["expires_at"]),
@@ -222,12 +239,36 @@ class ConveniosFold(Projection):
     def _empenho_expired(self, e: Event, d: dict[str, Any]) -> None:
         self._ended(e, d, "EXPIRED")
 
+    def _empenho_returned(self, e: Event, d: dict[str, Any]) -> None:
+        amount, refund = int(d["amount"]), d["refund"]
+        self.empenhos.put((d["id"],), {"returned": int(d["returned"])})
+        self._pool(d)
+        if refund == "POOL":
+            self._movement(e, d, "RETURN", amount, d["participant"])
+        self.returns.append(
+            (
+                d["return_id"],
+                d["id"],
+                e.protocol,
+                e.at,
+                amount,
+                int(d["returned"]),
+                refund,
+                refund_reference(d["return_id"]) if refund == "CREDIT" else None,
+                d["store"],
+                d["terminal"],
+                d.get("reason") or None,
+                d.get("api_key") or "",
+            )
+        )
+
     async def write(self, conn: asyncpg.Connection) -> None:
         # parents before children: the foreign keys check each statement
         for table in (self.convenios, self.participants, self.vehicles, self.empenhos):
             await table.write(conn)
         await copy(conn, "empenho_history", HISTORY_COLUMNS, self.history)
         await copy(conn, "movements", MOVEMENT_COLUMNS, self.movements)
+        await copy(conn, "empenho_returns", RETURN_COLUMNS, self.returns)
 
     handlers: ClassVar[dict[str, Any]] = {
         "convenio.created": _convenio_created,
@@ -242,6 +283,7 @@ class ConveniosFold(Projection):
         "empenho.cancelled": _empenho_cancelled,
         "empenho.reversed": _empenho_reversed,
         "empenho.expired": _empenho_expired,
+        "empenho.returned": _empenho_returned,
         "balance.rolled_over": _balance_rolled_over,
         "balance.restored": _balance_restored,
     }

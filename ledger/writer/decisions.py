@@ -123,6 +123,22 @@ def decision_of(etype: str, protocol: str, d: dict[str, Any]) -> Decision | None
             )
         answer = {"id": d["id"], "status": "EXPIRED", "amount": d["amount"], "protocol": protocol}
         return Decision("empenho.expire", "APPROVED", None, None, *who, d["id"], {"id": d["id"]}, answer)
+    if etype in ("empenho.returned", "empenho.return_declined"):
+        request = {k: d.get(k) for k in ("id", "amount", "store", "terminal", "refund")}
+        request["reason"] = d.get("reason") or None
+        request["api_key_id"] = d.get("api_key")
+        if etype == "empenho.return_declined":
+            a = d.get("answer") or {}
+            return _declined(
+                "empenho.return",
+                d["error"],
+                protocol,
+                d,
+                request,
+                returnable=a.get("returnable"),
+                status=a.get("status"),
+            )
+        return Decision("empenho.return", "APPROVED", 201, None, *who, d["id"], request, answer_of(d))
     if etype == "password.verified":
         answer = {"valid": True, "protocol": protocol}
         return Decision("password.verify", "APPROVED", 200, None, *who, None, _who(d), answer)
@@ -292,6 +308,8 @@ class DecisionFold(Projection):
             "empenho.reversed",
             "empenho.cancel_refused",
             "empenho.expired",
+            "empenho.returned",
+            "empenho.return_declined",
             "credit.created",
             "credit.held",
             "credit.declined",

@@ -88,6 +88,9 @@ CATALOGUE: dict[str, tuple[str, ...]] = {
     "empenho.reversed": (CONVENIOS, DECISIONS),
     "empenho.cancel_refused": (DECISIONS,),
     "empenho.expired": (CONVENIOS, DECISIONS),
+    # returns of a committed empenho (empenho_return)
+    "empenho.returned": (CONVENIOS, DECISIONS),
+    "empenho.return_declined": (DECISIONS,),
     # the month's batches (balance_batch)
     "balance.rolled_over": (CONVENIOS,),
     "balance.restored": (CONVENIOS,),

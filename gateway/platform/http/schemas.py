@@ -85,6 +85,10 @@ class ErrorDetail(Struct, omit_defaults=True):
     ) = UNSET
     remaining: Annotated[int, Meta(ge=0, description="Centavos the limit window still allows.")] | UnsetType = UNSET
     held: Annotated[int, Meta(description="Centavos held, when a commit asked for more.")] | UnsetType = UNSET
+    returnable: (
+        Annotated[int, Meta(ge=0, description="RETURN_EXCEEDS_SALE: centavos of the sale still returnable.")]
+        | UnsetType
+    ) = UNSET
     total_limit: (
         Annotated[int, Meta(description="LIMIT_ALLOCATION_EXCEEDED: the convênio's total limit, in centavos.")]
         | UnsetType

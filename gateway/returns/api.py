@@ -1,0 +1,46 @@
+"""The endpoints of returns (devoluções) of committed sales."""
+
+from __future__ import annotations
+
+from gateway.auth.permissions import Permission
+from gateway.platform.errors import ErrorCode
+from gateway.platform.http import idempotency
+from gateway.platform.http.endpoint import Call, Endpoint, Link, Reply
+from gateway.returns import returns
+from gateway.returns.schemas import ReturnOutcome, ReturnRequest
+
+E = ErrorCode
+_EMPENHO = (("id", "$response.body#/empenho"),)
+
+
+async def return_empenho(c: Call) -> Reply:
+    answer = await returns.return_empenho(c.svc, c.key_id, idempotency.idempotency_key(c), c.path["id"], c.body)
+    return answer.reply()
+
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint(
+        "POST",
+        "/v1/empenhos/{id}/returns",
+        "empenho_return",
+        "Return (devolução) part of a COMMITTED empenho, any time after the commit and in as many parts as it "
+        "takes: back to the convênio's balance, or (refund CREDIT) as the customer's DEVOLUCAO credit.",
+        return_empenho,
+        ReturnOutcome,
+        status=201,
+        permissions=frozenset({Permission.EMPENHO_CANCEL}),
+        request=ReturnRequest,
+        errors=(
+            E.UNKNOWN_EMPENHO,
+            E.EMPENHO_NOT_COMMITTED,
+            E.RETURN_EXCEEDS_SALE,
+            E.IDEMPOTENCY_CONFLICT,
+            E.LEDGER_UNAVAILABLE,
+        ),
+        headers=(idempotency.HEADER,),
+        links=(
+            Link("empenho", "empenho_get", _EMPENHO, description="The empenho with its returns."),
+            Link("decision", "decision_get", (("protocol", "$response.body#/protocol"),), description="The decision."),
+        ),
+    ),
+)
