@@ -88,6 +88,12 @@ class Month:
         r = await t.cancel(empenho, reason="devolução")
         assert r.status_code == 200 and r.json()["status"] == "REVERSED", r.text
 
+    async def return_part(self, t: Terminal, empenho: str, amount: int, **extra: Any) -> dict[str, Any]:
+        """A devolução of part of a committed sale, at the test's clock."""
+        r = await t.return_sale(empenho, amount, **extra)
+        assert r.status_code == 201, r.text
+        return r.json()
+
     # -- state ------------------------------------------------------------------------------------
     async def balance(self, convenio: str, participant: str | None = None) -> int:
         path = f"/v1/convenios/{convenio}" + (f"/participants/{participant}" if participant else "")

@@ -149,7 +149,7 @@ class Movement(Out):
     seq: int
     protocol: str
     at: Timestamp
-    kind: Literal["SALE", "REVERSAL", "LIMIT_CHANGE", "ROLLOVER", "RESTORE"]
+    kind: Literal["SALE", "REVERSAL", "RETURN", "LIMIT_CHANGE", "ROLLOVER", "RESTORE"]
     amount: Annotated[int, Meta(description="Centavos, signed: the change of the balance.")]
     balance_after: SignedMoney
     pool: Literal["P", "C"]

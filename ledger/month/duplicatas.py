@@ -1,12 +1,17 @@
 """Duplicatas: the collection bills to the companies, their settlement (quitação),
 the balance restorations they trigger (ON_BILLING, ON_SETTLEMENT) and overdue blocking.
 
-Generation bills, per convênio, the sale and reversal movements of the period that no
+Generation bills, per convênio, the sale, reversal and return movements of the period that no
 duplicata holds yet: DAILY bills the previous local day, MONTHLY the closed month; one
 duplicata for the convênio, or one per participant when billing is in the participant's name.
 A movement is billed once (it is duplicata_items' key) and each convênio is billed in one
 transaction, so a run killed half-way leaves whole duplicatas, and the re-run bills the rest.
-A reversal of a sale already billed falls in a later period: a negative item of that one.
+A reversal or a return of a sale already billed falls in a later period: a negative item of that
+one. With ON_BILLING or ON_SETTLEMENT, a return gives its amount back to the pool at once (as a
+reversal does) and the restoration of the duplicata that bills it takes it back (its negative
+line counts in the sum given back): each centavo comes back once. A return refunded as the
+customer's credit moves no balance and is no line: the company pays for the sale, the customer
+holds the credit.
 
 The query reads movements by (convênio, at): its time grows with the period billed, not with
 the journal.
@@ -94,7 +99,7 @@ def period_of(policy: Policy, date: datetime.date, *, nightly: bool) -> tuple[da
 _GROUPS = """
 SELECT CASE WHEN $4 THEN m.participant END AS who, sum(-m.amount)::bigint AS amount, count(*)::int AS n
 FROM movements m
-WHERE m.convenio = $1 AND m.at >= $2 AND m.at < $3 AND m.kind IN ('SALE', 'REVERSAL')
+WHERE m.convenio = $1 AND m.at >= $2 AND m.at < $3 AND m.kind IN ('SALE', 'REVERSAL', 'RETURN')
   AND NOT EXISTS (SELECT 1 FROM duplicata_items i WHERE i.movement = m.protocol)
 GROUP BY 1
 """
@@ -104,7 +109,7 @@ INSERT INTO duplicata_items (movement, duplicata, participant, pool, empenho_id,
 SELECT m.protocol, d.id, m.participant, m.pool, m.empenho_id, m.kind, -m.amount, m.at
 FROM movements m
 JOIN unnest($5::text[], $6::text[]) AS d (id, who) ON d.who IS NOT DISTINCT FROM (CASE WHEN $4 THEN m.participant END)
-WHERE m.convenio = $1 AND m.at >= $2 AND m.at < $3 AND m.kind IN ('SALE', 'REVERSAL')
+WHERE m.convenio = $1 AND m.at >= $2 AND m.at < $3 AND m.kind IN ('SALE', 'REVERSAL', 'RETURN')
   AND NOT EXISTS (SELECT 1 FROM duplicata_items i WHERE i.movement = m.protocol)
 """
 

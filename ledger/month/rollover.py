@@ -62,7 +62,7 @@ async def _pools(
         balance = await conn.fetchval("SELECT balance FROM convenios WHERE code = $1", convenio)
         since = await conn.fetchval(
             """SELECT coalesce(sum(amount), 0)::bigint FROM movements
-               WHERE convenio = $1 AND pool = 'C' AND at >= $2 AND kind IN ('SALE', 'REVERSAL')""",
+               WHERE convenio = $1 AND pool = 'C' AND at >= $2 AND kind IN ('SALE', 'REVERSAL', 'RETURN')""",
             convenio,
             cutoff,
         )
@@ -74,7 +74,7 @@ async def _pools(
         r["participant"]: r["net"]
         for r in await conn.fetch(
             """SELECT participant, sum(amount)::bigint AS net FROM movements
-               WHERE convenio = $1 AND pool = 'P' AND at >= $2 AND kind IN ('SALE', 'REVERSAL')
+               WHERE convenio = $1 AND pool = 'P' AND at >= $2 AND kind IN ('SALE', 'REVERSAL', 'RETURN')
                GROUP BY participant""",
             convenio,
             cutoff,

@@ -11,8 +11,8 @@ from gateway.platform.http.schemas import PLAIN, Frozen, Out, Timestamp
 
 class DuplicataLine(Out):
     movement: str
-    kind: Literal["SALE", "REVERSAL"]
-    amount: Annotated[int, Meta(description="Centavos billed: a sale positive, a reversal negative.")]
+    kind: Literal["SALE", "REVERSAL", "RETURN"]
+    amount: Annotated[int, Meta(description="Centavos billed: a sale positive, a reversal or a return negative.")]
     at: Timestamp
     participant: str | None = None
     empenho: str | None = None
