@@ -47,7 +47,17 @@ CREATE TABLE credit_hold_returns (
     terminal        text,
     reason          text,
     api_key_id      text        NOT NULL,
-    parts           jsonb       NOT NULL  -- where each centavo went: the credit it came from, or a new one
+    credits         jsonb       NOT NULL  -- what went back to which credit: [{reference, type, amount, expired}]
 );
 
 CREATE INDEX credit_hold_returns_by_hold ON credit_hold_returns (hold_id, at);
+
+-- finance's lines of returns: RETURN gives a part back to a credit; RETURN_EXPIRED gives it back to
+-- a credit that has expired meanwhile (it stays expired: the share lapses with it). `return_id`
+-- and `sale` name the return and the sale it gives back (a credit hold, or for a DEVOLUCAO credit
+-- a refund became, the empenho).
+ALTER TABLE credit_movements DROP CONSTRAINT credit_movements_kind_check;
+ALTER TABLE credit_movements ADD CONSTRAINT credit_movements_kind_check
+    CHECK (kind IN ('CREDIT', 'DEBIT', 'RETURN', 'RETURN_EXPIRED'));
+ALTER TABLE credit_movements ADD COLUMN return_id text;
+ALTER TABLE credit_movements ADD COLUMN sale text;

@@ -83,6 +83,18 @@ class Account:
         body = {} if reason is None else {"reason": reason}
         return await self.client.post(f"/v1/credit-holds/{hold_id}/cancel", json=body, headers=self.terminal.headers)
 
+    async def return_part(self, hold_id: str, amount: int, key: str | None = None, **extra: Any) -> httpx.Response:
+        """A devolução of part of a committed order paid with credits, at a store."""
+        self.keys += 1
+        body = {"amount": amount, "store": "LOJA01", "terminal": "PDV01", **extra}
+        headers = {**self.terminal.headers, "Idempotency-Key": key or f"return-{hold_id}-{self.keys}"}
+        return await self.client.post(f"/v1/credit-holds/{hold_id}/returns", json=body, headers=headers)
+
+    async def hold_view(self, hold_id: str) -> dict[str, Any]:
+        r = await self.client.get(f"/v1/credit-holds/{hold_id}", headers=self.terminal.headers)
+        assert r.status_code == 200, r.text
+        return r.json()
+
     async def order(self, order: str) -> httpx.Response:
         return await self.client.get(f"/v1/orders/{order}", headers=self.terminal.headers)
 

@@ -89,6 +89,7 @@ FEATURES: dict[str, set[str]] = {
         "credit_hold_get",
         "credit_hold_commit",
         "credit_hold_cancel",
+        "credit_hold_return",
         "order_get",
         "order_status_post",
         "order_status_params_get",
@@ -266,6 +267,7 @@ async def test_with_the_ledger_down_every_endpoint_that_reads_it_says_so(
             ("GET", f"/v1/duplicatas/D{none}", None),
             ("POST", f"/v1/duplicatas/D{none}/settle", {}),
             ("GET", f"/v1/credit-holds/C1-{none}", None),
+            ("POST", f"/v1/credit-holds/C1-{none}/returns", {"amount": 100}),
             ("GET", "/v1/orders/PED-0001", None),
             ("POST", "/v1/orders/status", {"orders": [{"order": "PED-0001", "status": "PF"}]}),
             ("GET", "/v1/credits/movements", None),
@@ -493,6 +495,12 @@ async def test_the_credits_and_orders_refusals_are_declared(
     async def step(hold_id: str, verb: str, body: dict[str, Any]) -> httpx.Response:
         return await client.post(f"/v1/credit-holds/{hold_id}/{verb}", json=body, headers=h)
 
+    async def give_back(hold_id: str, amount: int, key: str) -> httpx.Response:
+        body = {"amount": amount, "store": "LOJA01"}
+        return await client.post(
+            f"/v1/credit-holds/{hold_id}/returns", json=body, headers={**h, "Idempotency-Key": key}
+        )
+
     assert (await credit("DEV-0001", 1_500)).status_code == 201
     assert_error(await credit("DEV-0001", 1_600), 409, "CREDIT_REFERENCE_EXISTS")
     assert (await client.get("/v1/participants/CLI001/credits", headers=h)).json()["available"] == 1_500
@@ -508,6 +516,13 @@ async def test_the_credits_and_orders_refusals_are_declared(
     cancelled = (await hold(100, "PED-0100-c")).json()["id"]
     assert (await step(cancelled, "cancel", {})).status_code == 200
     assert_error(await step(cancelled, "commit", {"coupon": "NF-3"}), 409, "CREDIT_HOLD_NOT_PENDING")
+    # returns: more than the order committed, of an order not committed, one key for two returns; a
+    # reversal of an order returned whole
+    assert_error(await give_back(hid, 501, "DEV-a"), 422, "RETURN_EXCEEDS_SALE")
+    assert_error(await give_back(cancelled, 50, "DEV-b"), 409, "CREDIT_HOLD_NOT_COMMITTED")
+    assert (await give_back(hid, 500, "DEV-c")).status_code == 201
+    assert_error(await give_back(hid, 400, "DEV-c"), 409, "IDEMPOTENCY_CONFLICT")
+    assert_error(await step(hid, "cancel", {}), 409, "FULLY_RETURNED")
     forgotten = (await hold(100, "PED-0100-d")).json()["id"]
     clock.advance(svc.settings.hold_ttl_s + 1)
     expired = assert_error(await step(forgotten, "cancel", {}), 409, "CREDIT_HOLD_NOT_PENDING")
@@ -516,6 +531,7 @@ async def test_the_credits_and_orders_refusals_are_declared(
         assert_error(await client.get(f"/v1/credit-holds/{unknown}", headers=h), 404, "UNKNOWN_CREDIT_HOLD")
         assert_error(await step(unknown, "commit", {"coupon": "NF-4"}), 404, "UNKNOWN_CREDIT_HOLD")
         assert_error(await step(unknown, "cancel", {}), 404, "UNKNOWN_CREDIT_HOLD")
+        assert_error(await give_back(unknown, 100, f"DEV-{unknown}"), 404, "UNKNOWN_CREDIT_HOLD")
     assert_error(await client.get("/v1/orders/PED-0404", headers=h), 404, "UNKNOWN_ORDER")
     # the ERP: a cancelling status needs the cancel permission too; a status cannot do both
     only_empenho = {"Authorization": f"Bearer {await backoffice.key(Permission.EMPENHO)}"}

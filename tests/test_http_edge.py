@@ -34,7 +34,7 @@ from gateway.registry.schemas import (
     ParticipantUpdate,
     VehicleSave,
 )
-from gateway.returns.schemas import ReturnRequest
+from gateway.returns.schemas import CreditReturnRequest, ReturnRequest
 from ledger.month.schemas import SettleRequest
 from tests.checkout import VALID_PATH, BackOffice, Terminal, assert_error
 
@@ -406,6 +406,7 @@ TEMPLATES: dict[type, dict[str, Any]] = {
     CancelRequest: {"reason": "cliente desistiu"},
     SettleRequest: {"note": "TED 123"},
     ReturnRequest: {"amount": 100, "store": "LOJA01", "terminal": "PDV01", "reason": "troca", "refund": "POOL"},
+    CreditReturnRequest: {"amount": 100, "store": "LOJA01", "terminal": "PDV01", "reason": "troca"},
     ConvenioCreate: {
         "code": "EMPFZ",
         "name": "N",

@@ -141,6 +141,18 @@ async def test_a_return_refunded_as_credit_leaves_the_balance_and_credits_the_cu
     )
     assert await balance(seed) == LIMIT - 5780
 
+    # the store credit pays part of the customer's next order
+    body = {"customer": "CLI001", "amount": 1000, "order": "PED-LOJA-10", "channel": "STORE", "store": "LOJA02"}
+    held = await client.post("/v1/credit-holds", json=body, headers={**seed.headers, "Idempotency-Key": "PED-LOJA-10"})
+    assert held.status_code == 201, held.text
+    assert [(c["reference"], c["amount"]) for c in held.json()["credits"]] == [(credit["reference"], 1000)]
+    spent = await client.post(
+        f"/v1/credit-holds/{held.json()['id']}/commit", json={"coupon": "NF-10"}, headers=seed.headers
+    )
+    assert spent.status_code == 200, spent.text
+    after = (await client.get("/v1/participants/CLI001/credits", headers=backoffice.headers)).json()
+    assert after["available"] == 200
+
 
 async def test_rebuild_and_verify_know_the_returns(seed: Terminal, svc, ledger_url: str) -> None:
     sale = await sold(seed, 5780)

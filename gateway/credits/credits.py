@@ -43,8 +43,11 @@ def check_store(channel: str, store: str | None, where: str) -> None:
 
 
 # --- credits ---------------------------------------------------------------------------------
-async def create(svc: Services, customer: str, req: CreditCreate, api_key_id: str) -> Answer:
-    """Register a credit; the same reference with the same values replays the first answer."""
+async def create(
+    svc: Services, customer: str, req: CreditCreate, api_key_id: str, refunds: tuple[str, str] = ("", "")
+) -> Answer:
+    """Register a credit; the same reference with the same values replays the first answer.
+    `refunds`: the return and the sale a DEVOLUCAO credit refunds, for finance's lines."""
     o = req.origin
     check_store(o.channel, o.store, "origin.store")
     expires_ms = ""
@@ -75,6 +78,7 @@ async def create(svc: Services, customer: str, req: CreditCreate, api_key_id: st
             svc.protocol(),
             fingerprint,
             api_key_id,
+            *refunds,
         ],
     )
     if not res["ok"]:
@@ -133,5 +137,3 @@ async def listing(svc: Services, customer: str) -> CreditList:
             view.expires_at = rfc3339(rec["expires_at"])
         views.append(view)
     return CreditList(customer=customer, available=available, credits=views)
-
-

@@ -4,8 +4,11 @@ credit touched, with the credit's reference and type, as CSV or JSON.
 
 The period is local days (America/Sao_Paulo), both ends included. The lines are the
 `credit_movements` rows (ledger/writer/credits.py): CREDIT (a credit registered), DEBIT (an
-order's committed part, negative) and RETURN (a returned order's part given back). Amounts are
-integer centavos. Reads Postgres only.
+order's committed part, negative), RETURN (a part a reversal or a return gave back) and
+RETURN_EXPIRED (a part given back to a credit that had expired: it lapses with it). A return's
+lines, and a DEVOLUCAO credit a return of an empenho became, carry the return (`return_id`) and
+the sale it gives back (`sale`: the credit hold or the empenho). Amounts are integer centavos.
+Reads Postgres only.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ COLUMNS = (
     "channel",
     "store",
     "terminal",
+    "return_id",
+    "sale",
     "protocol",
 )
 ALL = 10**15  # no page limit
@@ -76,6 +81,8 @@ def _movement(r: Any) -> CreditMovement:
         ("channel", "channel"),
         ("store", "store"),
         ("terminal", "terminal"),
+        ("return_id", "return_id"),
+        ("sale", "sale"),
     ):
         if r[column] is not None:
             setattr(m, attr, r[column])
@@ -111,6 +118,8 @@ def _line(r: Any) -> dict[str, Any]:
         "channel": r["channel"],
         "store": r["store"],
         "terminal": r["terminal"],
+        "return_id": r["return_id"],
+        "sale": r["sale"],
         "protocol": r["protocol"],
     }
 

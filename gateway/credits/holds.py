@@ -13,21 +13,24 @@ import msgspec
 
 from gateway.credits.credits import check_store
 from gateway.credits.schemas import (
+    CreditGivenBack,
     CreditHeld,
     CreditHoldOutcome,
     CreditHoldPart,
     CreditHoldRequest,
     CreditHoldView,
+    CreditReturnEntry,
     CreditUsed,
 )
 from gateway.holds import lifecycle
 from gateway.holds.lifecycle import CREDIT_HOLD, Answer
 from gateway.holds.schemas import CancelRequest, CommitRequest, HistoryEntry
-from gateway.platform.clock import iso, rfc3339
+from gateway.platform.clock import rfc3339, to_ms
 from gateway.platform.errors import ApiError, ErrorCode
 from gateway.platform.ids import credit_hold_shard, new_credit_hold_id
 from gateway.platform.services import Services
 
+_encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 
 
@@ -138,11 +141,21 @@ async def get(svc: Services, hold_id: str) -> CreditHoldView:
     if shard is None:
         raise ApiError(ErrorCode.UNKNOWN_CREDIT_HOLD)
     raw = await svc.redis.hgetall(svc.keys.credit_hold(shard, hold_id))
-    if not raw:  # a final hold leaves Redis after a while; the ledger keeps it
-        return await _stored(svc, hold_id)
-    h = {key.decode(): value.decode() for key, value in raw.items()}
-    parts = _decode(h["parts"])
-    credits = await _credit_records(svc, h["customer"], [p["c"] for p in parts])
+    if raw:
+        h = {key.decode(): value.decode() for key, value in raw.items()}
+        parts = _decode(h["parts"])
+        return _view(h, await _credit_records(svc, h["customer"], [p["c"] for p in parts]))
+    # a final hold leaves Redis after a while; the ledger keeps it
+    stored = await stored_record(svc, hold_id)
+    if stored is None:
+        raise ApiError(ErrorCode.UNKNOWN_CREDIT_HOLD)
+    fields, credits = stored
+    return _view({k: str(v) for k, v in fields.items()}, credits)
+
+
+def _view(h: dict[str, str], credits: dict[str, dict[str, Any]]) -> CreditHoldView:
+    """A credit hold from its record as Redis keeps it (or as the ledger rebuilds it), with the
+    records of the credits it took (for their reference and type)."""
     view = CreditHoldView(
         id=h["id"],
         customer=h["customer"],
@@ -150,31 +163,59 @@ async def get(svc: Services, hold_id: str) -> CreditHoldView:
         amount=int(h["amount"]),
         order=h["order"],
         channel=h["channel"],
-        parts=[_part(credits.get(p["c"], {}), p["c"], p["h"], p.get("k")) for p in parts],
+        parts=[_part(credits.get(p["c"], {}), p) for p in _list(_decode(h["parts"]))],
         created_at=rfc3339(int(h["created_at"])),
         expires_at=rfc3339(int(h["expires_at"])),
         protocol=h["protocol"],
         history=[
-            HistoryEntry(e["status"], rfc3339(e["at"]), e["protocol"], e["amount"]) for e in _decode(h["history"])
+            HistoryEntry(e["status"], rfc3339(e["at"]), e["protocol"], e["amount"])
+            for e in _list(_decode(h["history"]))
         ],
     )
     if h.get("store"):
         view.store = h["store"]
     if h.get("terminal"):
         view.terminal = h["terminal"]
-    if "committed_amount" in h:
-        view.committed_amount = int(h["committed_amount"])
+    if h.get("committed_amount"):
+        committed, returned = int(h["committed_amount"]), int(h.get("returned") or 0)
+        view.committed_amount = committed
         view.coupon = h["coupon"]
+        view.returned = returned
+        view.returnable = committed - returned if h["status"] == "COMMITTED" else 0
+        view.returns = [_return(r) for r in _list(_decode(h["returns"]) if h.get("returns") else [])]
     if h.get("cancel_reason"):
         view.cancel_reason = h["cancel_reason"]
     return view
 
 
-def _part(rec: dict[str, Any], credit: str, held: int, committed: int | None) -> CreditHoldPart:
-    part = CreditHoldPart(credit=credit, reference=rec.get("ref", ""), type=rec.get("type", ""), held=held)
-    if committed is not None:
-        part.committed = committed
+def _part(rec: dict[str, Any], p: dict[str, Any]) -> CreditHoldPart:
+    part = CreditHoldPart(credit=p["c"], reference=rec.get("ref", ""), type=rec.get("type", ""), held=p["h"])
+    if p.get("k") is not None:
+        part.committed = p["k"]
+        part.returned = p.get("r") or 0
     return part
+
+
+def _return(r: dict[str, Any]) -> CreditReturnEntry:
+    entry = CreditReturnEntry(
+        id=r["id"],
+        amount=r["amount"],
+        at=rfc3339(r["at"]),
+        protocol=r["protocol"],
+        credits=[given_back(c) for c in _list(r.get("credits"))],
+    )
+    for name in ("store", "terminal", "reason"):
+        if r.get(name):
+            setattr(entry, name, r[name])
+    return entry
+
+
+def given_back(c: dict[str, Any]) -> CreditGivenBack:
+    return CreditGivenBack(c["reference"], c["type"], c["amount"], bool(c.get("expired")))
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []  # Lua's JSON writes an empty list as {}
 
 
 async def _credit_records(svc: Services, customer: str, ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -184,42 +225,81 @@ async def _credit_records(svc: Services, customer: str, ids: list[str]) -> dict[
     return {i: _decode(r) for i, r in zip(ids, raw, strict=True) if r is not None}
 
 
+# -- the ledger's record of a credit hold, shaped as Redis keeps it --------------------------------
 HOLD_SQL = "SELECT * FROM credit_holds WHERE id = $1"
-HOLD_PARTS_SQL = """SELECT p.credit_id, p.held, p.committed, c.reference, c.type
+HOLD_PARTS_SQL = """SELECT p.credit_id, p.held, p.committed, p.returned, c.reference, c.type
                     FROM credit_hold_parts p JOIN credits c ON c.id = p.credit_id
                     WHERE p.hold_id = $1 ORDER BY p.seq"""
 HOLD_HISTORY_SQL = "SELECT status, at, protocol, amount FROM credit_hold_history WHERE hold_id = $1 ORDER BY seq"
+HOLD_RETURNS_SQL = "SELECT * FROM credit_hold_returns WHERE hold_id = $1 ORDER BY at, id"
 
 
-async def _stored(svc: Services, hold_id: str) -> CreditHoldView:
+async def stored_record(svc: Services, hold_id: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]] | None:
+    """The hold's Redis record from the ledger, with the reference and type of each credit it
+    took (Postgres down: LEDGER_UNAVAILABLE); None when the ledger does not know it either."""
     rows = await svc.ledger.fetch(HOLD_SQL, hold_id)
     if not rows:
-        raise ApiError(ErrorCode.UNKNOWN_CREDIT_HOLD)
-    h = rows[0]
+        return None
     parts = await svc.ledger.fetch(HOLD_PARTS_SQL, hold_id)
     history = await svc.ledger.fetch(HOLD_HISTORY_SQL, hold_id)
-    view = CreditHoldView(
-        id=h["id"],
-        customer=h["customer"],
-        status=h["status"],
-        amount=h["amount"],
-        order=h["order_ref"],
-        channel=h["channel"],
-        parts=[
-            _part({"ref": p["reference"], "type": p["type"]}, p["credit_id"], p["held"], p["committed"]) for p in parts
-        ],
-        created_at=iso(h["created_at"]),
-        expires_at=iso(h["expires_at"]),
-        protocol=h["protocol"],
-        history=[HistoryEntry(e["status"], iso(e["at"]), e["protocol"], e["amount"]) for e in history],
-    )
-    if h["store"]:
-        view.store = h["store"]
-    if h["terminal"]:
-        view.terminal = h["terminal"]
+    returns = await svc.ledger.fetch(HOLD_RETURNS_SQL, hold_id)
+    credits = {p["credit_id"]: {"ref": p["reference"], "type": p["type"]} for p in parts}
+    return record_of(rows[0], parts, history, returns), credits
+
+
+def record_of(h: Any, parts: list[Any], history: list[Any], returns: list[Any]) -> dict[str, Any]:
+    """A credit hold's Redis hash fields from its ledger rows: what a return of a hold Redis forgot
+    brings back."""
+    fields: dict[str, Any] = {
+        "id": h["id"],
+        "customer": h["customer"],
+        "amount": h["amount"],
+        "status": h["status"],
+        "order": h["order_ref"],
+        "channel": h["channel"],
+        "store": h["store"] or "",
+        "terminal": h["terminal"] or "",
+        "created_at": to_ms(h["created_at"]),
+        "expires_at": to_ms(h["expires_at"]),
+        "protocol": h["protocol"],
+        "api_key": h["api_key_id"],
+        "parts": _encode([_stored_part(p) for p in parts]).decode(),
+        "history": _encode([_stored_entry(e) for e in history]).decode(),
+    }
     if h["committed_amount"] is not None:
-        view.committed_amount = h["committed_amount"]
-        view.coupon = h["coupon"]
-    if h["cancel_reason"]:
-        view.cancel_reason = h["cancel_reason"]
-    return view
+        fields.update(
+            committed_amount=h["committed_amount"],
+            coupon=h["coupon"],
+            commit_result=h["commit_result"],
+            returned=h["returned"],
+            returns=_encode([_stored_return(r) for r in returns]).decode(),
+        )
+    if h["ended_at"] is not None:
+        fields["ended_at"] = to_ms(h["ended_at"])
+    if h["cancel_result"] is not None:
+        fields.update(cancel_reason=h["cancel_reason"] or "", cancel_result=h["cancel_result"])
+    return fields
+
+
+def _stored_entry(e: Any) -> dict[str, Any]:
+    return {"status": e["status"], "at": to_ms(e["at"]), "protocol": e["protocol"], "amount": e["amount"]}
+
+
+def _stored_part(p: Any) -> dict[str, Any]:
+    part = {"c": p["credit_id"], "h": p["held"]}
+    if p["committed"] is not None:
+        part.update(k=p["committed"], r=p["returned"])
+    return part
+
+
+def _stored_return(r: Any) -> dict[str, Any]:
+    return {
+        "id": r["id"],
+        "amount": r["amount"],
+        "at": to_ms(r["at"]),
+        "store": r["store"] or "",
+        "terminal": r["terminal"] or "",
+        "reason": r["reason"] or "",
+        "protocol": r["protocol"],
+        "credits": _decode(r["credits"]) if isinstance(r["credits"], str | bytes) else r["credits"],
+    }

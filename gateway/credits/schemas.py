@@ -145,6 +145,28 @@ class CreditHoldPart(Out):
     type: str
     held: int
     committed: int | UnsetType = UNSET
+    returned: Annotated[int, Meta(description="Centavos of this part given back by returns.")] | UnsetType = UNSET
+
+
+class CreditGivenBack(Struct):
+    """What a return gave back to one credit; `expired`: the credit had expired by then, and
+    stays expired (that share lapses with it)."""
+
+    reference: str
+    type: str
+    amount: int
+    expired: bool = False
+
+
+class CreditReturnEntry(Out):
+    id: str
+    amount: int
+    at: Timestamp
+    protocol: str
+    credits: list[CreditGivenBack]
+    store: str | UnsetType = UNSET
+    terminal: str | UnsetType = UNSET
+    reason: str | UnsetType = UNSET
 
 
 class CreditHoldView(Out):
@@ -164,6 +186,9 @@ class CreditHoldView(Out):
     committed_amount: int | UnsetType = UNSET
     coupon: str | UnsetType = UNSET
     cancel_reason: str | UnsetType = UNSET
+    returned: int | UnsetType = UNSET
+    returnable: int | UnsetType = UNSET
+    returns: list[CreditReturnEntry] | UnsetType = UNSET
 
 
 # --- orders ----------------------------------------------------------------------------------
@@ -246,7 +271,10 @@ class CreditMovement(Out):
     seq: int
     at: Timestamp
     customer: str
-    kind: Literal["CREDIT", "DEBIT", "RETURN"]
+    kind: Annotated[
+        Literal["CREDIT", "DEBIT", "RETURN", "RETURN_EXPIRED"],
+        Meta(description="RETURN_EXPIRED: given back to a credit that had expired; it lapses with it."),
+    ]
     type: str
     reference: str
     amount: Annotated[int, Meta(description="Centavos, signed: a credit positive, a debit negative.")]
@@ -258,6 +286,10 @@ class CreditMovement(Out):
     channel: str | UnsetType = UNSET
     store: str | UnsetType = UNSET
     terminal: str | UnsetType = UNSET
+    return_id: Annotated[str, Meta(description="The return this line belongs to.")] | UnsetType = UNSET
+    sale: Annotated[str, Meta(description="The sale a return gives back: a credit hold or an empenho.")] | UnsetType = (
+        UNSET
+    )
 
 
 class CreditMovementList(Out):

@@ -1,12 +1,13 @@
 -- credit_cancel.lua: void a PENDING credit hold (CANCELLED: every part back to its credit) or
--- reverse a COMMITTED one (REVERSED, the order was returned: each committed part back to the
--- credit it came from).
+-- reverse a COMMITTED one (REVERSED, the order was returned: what each committed part has not
+-- given back by a return goes back to the credit it came from; a credit expired meanwhile gets
+-- its share and stays expired, marked `expired` in the event).
 --
 -- 1. Unknown id (or another customer's) -> UNKNOWN_CREDIT_HOLD. Already CANCELLED or REVERSED ->
 --    replay the first answer. PENDING past its expiry -> expire it now, then
 --    CREDIT_HOLD_NOT_PENDING. EXPIRED -> CREDIT_HOLD_NOT_PENDING.
 -- 2. PENDING -> CANCELLED: each part's held amount back. COMMITTED -> REVERSED: each part's
---    committed amount back.
+--    committed amount less its returns back; returned whole already -> FULLY_RETURNED.
 -- 3. Append credit.cancelled / credit.reversed.
 --
 -- KEYS[1] credit hold hash   KEYS[2] customer's credits hash   KEYS[3] customer's open-credits set
@@ -45,13 +46,15 @@ if overdue(hold, now) then
   return expired_now('CREDIT_HOLD_NOT_PENDING', protocol)
 end
 
--- every check passed: write
 local status, etype, amount, amounts = 'CANCELLED', 'credit.cancelled', tonumber(hold.amount), {}
 if hold.status == 'COMMITTED' then
-  status, etype, amount = 'REVERSED', 'credit.reversed', tonumber(hold.committed_amount)
+  status, etype, amount = 'REVERSED', 'credit.reversed', tonumber(hold.committed_amount) - num(hold.returned)
+  if amount == 0 then return refuse('FULLY_RETURNED', hold.status) end
 end
-for i, p in ipairs(parts) do amounts[i] = status == 'REVERSED' and p.k or p.h end
-local moved, shown = give_back(credits_key, open_key, recs, parts, amounts)
+
+-- every check passed: write
+for i, p in ipairs(parts) do amounts[i] = status == 'REVERSED' and p.k - (p.r or 0) or p.h end
+local moved, shown = give_back(credits_key, open_key, recs, parts, amounts, tonumber(now))
 local result = {s = 200, id = id, status = status, amount = amount, credits = shown, protocol = protocol}
 redis.call('HSET', hold_key, 'status', status, 'ended_at', now, 'cancel_reason', reason,
            'cancel_result', cjson.encode(result), 'history', with_history(hold, status, now, protocol, amount))

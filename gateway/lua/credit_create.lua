@@ -13,6 +13,7 @@
 -- ARGV[5] amount (centavos)   ARGV[6] channel (STORE | WEB)   ARGV[7] store or ""
 -- ARGV[8] terminal or ""   ARGV[9] order or ""   ARGV[10] expires at (ms) or ""
 -- ARGV[11] now (ms)   ARGV[12] protocol   ARGV[13] request fingerprint   ARGV[14] api key id
+-- ARGV[15] the return this credit refunds, or ""   ARGV[16] the sale (empenho) it returned, or ""
 --
 -- Returns JSON {ok=true, r={s=201, credit=<record>, replay=bool}} or
 -- {ok=false, code=CREDIT_REFERENCE_EXISTS|INVALID_REQUEST, x={id?|field?}}.
@@ -39,5 +40,6 @@ local rec = {id = ARGV[2], customer = ARGV[1], ref = ARGV[3], type = ARGV[4], am
 redis.call('HSET', credits_key, rec.id, cjson.encode(rec))
 redis.call('HSET', refs_key, rec.ref, rec.id)
 redis.call('SADD', open_key, rec.id)
-emit(stream, 'credit.created', protocol, ARGV[11], {customer = rec.customer, credit = rec, api_key = ARGV[14]})
+emit(stream, 'credit.created', protocol, ARGV[11],
+     {customer = rec.customer, credit = rec, api_key = ARGV[14], return_id = ARGV[15], sale = ARGV[16]})
 return ok({s = 201, credit = rec})

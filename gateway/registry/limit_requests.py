@@ -247,5 +247,3 @@ async def reject(svc: Services, request_id: str, body: LimitRequestReject, by: s
 
 
 # -- the history ------------------------------------------------------------------------------
-
-

@@ -7,7 +7,7 @@ from gateway.platform.errors import ErrorCode
 from gateway.platform.http import idempotency
 from gateway.platform.http.endpoint import Call, Endpoint, Link, Reply
 from gateway.returns import returns
-from gateway.returns.schemas import ReturnOutcome, ReturnRequest
+from gateway.returns.schemas import CreditReturnOutcome, CreditReturnRequest, ReturnOutcome, ReturnRequest
 
 E = ErrorCode
 _EMPENHO = (("id", "$response.body#/empenho"),)
@@ -18,6 +18,12 @@ async def return_empenho(c: Call) -> Reply:
     return answer.reply()
 
 
+async def return_credit_hold(c: Call) -> Reply:
+    answer = await returns.return_credit_hold(c.svc, c.key_id, idempotency.idempotency_key(c), c.path["id"], c.body)
+    return answer.reply()
+
+
+_DECISION = Link("decision", "decision_get", (("protocol", "$response.body#/protocol"),), description="The decision.")
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         "POST",
@@ -40,7 +46,33 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         headers=(idempotency.HEADER,),
         links=(
             Link("empenho", "empenho_get", _EMPENHO, description="The empenho with its returns."),
-            Link("decision", "decision_get", (("protocol", "$response.body#/protocol"),), description="The decision."),
+            _DECISION,
+        ),
+    ),
+    Endpoint(
+        "POST",
+        "/v1/credit-holds/{id}/returns",
+        "credit_hold_return",
+        "Return (devolução) part of a COMMITTED credit hold, any time after the commit and in as many parts as "
+        "it takes: each centavo back to the credit it came from, last-picked first (a credit expired meanwhile "
+        "gets its share and stays expired).",
+        return_credit_hold,
+        CreditReturnOutcome,
+        status=201,
+        permissions=frozenset({Permission.EMPENHO_CANCEL}),
+        request=CreditReturnRequest,
+        tag="credits",
+        errors=(
+            E.UNKNOWN_CREDIT_HOLD,
+            E.CREDIT_HOLD_NOT_COMMITTED,
+            E.RETURN_EXCEEDS_SALE,
+            E.IDEMPOTENCY_CONFLICT,
+            E.LEDGER_UNAVAILABLE,
+        ),
+        headers=(idempotency.HEADER,),
+        links=(
+            Link("hold", "credit_hold_get", (("id", "$response.body#/hold"),), description="The hold."),
+            _DECISION,
         ),
     ),
 )

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from msgspec import UNSET, Meta, Struct, UnsetType
 
+from gateway.credits.schemas import CreditGivenBack
 from gateway.holds.schemas import Refund
 from gateway.platform.http.schemas import PLAIN, Amount, Frozen, Out, SignedMoney, Text
 
@@ -40,3 +41,24 @@ class ReturnOutcome(Out):
     refund: Refund
     protocol: str
     credit: RefundCredit | UnsetType = UNSET
+
+
+class CreditReturnRequest(Frozen):
+    """A return (devolução) of part of a committed credit hold: where it is taken, if in a store."""
+
+    amount: Amount
+    store: Text | None = None
+    terminal: Text | None = None
+    reason: Annotated[str, Meta(max_length=256, pattern=PLAIN)] | None = None
+
+
+class CreditReturnOutcome(Out):
+    id: str
+    hold: str
+    amount: int
+    returned: Annotated[int, Meta(description="Centavos of the order returned so far, this return included.")]
+    returnable: Annotated[int, Meta(description="Centavos of the order still returnable.")]
+    credits: Annotated[
+        list[CreditGivenBack], Meta(description="What went back to which credit, in the order the hold took them.")
+    ]
+    protocol: str

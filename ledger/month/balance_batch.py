@@ -25,7 +25,6 @@ CHUNK = 200  # participants per script call: about two milliseconds of Redis
 PACE = 0.1
 
 
-
 @dataclass
 class Applied:
     changed: int = 0

@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncpg
 
+from gateway.credits import holds as credit_holds
 from gateway.holds import empenhos, lifecycle
 from gateway.platform.clock import to_ms, utc
 from gateway.platform.ids import credit_hold_shard, empenho_shard
@@ -310,10 +311,11 @@ async def _answers(svc: Services, conn: asyncpg.Connection, w: _Writes, done: Re
 # -- the customers' credits, credit holds and the ERP's order statuses ----------------------------
 CREDITS_SQL = "SELECT * FROM credits ORDER BY customer, seq"
 LIVE_CREDIT_HOLDS = "SELECT * FROM credit_holds WHERE status = 'PENDING' OR ended_at > $1"
-PARTS_SQL = """SELECT hold_id, seq, credit_id, held, committed FROM credit_hold_parts
+PARTS_SQL = """SELECT hold_id, seq, credit_id, held, committed, returned FROM credit_hold_parts
                WHERE hold_id = ANY($1::text[]) ORDER BY hold_id, seq"""
 HISTORY_SQL = """SELECT hold_id, status, at, protocol, amount FROM credit_hold_history
                  WHERE hold_id = ANY($1::text[]) ORDER BY seq"""
+RETURNS_SQL = "SELECT * FROM credit_hold_returns WHERE hold_id = ANY($1::text[]) ORDER BY at, id"
 PARAMS_SQL = "SELECT * FROM order_status_params"
 REPORTS_SQL = "SELECT order_ref, status, report::text AS report, at FROM order_statuses WHERE at > $1"
 
@@ -358,36 +360,16 @@ async def restore_credits(svc: Services, conn: asyncpg.Connection) -> dict[str, 
 
     holds = await conn.fetch(LIVE_CREDIT_HOLDS, _since(now, s.final_empenho_ttl_s))
     ids = [h["id"] for h in holds]
-    parts: dict[str, list[dict[str, Any]]] = {}
-    for p in await conn.fetch(PARTS_SQL, ids):
-        part = {"c": p["credit_id"], "h": p["held"]}
-        if p["committed"] is not None:
-            part["k"] = p["committed"]
-        parts.setdefault(p["hold_id"], []).append(part)
-    history: dict[str, list[dict[str, Any]]] = {}
-    for e in await conn.fetch(HISTORY_SQL, ids):
-        entry = {"status": e["status"], "at": to_ms(e["at"]), "protocol": e["protocol"], "amount": e["amount"]}
-        history.setdefault(e["hold_id"], []).append(entry)
+    rows: dict[str, dict[str, list[asyncpg.Record]]] = {}
+    for name, sql in (("parts", PARTS_SQL), ("history", HISTORY_SQL), ("returns", RETURNS_SQL)):
+        for r in await conn.fetch(sql, ids):
+            rows.setdefault(r["hold_id"], {}).setdefault(name, []).append(r)
     for h in holds:
         shard = credit_hold_shard(h["id"], s.shards)
         if shard is None:
             continue
-        fields: dict[str, Any] = {
-            "id": h["id"],
-            "customer": h["customer"],
-            "amount": h["amount"],
-            "status": h["status"],
-            "order": h["order_ref"],
-            "channel": h["channel"],
-            "store": h["store"] or "",
-            "terminal": h["terminal"] or "",
-            "created_at": to_ms(h["created_at"]),
-            "expires_at": to_ms(h["expires_at"]),
-            "protocol": h["protocol"],
-            "api_key": h["api_key_id"],
-            "parts": json.dumps(parts.get(h["id"], [])),
-            "history": json.dumps(history.get(h["id"], [])),
-        }
+        of = rows.get(h["id"], {})
+        fields = credit_holds.record_of(h, of.get("parts", []), of.get("history", []), of.get("returns", []))
         index = k.order_holds(h["order_ref"])
         w.pipe.sadd(index, h["id"])
         await w.step()

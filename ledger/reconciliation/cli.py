@@ -67,7 +67,7 @@ def import_(file: Path, by: str, as_json: bool) -> None:
     try:
         data = file.read_bytes()
     except OSError as exc:
-            console.fail(f"cannot read {file}: {exc.strerror}")
+        console.fail(f"cannot read {file}: {exc.strerror}")
     bars = console.Bars(enabled=not as_json)
     now = datetime.datetime.now(datetime.UTC)
     try:
@@ -167,9 +167,7 @@ def list_(
     as_json: bool,
 ) -> None:
     """The reconciliation records, by day, store and terminal."""
-    found, total = _call(
-        lambda conn: rec.records(conn, convenio, state, day, store, terminal, limit or None), as_json
-    )
+    found, total = _call(lambda conn: rec.records(conn, convenio, state, day, store, terminal, limit or None), as_json)
     if as_json:
         print_json({"total": total, "records": [r.as_dict() for r in found]})
         return

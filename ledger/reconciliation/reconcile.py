@@ -88,7 +88,6 @@ NO_FILE_YET = "no closing file reported this sale yet"
 NO_SALE = "no committed sale in the ledger for this store, terminal, day, coupon, convênio and participant"
 
 
-
 class ReconciliationError(Exception):
     """An operator's request that cannot be done; the message says why."""
 
@@ -112,7 +111,6 @@ class BadFile(ReconciliationError):
 
 # --- days --------------------------------------------------------------------------------------
 business_day = local_day  # the day a sale counts on: its local date
-
 
 
 def _when(at: datetime.datetime) -> str:

@@ -6,7 +6,9 @@ credit_*.lua and order_status_*.lua scripts:
   credit_holds, _parts each hold, and what it took from each credit (and committed)
   credit_hold_history  each status a hold went through, under its protocol
   credit_movements     finance's record: CREDIT (registered), DEBIT (a committed part), RETURN
-                       (a reversed part), one row per credit, with reference and type
+                       (a part given back by a reversal or a return; RETURN_EXPIRED to a credit
+                       expired meanwhile), one row per credit, with reference and type
+  credit_hold_returns  each return of a committed hold, and what went back to which credit
   order_status_params, order_statuses   the ERP's order statuses: parameters and reports
 
 Events of one customer all live in its shard's stream, so the fold sees them in script order.
@@ -42,8 +44,23 @@ MOVEMENT_COLUMNS = (
     "channel",
     "store",
     "terminal",
+    "return_id",
+    "sale",
 )
 HISTORY_COLUMNS = ("protocol", "hold_id", "status", "at", "amount")
+RETURN_COLUMNS = (
+    "id",
+    "hold_id",
+    "protocol",
+    "at",
+    "amount",
+    "returned_after",
+    "store",
+    "terminal",
+    "reason",
+    "api_key_id",
+    "credits",
+)
 
 
 def _or_none(value: Any) -> Any:
@@ -63,13 +80,24 @@ class CreditFold(Projection):
         self.statuses = Table("order_statuses", ("order_ref", "status"))
         self.history: list[tuple] = []
         self.movements: list[tuple] = []
+        self.returns: list[tuple] = []
 
     # -- helpers --------------------------------------------------------------------------------
     def _remaining(self, parts: list[dict[str, Any]]) -> None:
         for p in parts:
             self.credits.put((p["credit"],), {"remaining": int(p["remaining"])})
 
-    def _movement(self, e: Event, i: int, customer: str, p: dict[str, Any], kind: str, amount: int, d: dict) -> None:
+    def _movement(
+        self,
+        e: Event,
+        i: int,
+        customer: str,
+        p: dict[str, Any],
+        kind: str,
+        amount: int,
+        d: dict,
+        sale: tuple[str | None, str | None] = (None, None),
+    ) -> None:
         self.movements.append(
             (
                 f"{e.protocol}.{i}",
@@ -87,8 +115,15 @@ class CreditFold(Projection):
                 _or_none(d.get("channel")),
                 _or_none(d.get("store")),
                 _or_none(d.get("terminal")),
+                *sale,
             )
         )
+
+    def _given_back(self, e: Event, d: dict[str, Any], return_id: str | None) -> None:
+        """A reversal's or a return's movements: each part back to its credit."""
+        for i, p in enumerate(as_list(d.get("parts")), start=1):
+            kind = "RETURN_EXPIRED" if p.get("expired") else "RETURN"
+            self._movement(e, i, d["customer"], p, kind, int(p["amount"]), d, (return_id, d["id"]))
 
     def _ended(self, e: Event, d: dict[str, Any], status: str) -> None:
         cols: dict[str, Any] = {"status": status, "ended_at": e.at}
@@ -127,7 +162,8 @@ class CreditFold(Projection):
             "store": c.get("store"),
             "terminal": c.get("terminal"),
         }
-        self._movement(e, 0, c["customer"], part, "CREDIT", int(c["amount"]), origin)
+        refunds = (_or_none(d.get("return_id")), _or_none(d.get("sale")))
+        self._movement(e, 0, c["customer"], part, "CREDIT", int(c["amount"]), origin, refunds)
 
     # -- holds ----------------------------------------------------------------------------------
     def _credit_held(self, e: Event, d: dict[str, Any]) -> None:
@@ -181,11 +217,37 @@ class CreditFold(Projection):
 
     def _credit_reversed(self, e: Event, d: dict[str, Any]) -> None:
         self._ended(e, d, "REVERSED")
-        for i, p in enumerate(as_list(d.get("parts")), start=1):
-            self._movement(e, i, d["customer"], p, "RETURN", int(p["amount"]), d)
+        self._given_back(e, d, None)
 
     def _credit_expired(self, e: Event, d: dict[str, Any]) -> None:
         self._ended(e, d, "EXPIRED")
+
+    def _credit_returned(self, e: Event, d: dict[str, Any]) -> None:
+        parts = as_list(d.get("parts"))
+        self.holds.put((d["id"],), {"returned": int(d["returned"])})
+        for p in parts:
+            self.parts.put((d["id"], int(p["part"])), {"returned": int(p["returned"])})
+        self._remaining(parts)
+        self._given_back(e, d, d["return_id"])
+        credits = [
+            dict(reference=p["reference"], type=p["type"], amount=int(p["amount"]), expired=bool(p.get("expired")))
+            for p in parts
+        ]
+        self.returns.append(
+            (
+                d["return_id"],
+                d["id"],
+                e.protocol,
+                e.at,
+                int(d["amount"]),
+                int(d["returned"]),
+                _or_none(d.get("store")),
+                _or_none(d.get("terminal")),
+                _or_none(d.get("reason")),
+                d.get("api_key") or "",
+                json.dumps(credits),
+            )
+        )
 
     # -- the order-status integration -------------------------------------------------------------
     def _order_status_params_set(self, e: Event, d: dict[str, Any]) -> None:
@@ -215,6 +277,7 @@ class CreditFold(Projection):
             await table.write(conn)
         await copy(conn, "credit_hold_history", HISTORY_COLUMNS, self.history)
         await copy(conn, "credit_movements", MOVEMENT_COLUMNS, self.movements)
+        await copy(conn, "credit_hold_returns", RETURN_COLUMNS, self.returns)
 
     handlers: ClassVar[dict[str, Any]] = {
         "credit.created": _credit_created,
@@ -223,6 +286,7 @@ class CreditFold(Projection):
         "credit.cancelled": _credit_cancelled,
         "credit.reversed": _credit_reversed,
         "credit.expired": _credit_expired,
+        "credit.returned": _credit_returned,
         "order.status_params_set": _order_status_params_set,
         "order.status_processed": _order_status_processed,
     }

@@ -252,6 +252,21 @@ def _credit(etype: str, protocol: str, d: dict[str, Any]) -> Decision | None:
             )
         answer = {"id": d["id"], "status": "EXPIRED", "amount": d["amount"], "protocol": protocol}
         return _for_customer("credit.expire", None, customer, {"id": d["id"]}, answer)
+    if etype in ("credit.returned", "credit.return_declined"):
+        request = {k: d.get(k) or None for k in ("id", "amount", "store", "terminal", "reason")}
+        request["api_key_id"] = d.get("api_key")
+        if etype == "credit.return_declined":
+            a = d.get("answer") or {}
+            return _customer_declined(
+                "credit.return",
+                d["error"],
+                protocol,
+                customer,
+                request,
+                returnable=a.get("returnable"),
+                status=a.get("status"),
+            )
+        return _for_customer("credit.return", 201, customer, request, answer_of(d))
     return None
 
 
@@ -319,6 +334,8 @@ class DecisionFold(Projection):
             "credit.reversed",
             "credit.cancel_refused",
             "credit.expired",
+            "credit.returned",
+            "credit.return_declined",
         ),
         _logged,
     )

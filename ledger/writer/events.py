@@ -104,6 +104,9 @@ CATALOGUE: dict[str, tuple[str, ...]] = {
     "credit.reversed": (CREDITS, DECISIONS),
     "credit.cancel_refused": (DECISIONS,),
     "credit.expired": (CREDITS, DECISIONS),
+    # returns of a committed credit hold (credit_hold_return)
+    "credit.returned": (CREDITS, DECISIONS),
+    "credit.return_declined": (DECISIONS,),
     # the ERP's order statuses (order_status_set, order_status_record)
     "order.status_params_set": (CREDITS,),
     "order.status_processed": (CREDITS,),

@@ -32,8 +32,9 @@ local function put_credit(credits_key, open_key, rec)
 end
 
 -- Give `amounts[i]` back to the credit of parts[i] (nothing for a zero); returns the event's
--- and the answer's lists of what went back where.
-local function give_back(credits_key, open_key, recs, parts, amounts)
+-- and the answer's lists of what went back where. Given `now` (ms), a credit that has expired
+-- by then is marked `expired`: it gets its share back and stays expired.
+local function give_back(credits_key, open_key, recs, parts, amounts, now)
   local moved, shown = {}, {}
   for i, p in ipairs(parts) do
     local amount = amounts[i]
@@ -41,9 +42,12 @@ local function give_back(credits_key, open_key, recs, parts, amounts)
       local rec = recs[p.c]
       rec.remaining = rec.remaining + amount
       put_credit(credits_key, open_key, rec)
-      moved[#moved + 1] = {credit = rec.id, reference = rec.ref, type = rec.type, amount = amount,
-                           remaining = rec.remaining}
-      shown[#shown + 1] = {reference = rec.ref, type = rec.type, amount = amount}
+      local m = {credit = rec.id, reference = rec.ref, type = rec.type, amount = amount,
+                 remaining = rec.remaining, part = i}
+      local s = {reference = rec.ref, type = rec.type, amount = amount}
+      if now and rec.expires_at ~= 0 and rec.expires_at <= now then m.expired, s.expired = true, true end
+      moved[#moved + 1] = m
+      shown[#shown + 1] = s
     end
   end
   return moved, shown
