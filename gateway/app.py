@@ -27,6 +27,7 @@ from gateway.credits import api as credits_api
 from gateway.decisions import api as decisions_api
 from gateway.holds import api as holds_api
 from gateway.holds import sweeper
+from gateway.orders import api as orders_api
 from gateway.platform import metrics
 from gateway.platform.config import Settings
 from gateway.platform.errors import ApiError, ErrorCode
@@ -56,6 +57,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *registry_api.ENDPOINTS,
     *duplicatas_api.ENDPOINTS,
     *credits_api.ENDPOINTS,
+    *orders_api.ENDPOINTS,
 )
 #: and those of the people on call, without a key
 OPERATIONS: tuple[Endpoint, ...] = operations.ENDPOINTS

@@ -23,7 +23,7 @@ from starlette.routing import compile_path
 from gateway.app import ENDPOINTS, OPERATIONS
 from gateway.auth.password_check import CHECK_STALE_MS
 from gateway.auth.permissions import Permission
-from gateway.credits import order_status
+from gateway.orders import order_status
 from gateway.platform.errors import ErrorCode
 from gateway.platform.http.edge import MAX_BODY
 from gateway.platform.http.endpoint import Endpoint

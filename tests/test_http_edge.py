@@ -19,8 +19,9 @@ import pytest
 
 from gateway.app import ENDPOINTS
 from gateway.auth.schemas import IntegrationKeySet, PasswordCheck
-from gateway.credits.schemas import CreditCreate, CreditHoldRequest, OrderStatusBatch, OrderStatusParams
+from gateway.credits.schemas import CreditCreate, CreditHoldRequest
 from gateway.holds.schemas import CancelRequest, CommitRequest, EmpenhoRequest
+from gateway.orders.schemas import OrderStatusBatch, OrderStatusParams
 from gateway.platform.errors import ERRORS, ErrorCode
 from gateway.platform.http.edge import MAX_BODY
 from gateway.platform.http.endpoint import Endpoint

@@ -78,7 +78,7 @@ async def test_the_parameters_start_as_the_seed_s_and_only_3187_changes_them(
 async def test_a_batch_with_pf_and_pc_posted_twice_reports_the_same_and_moves_money_once(
     account: Account, seed: Terminal, backoffice: BackOffice, svc, ledger_url, monkeypatch
 ) -> None:
-    from gateway.credits import order_status
+    from gateway.orders import order_status
 
     monkeypatch.setattr(order_status, "LEDGER_WAIT_S", 0.1)
     assert (await set_params(backoffice, ["PF"], ["PC"], True)).status_code == 200

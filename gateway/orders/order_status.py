@@ -32,8 +32,11 @@ from dataclasses import dataclass
 import msgspec
 
 from gateway.credits import holds as credit_holds
-from gateway.credits.orders import CreditHoldState, EmpenhoState, OrderHolds, find
-from gateway.credits.schemas import (
+from gateway.holds import empenhos
+from gateway.holds.lifecycle import Answer
+from gateway.holds.schemas import CancelRequest, CommitRequest
+from gateway.orders.orders import CreditHoldState, EmpenhoState, OrderHolds, find
+from gateway.orders.schemas import (
     OrderStatusBatch,
     OrderStatusError,
     OrderStatusParams,
@@ -41,9 +44,6 @@ from gateway.credits.schemas import (
     OrderStatusReport,
     OrderStatusResult,
 )
-from gateway.holds import empenhos
-from gateway.holds.lifecycle import Answer
-from gateway.holds.schemas import CancelRequest, CommitRequest
 from gateway.platform.clock import rfc3339
 from gateway.platform.errors import ApiError, ErrorCode
 from gateway.platform.http.params import invalid

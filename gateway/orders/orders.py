@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from gateway.credits.schemas import OrderCredit, OrderEmpenho, OrderView
+from gateway.orders.schemas import OrderCredit, OrderEmpenho, OrderView
 from gateway.platform.clock import to_ms
 from gateway.platform.errors import ApiError, ErrorCode
 from gateway.platform.http.params import invalid
