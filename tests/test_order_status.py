@@ -4,6 +4,9 @@ posted twice reports the same and moves money once."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -221,3 +224,86 @@ async def test_a_cancelling_status_needs_the_cancel_permission_too(
     assert_error(r, 403, "FORBIDDEN")
     r = await client.post("/v1/orders/status", json={"orders": [{"order": "PED-9", "status": "PF"}]}, headers=only_3185)
     assert r.status_code == 200, r.text
+
+
+@contextlib.asynccontextmanager
+async def ledger_writer(svc: Any, ledger_url: str) -> AsyncIterator[None]:
+    stopping = asyncio.Event()
+    writing = asyncio.create_task(writer.run(svc, ledger_url, "order-status", stopping))
+    try:
+        yield
+    finally:
+        stopping.set()
+        await writing
+
+
+async def forget(svc: Any, *hold_ids: str) -> None:
+    """What Redis does once final holds' time there has passed."""
+    for hold_id in hold_ids:
+        shard = int(hold_id.split("-", 1)[0][1:])
+        if hold_id.startswith("C"):
+            await svc.redis.delete(svc.keys.credit_hold(shard, hold_id))
+        else:
+            await svc.redis.delete(svc.keys.empenho(shard, hold_id), svc.keys.empenho_history(shard, hold_id))
+
+
+async def test_pc_on_an_order_returned_in_part_gives_back_what_is_left_even_after_redis_forgot_it(
+    account: Account, seed: Terminal, backoffice: BackOffice, svc, ledger_url
+) -> None:
+    assert (await set_params(backoffice, ["PF"], ["PC"], True)).status_code == 200
+    await account.registered("CLI001", "RUP-0003", "RUPTURA", 800)
+    credit_hold, empenho = await an_order(account, seed, "PED-G", 800, 3000)
+    await writer.drain(svc, ledger_url)
+    assert (await report(backoffice, ("PED-G", "PF")))[0]["committed"] == [credit_hold, empenho]
+
+    # one item comes back at a store: part of the sale, part of the credit
+    assert (await seed.return_sale(empenho, 1000, store="LOJA02", terminal="PDV07")).status_code == 201
+    assert (await account.return_part(credit_hold, 300)).status_code == 201
+    assert (await seed.limit()).json()["balance"] == 10000 - 2000
+    assert await account.remaining("CLI001") == {"RUP-0003": 300}
+
+    # weeks later the ERP cancels the order; Redis no longer keeps either hold, the ledger does
+    # (its writer running, as in production: each return of a forgotten hold waits for it)
+    await writer.drain(svc, ledger_url)
+    await forget(svc, credit_hold, empenho)
+    async with ledger_writer(svc, ledger_url):
+        [undone] = await report(backoffice, ("PED-G", "PC"))
+    assert (undone["returned"], undone["reversed"], undone.get("error")) == ([credit_hold, empenho], [], None)
+    assert (await seed.limit()).json()["balance"] == 10000
+    assert await account.remaining("CLI001") == {"RUP-0003": 800}
+    assert await report(backoffice, ("PED-G", "PC")) == [undone]  # posted again: nothing moves
+    assert (await seed.limit()).json()["balance"] == 10000
+
+    await writer.drain(svc, ledger_url)
+    order = (await account.order("PED-G")).json()
+    assert sorted((x["kind"], x["sale"], x["amount"]) for x in order["returns"]) == [
+        ("CREDIT_HOLD", credit_hold, 300),
+        ("CREDIT_HOLD", credit_hold, 500),
+        ("EMPENHO", empenho, 1000),
+        ("EMPENHO", empenho, 2000),
+    ]
+    first = next(x for x in order["returns"] if x["amount"] == 1000)
+    assert (first["store"], first["terminal"], first["refund"]) == ("LOJA02", "PDV07", "POOL")
+    [sale] = order["empenhos"]
+    assert (sale["status"], sale["committed_amount"], sale["returned"]) == ("COMMITTED", 3000, 3000)
+    assert [(c["amount"], c["returned"]) for c in order["credits"]] == [(800, 800)]
+
+
+async def test_pc_on_a_live_order_with_returns_reverses_what_they_left(
+    account: Account, seed: Terminal, backoffice: BackOffice, svc, ledger_url
+) -> None:
+    assert (await set_params(backoffice, ["PF"], ["PC"], True)).status_code == 200
+    await account.registered("CLI001", "RUP-0004", "RUPTURA", 800)
+    credit_hold, empenho = await an_order(account, seed, "PED-H", 800, 3000)
+    await writer.drain(svc, ledger_url)
+    await report(backoffice, ("PED-H", "PF"))
+    assert (await seed.return_sale(empenho, 3000)).status_code == 201  # all of the sale came back
+    assert (await account.return_part(credit_hold, 300)).status_code == 201
+    await writer.drain(svc, ledger_url)
+    [undone] = await report(backoffice, ("PED-H", "PC"))
+    assert (undone["reversed"], undone["unchanged"], undone.get("error")) == ([credit_hold], [empenho], None)
+    assert (await seed.limit()).json()["balance"] == 10000
+    assert await account.remaining("CLI001") == {"RUP-0004": 800}
+    live = (await account.order("PED-H")).json()  # read from Redis, where both holds still are
+    assert sorted((x["kind"], x["amount"]) for x in live["returns"]) == [("CREDIT_HOLD", 300), ("EMPENHO", 3000)]
+    assert [(c["status"], c["returned"]) for c in live["credits"]] == [("REVERSED", 300)]

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
-from gateway.orders.schemas import OrderCredit, OrderEmpenho, OrderView
-from gateway.platform.clock import to_ms
+from gateway.orders.schemas import OrderCredit, OrderEmpenho, OrderReturn, OrderView
+from gateway.platform.clock import rfc3339, to_ms
 from gateway.platform.errors import ApiError, ErrorCode
 from gateway.platform.http.params import invalid
 from gateway.platform.http.schemas import ORDER_PATTERN
@@ -37,6 +37,20 @@ class Part:
     type: str
     held: int
     committed: int | None
+    returned: int = 0
+
+
+@dataclass
+class Returned:
+    """A return of one of the order's holds, as its record keeps it."""
+
+    id: str
+    amount: int
+    at: int
+    protocol: str
+    store: str
+    terminal: str
+    refund: str | None = None  # an empenho's: POOL or CREDIT
 
 
 @dataclass
@@ -47,6 +61,12 @@ class CreditHoldState:
     amount: int
     created_at: int
     parts: list[Part]
+    live: bool = True  # its record is still in Redis, so its scripts can act on it
+    returns: list[Returned] = field(default_factory=list)
+
+    @property
+    def returnable(self) -> int:
+        return sum((p.committed or 0) - p.returned for p in self.parts) if self.status == "COMMITTED" else 0
 
 
 @dataclass
@@ -58,6 +78,14 @@ class EmpenhoState:
     status: str
     committed_amount: int | None
     live: bool  # its record is still in Redis, so its scripts can act on it
+    returned: int = 0
+    returns: list[Returned] = field(default_factory=list)
+    store: str = ""
+    terminal: str = ""
+
+    @property
+    def returnable(self) -> int:
+        return (self.committed_amount or 0) - self.returned if self.status == "COMMITTED" else 0
 
 
 @dataclass
@@ -72,11 +100,45 @@ class OrderHolds:
 
 STORED_HOLDS = """SELECT id, order_ref, customer, status, amount, created_at FROM credit_holds
                   WHERE order_ref = ANY($1::text[])"""
-STORED_PARTS = """SELECT p.hold_id, p.credit_id, p.held, p.committed, c.reference, c.type
+STORED_PARTS = """SELECT p.hold_id, p.credit_id, p.held, p.committed, p.returned, c.reference, c.type
                   FROM credit_hold_parts p JOIN credits c ON c.id = p.credit_id
                   WHERE p.hold_id = ANY($1::text[]) ORDER BY p.hold_id, p.seq"""
-STORED_EMPENHOS = """SELECT id, order_ref, convenio, participant, amount, status, committed_amount
+STORED_HOLD_RETURNS = """SELECT hold_id, id, amount, at, protocol, store, terminal FROM credit_hold_returns
+                         WHERE hold_id = ANY($1::text[]) ORDER BY at, id"""
+STORED_EMPENHOS = """SELECT id, order_ref, convenio, participant, amount, status, committed_amount, returned,
+                            store, terminal
                      FROM empenhos WHERE order_ref = ANY($1::text[]) ORDER BY created_at, id"""
+STORED_EMPENHO_RETURNS = """SELECT empenho_id, id, amount, at, protocol, store, terminal, refund FROM empenho_returns
+                            WHERE empenho_id = ANY($1::text[]) ORDER BY at, id"""
+
+
+def _kept(raw: str | None, refund: bool) -> list[Returned]:
+    """The returns a hold's Redis record keeps (JSON; Lua writes an empty list as {})."""
+    items = _decode(raw) if raw else []
+    return [
+        Returned(
+            r["id"],
+            r["amount"],
+            r["at"],
+            r["protocol"],
+            r.get("store") or "",
+            r.get("terminal") or "",
+            r.get("refund") if refund else None,
+        )
+        for r in (items if isinstance(items, list) else [])
+    ]
+
+
+def _stored(r: Any, refund: bool) -> Returned:
+    return Returned(
+        r["id"],
+        r["amount"],
+        to_ms(r["at"]),
+        r["protocol"],
+        r["store"] or "",
+        r["terminal"] or "",
+        r["refund"] if refund else None,
+    )
 
 
 def check_order(order: str) -> None:
@@ -111,18 +173,28 @@ async def find(svc: Services, orders: list[str]) -> dict[str, OrderHolds]:
         parts = []
         for p in _decode(h["parts"]):
             rec = credit_info.get((h["customer"], p["c"]), {})
-            parts.append(Part(p["c"], rec.get("ref", ""), rec.get("type", ""), p["h"], p.get("k")))
+            parts.append(Part(p["c"], rec.get("ref", ""), rec.get("type", ""), p["h"], p.get("k"), p.get("r") or 0))
         found[o].credit_holds[h["id"]] = CreditHoldState(
-            h["id"], h["customer"], h["status"], int(h["amount"]), int(h["created_at"]), parts
+            h["id"],
+            h["customer"],
+            h["status"],
+            int(h["amount"]),
+            int(h["created_at"]),
+            parts,
+            returns=_kept(h.get("returns"), refund=False),
         )
 
     stored = await svc.ledger.fetch(STORED_HOLDS, orders)
     missing = [r for r in stored if r["id"] not in found[r["order_ref"]].credit_holds]
     if missing:
+        ids = [r["id"] for r in missing]
         parts_of: dict[str, list[Part]] = {}
-        for p in await svc.ledger.fetch(STORED_PARTS, [r["id"] for r in missing]):
-            part = Part(p["credit_id"], p["reference"], p["type"], p["held"], p["committed"])
+        for p in await svc.ledger.fetch(STORED_PARTS, ids):
+            part = Part(p["credit_id"], p["reference"], p["type"], p["held"], p["committed"], p["returned"])
             parts_of.setdefault(p["hold_id"], []).append(part)
+        returns_of: dict[str, list[Returned]] = {}
+        for x in await svc.ledger.fetch(STORED_HOLD_RETURNS, ids):
+            returns_of.setdefault(x["hold_id"], []).append(_stored(x, refund=False))
         for r in missing:
             found[r["order_ref"]].credit_holds[r["id"]] = CreditHoldState(
                 r["id"],
@@ -131,25 +203,53 @@ async def find(svc: Services, orders: list[str]) -> dict[str, OrderHolds]:
                 r["amount"],
                 to_ms(r["created_at"]),
                 parts_of.get(r["id"], []),
+                live=False,
+                returns=returns_of.get(r["id"], []),
             )
 
     empenhos = await svc.ledger.fetch(STORED_EMPENHOS, orders)
     shards = [empenho_shard(r["id"], svc.settings.shards) for r in empenhos]
     async with svc.redis.pipeline(transaction=False) as pipe:
         for r, shard in zip(empenhos, shards, strict=True):
-            pipe.hmget(k.empenho(shard or 0, r["id"]), "status", "committed_amount")
+            pipe.hmget(k.empenho(shard or 0, r["id"]), "status", "committed_amount", "returned", "returns")
         now = await pipe.execute()
-    for r, shard, (status, committed) in zip(empenhos, shards, now, strict=True):
-        is_live = shard is not None and status is not None
-        found[r["order_ref"]].empenhos[r["id"]] = EmpenhoState(
-            r["id"],
-            r["convenio"],
-            r["participant"],
-            r["amount"],
-            status.decode() if is_live else r["status"],
-            (int(committed) if committed else None) if is_live else r["committed_amount"],
-            is_live,
-        )
+    stored_returns: dict[str, list[Returned]] = {}
+    gone = [
+        r["id"] for r, shard, (status, *_) in zip(empenhos, shards, now, strict=True) if shard is None or not status
+    ]
+    if gone:
+        for x in await svc.ledger.fetch(STORED_EMPENHO_RETURNS, gone):
+            stored_returns.setdefault(x["empenho_id"], []).append(_stored(x, refund=True))
+    for r, shard, (status, committed, returned, returns) in zip(empenhos, shards, now, strict=True):
+        if shard is not None and status is not None:
+            state = EmpenhoState(
+                r["id"],
+                r["convenio"],
+                r["participant"],
+                r["amount"],
+                status.decode(),
+                int(committed) if committed else None,
+                True,
+                int(returned or 0),
+                _kept(returns.decode() if returns else None, refund=True),
+                r["store"],
+                r["terminal"],
+            )
+        else:
+            state = EmpenhoState(
+                r["id"],
+                r["convenio"],
+                r["participant"],
+                r["amount"],
+                r["status"],
+                r["committed_amount"],
+                False,
+                r["returned"],
+                stored_returns.get(r["id"], []),
+                r["store"],
+                r["terminal"],
+            )
+        found[r["order_ref"]].empenhos[r["id"]] = state
     return found
 
 
@@ -177,16 +277,32 @@ async def view(svc: Services, order: str) -> OrderView:
     holds = (await find(svc, [order]))[order]
     if holds.empty:
         raise ApiError(ErrorCode.UNKNOWN_ORDER)
+    ordered = sorted(holds.credit_holds.values(), key=lambda h: (h.created_at, h.id))
     credits = [
-        OrderCredit(p.reference, p.type, _shown_amount(h, p), h.status, h.id, p.credit)
-        for h in sorted(holds.credit_holds.values(), key=lambda h: (h.created_at, h.id))
+        OrderCredit(p.reference, p.type, _shown_amount(h, p), h.status, h.id, p.credit, p.returned)
+        for h in ordered
         for p in h.parts
         if _shown_amount(h, p) > 0
     ]
+    returns = [_return(x, h.id, "CREDIT_HOLD") for h in ordered for x in h.returns]
     empenhos = []
     for e in holds.empenhos.values():
         item = OrderEmpenho(e.id, e.convenio, e.participant, e.amount, e.status)
         if e.committed_amount is not None:
             item.committed_amount = e.committed_amount
+            item.returned = e.returned
         empenhos.append(item)
-    return OrderView(order=order, credits=credits, empenhos=empenhos)
+        returns += [_return(x, e.id, "EMPENHO") for x in e.returns]
+    returns.sort(key=lambda x: (x.at, x.id))
+    return OrderView(order=order, credits=credits, empenhos=empenhos, returns=returns)
+
+
+def _return(x: Returned, sale: str, kind: Literal["CREDIT_HOLD", "EMPENHO"]) -> OrderReturn:
+    shown = OrderReturn(id=x.id, sale=sale, kind=kind, amount=x.amount, at=rfc3339(x.at), protocol=x.protocol)
+    if x.store:
+        shown.store = x.store
+    if x.terminal:
+        shown.terminal = x.terminal
+    if x.refund:
+        shown.refund = x.refund  # type: ignore[assignment]
+    return shown

@@ -28,6 +28,7 @@ class OrderCredit(Struct):
     status: str
     hold: str
     credit: str
+    returned: Annotated[int, Meta(description="Of the committed amount, centavos returns gave back.")] = 0
 
 
 class OrderEmpenho(Out):
@@ -37,12 +38,28 @@ class OrderEmpenho(Out):
     amount: int
     status: str
     committed_amount: int | UnsetType = UNSET
+    returned: int | UnsetType = UNSET
+
+
+class OrderReturn(Out):
+    """A return (devolução) of part of the order: of one of its credit holds or of one of its empenhos."""
+
+    id: str
+    sale: Annotated[str, Meta(description="The credit hold or the empenho returned.")]
+    kind: Literal["CREDIT_HOLD", "EMPENHO"]
+    amount: int
+    at: Timestamp
+    protocol: str
+    store: str | UnsetType = UNSET
+    terminal: str | UnsetType = UNSET
+    refund: Annotated[Literal["POOL", "CREDIT"], Meta(description="An empenho's: where it went.")] | UnsetType = UNSET
 
 
 class OrderView(Struct):
     order: str
     credits: list[OrderCredit]
     empenhos: list[OrderEmpenho]
+    returns: Annotated[list[OrderReturn], Meta(description="Every return of the order, oldest first.")] = []
 
 
 # --- the ERP's order statuses ------------------------------------------------------------------
@@ -86,6 +103,10 @@ class OrderStatusResult(Out):
     cancelled: list[str]
     reversed: list[str]
     unchanged: list[str]
+    returned: Annotated[
+        list[str],
+        Meta(description="COMMITTED holds Redis no longer kept: what was left of each came back as a return."),
+    ] = []
     error: OrderStatusError | UnsetType = UNSET
 
 
