@@ -1,5 +1,6 @@
 """The composition root of the gateway: the endpoint table, assembled from each feature's `api`
-module in the order below, the Starlette application around it, and the expiry sweeper.
+module in the order below, the Starlette application around it, and the background tasks every
+worker runs: the expiry sweeper, and the refunds of returns whose credit was never made.
 
 Nothing registers itself: an endpoint exists because its feature's ENDPOINTS is listed here."""
 
@@ -39,6 +40,7 @@ from gateway.platform.http.header_limit import HeaderLimit
 from gateway.platform.services import Services
 from gateway.registry import api as registry_api
 from gateway.returns import api as returns_api
+from gateway.returns import refunds
 from ledger.month import api as duplicatas_api
 
 log = logging.getLogger("convenio.app")
@@ -79,15 +81,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # Start anyway: /readyz says not ready, requests get 503 until Redis answers.
             log.warning("Redis not reachable at start-up (%s); serving 503 until it is", exc)
         stopping = asyncio.Event()
-        task = asyncio.create_task(sweeper.run(services, stopping))
+        tasks = {
+            asyncio.create_task(sweeper.run(services, stopping)),
+            asyncio.create_task(refunds.run(services, stopping)),
+        }
         try:
             yield
         finally:
             stopping.set()
-            done, _ = await asyncio.wait({task}, timeout=2)
-            if not done:  # stuck in a Redis call: cancel, but never wait unbounded
-                task.cancel()
-                await asyncio.wait({task}, timeout=2)
+            _, stuck = await asyncio.wait(tasks, timeout=2)
+            if stuck:  # stuck in a Redis call: cancel, but never wait unbounded
+                for task in stuck:
+                    task.cancel()
+                await asyncio.wait(stuck, timeout=2)
             await services.close()
 
     endpoints = ENDPOINTS + OPERATIONS

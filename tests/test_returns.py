@@ -6,11 +6,14 @@ the ledger, verify and rebuild agree afterwards."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import asyncpg
 import httpx
 
+from gateway.credits import credits
+from gateway.returns import refunds
 from ledger.ops.rebuild import rebuild
 from ledger.ops.verify import verify
 from ledger.writer import writer
@@ -166,3 +169,29 @@ async def test_rebuild_and_verify_know_the_returns(seed: Terminal, svc, ledger_u
     assert (await seed.get(sale)).json() == before
     assert (await seed.return_sale(sale, 4580)).json()["returnable"] == 0
     assert_error(await seed.return_sale(sale, 1), 422, "RETURN_EXCEEDS_SALE")
+
+
+async def test_a_credit_refund_its_request_never_made_is_made_once_by_the_workers(
+    seed: Terminal, svc, ledger_url: str, backoffice: BackOffice, client: httpx.AsyncClient, monkeypatch
+) -> None:
+    """The gateway died between deciding the return and making its credit: the customer is not
+    left without it."""
+    sale = await sold(seed, 5780)
+
+    async def dies(*a: Any, **kw: Any) -> Any:
+        raise ConnectionError("the gateway died here")
+
+    with monkeypatch.context() as m:
+        m.setattr(credits, "create", dies)
+        with contextlib.suppress(ConnectionError):
+            await seed.return_sale(sale, 1200, refund="CREDIT")
+    await writer.drain(svc, ledger_url)
+
+    async def available() -> int:
+        return (await client.get("/v1/participants/CLI001/credits", headers=backoffice.headers)).json()["available"]
+
+    assert await available() == 0
+    assert await refunds.refund_once(svc, grace_s=0) == 1
+    await writer.drain(svc, ledger_url)
+    assert await refunds.refund_once(svc, grace_s=0) == 0  # made once, whoever runs it
+    assert await available() == 1200

@@ -24,6 +24,7 @@ import asyncpg
 from gateway.platform.money import brl
 from gateway.platform.services import Services
 from gateway.platform.streams import ledger_lag
+from gateway.returns import refunds
 
 #: the fields compared, in the order they are reported
 FIELDS = ("exists", "status", "limit", "balance", "reserved", "pending_count", "pending_amount")
@@ -262,7 +263,8 @@ STORED_PENDING = "SELECT id, customer, amount FROM credit_holds WHERE status = '
 
 async def credit_drift(svc: Services, conn: asyncpg.Connection) -> list[str]:
     """Every difference between Redis and the ledger: each credit's remaining, and which credit
-    holds are PENDING (run it once the writer has caught up). Empty: no drift."""
+    holds are PENDING (run it once the writer has caught up); and every return refunded as credit
+    whose credit was never made. Empty: no drift."""
     k = svc.keys
     live: dict[tuple[str, str], tuple[str, int]] = {}
     async for raw in svc.redis.scan_iter(match=f"{k.prefix}:{{s*}}:ccr:*", count=1000):
@@ -290,4 +292,9 @@ async def credit_drift(svc: Services, conn: asyncpg.Connection) -> list[str]:
     for hold_id in sorted(set(pending_live) ^ set(pending_stored)):
         where = "redis" if hold_id in pending_live else "postgres"
         lines.append(f"DRIFT credit hold {hold_id}: PENDING in {where} only")
+    for r in await conn.fetch(refunds.UNREFUNDED, refunds.GRACE_S, refunds.BATCH):
+        lines.append(
+            f"DRIFT return {r['id']} of {r['empenho_id']}: refunded as credit, yet {r['participant']} has no credit"
+            f" {r['credit_reference']} (the gateway workers make it within {int(refunds.INTERVAL_S)} s)"
+        )
     return lines
