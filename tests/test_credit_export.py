@@ -122,6 +122,8 @@ async def test_the_same_period_in_csv(account: Account, clock: Clock, svc, ledge
         "store",
         "terminal",
         "protocol",
+        "return_id",
+        "sale",
     ]
     out = tmp_path / "dezembro.csv"
     r = await export(env, "--from", "2026-12-01", "--to", "2026-12-31", "--output", str(out))

@@ -159,6 +159,7 @@ async def test_an_order_paid_with_three_credits_of_different_types_shows_each_re
             "amount": 578,
             "status": "COMMITTED",
             "committed_amount": 578,
+            "returned": 0,
         }
     ]
 

@@ -24,7 +24,8 @@ from gateway.platform.clock import LOCAL, iso, local_start
 PERIOD = """SELECT * FROM credit_movements
             WHERE ($1::timestamptz IS NULL OR at >= $1) AND ($2::timestamptz IS NULL OR at < $2) AND seq > $3
             ORDER BY seq LIMIT $4"""
-#: the columns of the CSV, in order (also the keys of each JSON line)
+#: the columns of the CSV, in order (also the keys of each JSON line); new ones go last, so a
+#: reader by position keeps working
 COLUMNS = (
     "seq",
     "at",
@@ -41,9 +42,9 @@ COLUMNS = (
     "channel",
     "store",
     "terminal",
+    "protocol",
     "return_id",
     "sale",
-    "protocol",
 )
 ALL = 10**15  # no page limit
 
@@ -118,9 +119,9 @@ def _line(r: Any) -> dict[str, Any]:
         "channel": r["channel"],
         "store": r["store"],
         "terminal": r["terminal"],
+        "protocol": r["protocol"],
         "return_id": r["return_id"],
         "sale": r["sale"],
-        "protocol": r["protocol"],
     }
 
 

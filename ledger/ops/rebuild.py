@@ -361,8 +361,13 @@ async def restore_credits(svc: Services, conn: asyncpg.Connection) -> dict[str, 
     holds = await conn.fetch(LIVE_CREDIT_HOLDS, _since(now, s.final_empenho_ttl_s))
     ids = [h["id"] for h in holds]
     rows: dict[str, dict[str, list[asyncpg.Record]]] = {}
-    for name, sql in (("parts", PARTS_SQL), ("history", HISTORY_SQL), ("returns", RETURNS_SQL)):
-        for r in await conn.fetch(sql, ids):
+    fetched = (
+        ("parts", await conn.fetch(PARTS_SQL, ids)),
+        ("history", await conn.fetch(HISTORY_SQL, ids)),
+        ("returns", await conn.fetch(RETURNS_SQL, ids)),
+    )
+    for name, found in fetched:
+        for r in found:
             rows.setdefault(r["hold_id"], {}).setdefault(name, []).append(r)
     for h in holds:
         shard = credit_hold_shard(h["id"], s.shards)

@@ -24,7 +24,7 @@ import asyncpg
 from gateway.platform.money import brl
 from gateway.platform.services import Services
 from gateway.platform.streams import ledger_lag
-from gateway.returns import refunds
+from gateway.returns.refunds import BATCH, GRACE_S, INTERVAL_S, UNREFUNDED
 
 #: the fields compared, in the order they are reported
 FIELDS = ("exists", "status", "limit", "balance", "reserved", "pending_count", "pending_amount")
@@ -292,9 +292,9 @@ async def credit_drift(svc: Services, conn: asyncpg.Connection) -> list[str]:
     for hold_id in sorted(set(pending_live) ^ set(pending_stored)):
         where = "redis" if hold_id in pending_live else "postgres"
         lines.append(f"DRIFT credit hold {hold_id}: PENDING in {where} only")
-    for r in await conn.fetch(refunds.UNREFUNDED, refunds.GRACE_S, refunds.BATCH):
+    for r in await conn.fetch(UNREFUNDED, GRACE_S, BATCH):
         lines.append(
             f"DRIFT return {r['id']} of {r['empenho_id']}: refunded as credit, yet {r['participant']} has no credit"
-            f" {r['credit_reference']} (the gateway workers make it within {int(refunds.INTERVAL_S)} s)"
+            f" {r['credit_reference']} (the gateway workers make it within {int(INTERVAL_S)} s)"
         )
     return lines
