@@ -1,6 +1,7 @@
 """The cash-closing report (fechamento de caixa): a business day's convênio sales per
-store and terminal, the totals per convênio and per participant kept apart, to the centavo;
-sales made through the real API, stored by the real ledger writer, at the test's own times."""
+store and terminal, the returns (devoluções) taken there apart from them, the totals per
+convênio and per participant kept apart, to the centavo; sales and returns made through the
+real API, stored by the real ledger writer, at the test's own times."""
 
 from __future__ import annotations
 
@@ -16,16 +17,47 @@ from ledger.reconciliation.cli import closing
 from ledger.reconciliation.closing import cash_closing
 from ledger.writer import writer
 from tests.checkout import BackOffice, Clock, Terminal, mint_proof
-from tests.test_reconciliation import MON, SUN, TUE, Treasury, closing_file, give_back, sale_line, sell, set_clock
+from tests.test_reconciliation import (
+    MON,
+    RETURNS_HEADER,
+    SUN,
+    THU,
+    TUE,
+    WED,
+    Treasury,
+    bought_monday_returned_wednesday,
+    closing_file,
+    give_back,
+    give_part_back,
+    return_line,
+    sale_line,
+    sell,
+    set_clock,
+)
 
 
-def totals(sales: int, sales_amount: int, reversals: int = 0, reversals_amount: int = 0) -> dict[str, int]:
+def totals(
+    sales: int,
+    sales_amount: int,
+    reversals: int = 0,
+    reversals_amount: int = 0,
+    pool: tuple[int, int] = (0, 0),
+    credit: tuple[int, int] = (0, 0),
+) -> dict[str, int]:
+    """A closing's totals; `pool` and `credit`: (returns, amount) given back to the convênio's
+    pool and refunded as DEVOLUCAO credit. The net is what the convênio is charged."""
     return {
         "sales": sales,
         "sales_amount": sales_amount,
         "reversals": reversals,
         "reversals_amount": reversals_amount,
-        "net_amount": sales_amount - reversals_amount,
+        "returns": pool[0] + credit[0],
+        "returns_amount": pool[1] + credit[1],
+        "pool_returns": pool[0],
+        "pool_returns_amount": pool[1],
+        "credit_returns": credit[0],
+        "credit_returns_amount": credit[1],
+        "net_amount": sales_amount - reversals_amount - pool[1],
     }
 
 
@@ -167,3 +199,110 @@ async def test_the_closing_command_prints_the_report_or_its_json(two_days, ledge
     assert (await asyncio.to_thread(_invoke, ["--date", "2025-13-01"], env)).exit_code == 2
     r = await asyncio.to_thread(_invoke, ["--help"], env)
     assert r.exit_code == 0 and "fechamento de caixa" in r.stdout
+
+
+# --- returns (devoluções) -----------------------------------------------------------------------
+@pytest.fixture
+async def returned_at_another_store(seed: Terminal, svc, clock: Clock, ledger_url) -> dict[str, str]:
+    return await bought_monday_returned_wednesday(seed, svc, clock, ledger_url)
+
+
+async def test_a_return_shows_apart_from_the_sales_where_and_when_it_was_taken(
+    returned_at_another_store, ledger: asyncpg.Pool
+) -> None:
+    ids = returned_at_another_store
+    async with ledger.acquire() as conn:
+        monday, tuesday, wednesday, thursday = [(await cash_closing(conn, d)).as_dict() for d in (MON, TUE, WED, THU)]
+        wednesday_at_loja01 = (await cash_closing(conn, WED, store="LOJA01")).as_dict()
+
+    # Monday: the sale, at LOJA01 / PDV01; its returns are not Monday's, nor that terminal's
+    [(where, sold)] = [((t["store"], t["terminal"]), t) for t in monday["terminals"]]
+    assert where == ("LOJA01", "PDV01")
+    assert sold["totals"] == totals(1, 5780) and sold["returns"] == []
+    assert tuesday["terminals"] == [] and thursday["terminals"] == []  # 23:40 is still Wednesday
+    assert wednesday_at_loja01["terminals"] == []
+
+    # Wednesday at LOJA02 / PDV07: its own sale, and apart from it the two returns it took:
+    # R$ 12,00 back to the convênio, R$ 8,00 as the customer's credit (the convênio still pays it)
+    [pdv07] = wednesday["terminals"]
+    assert (pdv07["store"], pdv07["terminal"]) == ("LOJA02", "PDV07")
+    assert pdv07["totals"] == totals(1, 300, pool=(1, 1200), credit=(1, 800))
+    assert (pdv07["totals"]["returns_amount"], pdv07["totals"]["net_amount"]) == (2000, 300 - 1200)
+    assert pdv07["convenios"] == [{"convenio": "EMP001", **totals(1, 300, pool=(1, 1200), credit=(1, 800))}]
+    assert pdv07["participants"] == [
+        {"convenio": "EMP001", "participant": "CLI001", **totals(1, 300, pool=(1, 1200), credit=(1, 800))}
+    ]
+    # each return names the sale it gave back part of, sold elsewhere and earlier
+    assert [(r["id"], r["amount"], r["refund"], r["credit_reference"]) for r in pdv07["returns"]] == [
+        (ids["pool"], 1200, "POOL", None),
+        (ids["credit"], 800, "CREDIT", f"DEV-{ids['credit']}"),
+    ]
+    sale_fields = ("empenho", "coupon", "convenio", "participant", "sale_store", "sale_terminal", "sale_date")
+    assert {tuple(r[f] for f in sale_fields) for r in pdv07["returns"]} == {
+        (ids["sale"], "CUPOM-5780", "EMP001", "CLI001", "LOJA01", "PDV01", "2025-11-17")
+    }
+    assert pdv07["returns"][0]["reason"] == "troca de tamanho"
+    assert wednesday["totals"] == totals(1, 300, pool=(1, 1200), credit=(1, 800))
+
+
+async def test_a_sale_returned_in_part_then_reversed_counts_each_on_its_day(
+    seed: Terminal, svc, clock: Clock, ledger_url, ledger: asyncpg.Pool
+) -> None:
+    set_clock(clock, MON, 10)
+    sale = await sell(seed, svc, 2000, "C-1")
+    set_clock(clock, TUE, 10)
+    await give_part_back(seed, sale, 500)
+    set_clock(clock, WED, 10)
+    await give_back(seed, sale)  # the reversal takes what the return left: R$ 15,00
+    await writer.drain(svc, ledger_url)
+    async with ledger.acquire() as conn:
+        monday, tuesday, wednesday = [(await cash_closing(conn, d)).as_dict() for d in (MON, TUE, WED)]
+    assert monday["totals"] == totals(1, 2000)
+    assert tuesday["totals"] == totals(0, 0, pool=(1, 500))
+    assert wednesday["totals"] == totals(0, 0, 1, 1500)
+    assert sum(day["totals"]["net_amount"] for day in (monday, tuesday, wednesday)) == 0
+
+
+async def test_the_closing_shows_how_far_the_files_return_lines_are_reconciled(
+    returned_at_another_store, ledger: asyncpg.Pool
+) -> None:
+    ids = returned_at_another_store
+    treasury = Treasury(ledger)
+    await treasury.import_(
+        closing_file(
+            sale_line("CUPOM-0300", 300, day=WED, store="LOJA02", terminal="PDV07", returns_column=True),
+            return_line(ids["pool"], -1200),
+            return_line(ids["credit"], -900),  # the terminal says R$ 9,00
+            header=RETURNS_HEADER,
+        )
+    )
+    await treasury.run(WED)
+    async with ledger.acquire() as conn:
+        [pdv07] = (await cash_closing(conn, WED)).as_dict()["terminals"]
+    assert pdv07["reconciliation"] == {
+        "file_lines": 1,
+        "file_amount": 300,
+        "states": {"NOT_RECONCILED": 0, "RECONCILED": 1, "DIVERGENT": 0, "FAILED": 0},
+    }
+    assert pdv07["return_reconciliation"] == {
+        "file_lines": 2,
+        "file_amount": 2100,  # given back, as the file says
+        "states": {"NOT_RECONCILED": 0, "RECONCILED": 1, "DIVERGENT": 1, "FAILED": 0},
+    }
+
+
+async def test_the_closing_command_prints_the_returns(returned_at_another_store, ledger_url) -> None:
+    ids = returned_at_another_store
+    env = {"DATABASE_URL": ledger_url}
+    r = await asyncio.to_thread(_invoke, ["--date", "2025-11-19"], env)
+    assert r.exit_code == 0, r.output
+    assert "LOJA02 / PDV07" in r.stdout and "LOJA01 / PDV01" not in r.stdout
+    assert "2 return(s)       R$ 20,00 (1 as credit R$ 8,00)" in r.stdout
+    assert "net       -R$ 9,00" in r.stdout
+    assert "returns taken here:" in r.stdout
+    assert f"{ids['pool']}       R$ 12,00 POOL  of CUPOM-5780 (EMP001 CLI001) sold 2025-11-17 at LOJA01 PDV01" in (
+        r.stdout
+    )
+    assert f"CREDIT DEV-{ids['credit']}" in r.stdout
+    r = await asyncio.to_thread(_invoke, ["--date", "2025-11-19", "--json"], env)
+    assert json.loads(r.stdout)["totals"] == totals(1, 300, pool=(1, 1200), credit=(1, 800))

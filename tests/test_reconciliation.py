@@ -1,7 +1,8 @@
 """Reconciliation of the terminals' closing files with the ledger:
 the treasury imports each terminal's fechamento de caixa, runs the reconciliation day by day,
-looks at what did not match, undoes a reconciliation, and reads the convênio's receivable.
-Sales go through the real API and the real ledger writer; every time is the test's own."""
+looks at what did not match, undoes a reconciliation, and reads the convênio's receivable; the
+files' return lines (devoluções) are matched against the ledger's returns the same way.
+Sales and returns go through the real API and the real ledger writer; every time is the test's own."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ SP = ZoneInfo("America/Sao_Paulo")
 SUN = datetime.date(2025, 11, 16)
 MON, TUE, WED, THU, FRI = (datetime.date(2025, 11, 17) + datetime.timedelta(days=n) for n in range(5))
 HEADER = "store,terminal,date,coupon,convenio,participant,amount"
+RETURNS_HEADER = HEADER + ",type,return"  # a file that may carry return lines
 
 
 def at(day: datetime.date, hour: int = 14, minute: int = 0) -> datetime.datetime:
@@ -49,6 +51,33 @@ async def give_back(t: Terminal, empenho_id: str) -> None:
     assert r.json()["status"] == "REVERSED", r.text
 
 
+async def give_part_back(
+    t: Terminal, empenho_id: str, amount: int, store: str = "LOJA01", terminal: str = "PDV01", **extra: Any
+) -> str:
+    """A return (devolução) of part of a committed sale, taken at this store and terminal; its id."""
+    r = await t.return_sale(empenho_id, amount, store=store, terminal=terminal, **extra)
+    assert r.status_code == 201, r.text
+    assert r.json()["id"].startswith("R")
+    return r.json()["id"]
+
+
+async def bought_monday_returned_wednesday(t: Terminal, svc, clock: Clock, ledger_url: str) -> dict[str, str]:
+    """CLIENTE 001 buys R$ 57,80 at LOJA01 / PDV01 on Monday (CUPOM-5780). On Wednesday he brings
+    part of it back to another store, LOJA02, at its PDV07: R$ 12,00 back to the convênio at
+    15:00, and at 23:40 (02:40 UTC on Thursday, still Wednesday in São Paulo) R$ 8,00 as a store
+    credit; in between the same terminal sells him R$ 3,00 (CUPOM-0300)."""
+    set_clock(clock, MON, 10)
+    sale = await sell(t, svc, 5780, "CUPOM-5780")
+    set_clock(clock, WED, 15)
+    pool = await give_part_back(t, sale, 1200, store="LOJA02", terminal="PDV07", reason="troca de tamanho")
+    set_clock(clock, WED, 16)
+    await sell(t, svc, 300, "CUPOM-0300", store="LOJA02", terminal="PDV07")
+    set_clock(clock, WED, 23, 40)
+    credit = await give_part_back(t, sale, 800, store="LOJA02", terminal="PDV07", refund="CREDIT")
+    await writer.drain(svc, ledger_url)
+    return {"sale": sale, "pool": pool, "credit": credit}
+
+
 def closing_file(*lines: str, header: str = HEADER) -> bytes:
     return ("\n".join((header, *lines)) + "\n").encode()
 
@@ -62,9 +91,27 @@ def sale_line(
     store: str = "LOJA01",
     terminal: str = "PDV01",
     kind: str | None = None,
+    returns_column: bool = False,
 ) -> str:
     line = f"{store},{terminal},{day},{coupon},{convenio},{participant},{amount}"
+    if returns_column:  # a sale line of a file with the return column: SALE, no return
+        return f"{line},{kind or 'SALE'},"
     return line if kind is None else f"{line},{kind}"
+
+
+def return_line(
+    return_id: str,
+    amount: Any,
+    day: datetime.date = WED,
+    coupon: str = "CUPOM-5780",
+    store: str = "LOJA02",
+    terminal: str = "PDV07",
+    convenio: str = "EMP001",
+    participant: str = "CLI001",
+) -> str:
+    """A return line as a POS writes it: where and when the return was taken, the coupon of the
+    sale returned, the centavos given back written negative, and the return's id."""
+    return f"{store},{terminal},{day},{coupon},{convenio},{participant},{amount},RETURN,{return_id}"
 
 
 class Treasury:
@@ -93,6 +140,16 @@ class Treasury:
 
     async def states(self) -> dict[tuple[str, str], tuple[str, str | None]]:
         return {(r.origin, r.coupon): (r.state, r.missing) for r in await self.records()}
+
+    async def board(self) -> dict[tuple[str, str, str, str | None], tuple[str, str | None]]:
+        """Every record by origin, type, coupon and return: its state and the side missing."""
+        found = await self.records()
+        board = {(r.origin, r.type, r.coupon, r.return_id): (r.state, r.missing) for r in found}
+        assert len(board) == len(found)
+        return board
+
+    async def return_lines(self, return_id: str, origin: str = "FILE") -> list[rec.Record]:
+        return [r for r in await self.records() if r.return_id == return_id and r.origin == origin]
 
     async def line(self, coupon: str, origin: str = "FILE") -> rec.Record:
         [found] = [r for r in await self.records() if r.coupon == coupon and r.origin == origin]
@@ -477,6 +534,221 @@ async def test_reconciled_sales_move_each_convenios_own_receivable(
     assert [r.coupon for r in await treasury.records(convenio="EMP002", terminal="PDV02")] == ["CUPOM-3"]
 
 
+# --- returns (devoluções) ---------------------------------------------------------------------
+async def test_a_closing_file_with_its_return_lines_reconciles_clean(
+    seed: Terminal, svc, clock: Clock, ledger_url, treasury: Treasury
+) -> None:
+    ids = await bought_monday_returned_wednesday(seed, svc, clock, ledger_url)
+    await treasury.import_(closing_file(sale_line("CUPOM-5780", 5780)), "fechamento-LOJA01-PDV01-2025-11-17.csv")
+    await treasury.run(MON)
+    # LOJA02 / PDV07's Wednesday: its own sale, and the two returns of Monday's sale it took
+    wednesday = closing_file(
+        sale_line("CUPOM-0300", 300, day=WED, store="LOJA02", terminal="PDV07", returns_column=True),
+        return_line(ids["pool"], -1200),
+        return_line(ids["credit"], -800),
+        header=RETURNS_HEADER,
+    )
+    imported = await treasury.import_(wednesday, "fechamento-LOJA02-PDV07-2025-11-19.csv", at(WED, 23, 50))
+    assert (imported.lines, imported.sales, imported.sales_amount) == (3, 1, 300)
+    assert (imported.returns, imported.returns_amount, imported.informative) == (2, 2000, 0)
+
+    report = await treasury.run(WED)
+
+    assert await treasury.board() == {
+        ("FILE", "SALE", "CUPOM-5780", None): ("RECONCILED", None),
+        ("FILE", "SALE", "CUPOM-0300", None): ("RECONCILED", None),
+        ("FILE", "RETURN", "CUPOM-5780", ids["pool"]): ("RECONCILED", None),
+        ("FILE", "RETURN", "CUPOM-5780", ids["credit"]): ("RECONCILED", None),
+    }
+    assert (report.ledger_sales, report.ledger_returns, report.ledger_side_created) == (2, 2, 0)
+    assert report.changed == {"RECONCILED": 3}
+    [pool] = await treasury.return_lines(ids["pool"])
+    assert (pool.amount, pool.ledger_amount, pool.empenho_id, pool.business_date) == (-1200, -1200, ids["sale"], WED)
+    assert pool.note == f"the ledger's return {ids['pool']} matches (R$ 12,00)"
+    # the convênio's account: the return given back to its pool comes off what it owes; the one
+    # refunded as the customer's credit does not (the convênio still pays for the sale)
+    assert await treasury.receivable("EMP001") == (
+        [("RECONCILED", 5780, 5780), ("RECONCILED", 300, 6080), ("RETURN", -1200, 4880)],
+        4880,
+    )
+    async with treasury.pool.acquire() as conn:
+        account = await rec.receivables(conn, "EMP001")
+    assert [(m["return"], m["empenho"], m["date"]) for m in account["movements"]][-1] == (
+        ids["pool"],
+        ids["sale"],
+        "2025-11-19",
+    )
+
+    before = await treasury.fingerprint()
+    again = await treasury.run(WED)
+    assert await treasury.fingerprint() == before
+    assert (sum(again.changed.values()), again.movements) == (0, 0)
+
+
+async def test_a_return_line_missing_or_of_another_amount_is_reported(
+    seed: Terminal, svc, clock: Clock, ledger_url, treasury: Treasury
+) -> None:
+    ids = await bought_monday_returned_wednesday(seed, svc, clock, ledger_url)
+    await treasury.import_(closing_file(sale_line("CUPOM-5780", 5780)))
+    await treasury.run(MON)
+    # PDV07's file says R$ 15,00 for the first return, forgets the credit refund, and names a
+    # return the ledger never had; PDV01's file reports the credit refund as its own
+    await treasury.import_(
+        closing_file(
+            sale_line("CUPOM-0300", 300, day=WED, store="LOJA02", terminal="PDV07", returns_column=True),
+            return_line(ids["pool"], -1500),
+            return_line("R9-NAO-EXISTE", -450, coupon="CUPOM-0300"),
+            header=RETURNS_HEADER,
+        ),
+        "fechamento-LOJA02-PDV07-2025-11-19.csv",
+        at(WED, 23, 50),
+    )
+    await treasury.import_(
+        closing_file(return_line(ids["credit"], -800, store="LOJA01", terminal="PDV01"), header=RETURNS_HEADER),
+        "fechamento-LOJA01-PDV01-2025-11-19.csv",
+        at(WED, 23, 50),
+    )
+
+    await treasury.run(WED)
+
+    assert await treasury.board() == {
+        ("FILE", "SALE", "CUPOM-5780", None): ("RECONCILED", None),
+        ("FILE", "SALE", "CUPOM-0300", None): ("RECONCILED", None),
+        ("FILE", "RETURN", "CUPOM-5780", ids["pool"]): ("DIVERGENT", None),  # amount differs
+        ("FILE", "RETURN", "CUPOM-0300", "R9-NAO-EXISTE"): ("NOT_RECONCILED", "LEDGER"),  # not in the ledger
+        ("FILE", "RETURN", "CUPOM-5780", ids["credit"]): ("NOT_RECONCILED", "LEDGER"),  # not at that terminal
+        ("LEDGER", "RETURN", "CUPOM-5780", ids["credit"]): ("NOT_RECONCILED", "FILE"),  # not in PDV07's file
+    }
+    [divergent] = await treasury.return_lines(ids["pool"])
+    assert (divergent.amount, divergent.ledger_amount) == (-1500, -1200)
+    assert divergent.note == (
+        f"the ledger's return {ids['pool']} is R$ 12,00, the file says R$ 15,00 (they differ by R$ 3,00)"
+    )
+    [unknown] = await treasury.return_lines("R9-NAO-EXISTE")
+    assert unknown.note == rec.NO_RETURN
+    [elsewhere] = await treasury.return_lines(ids["credit"])
+    assert elsewhere.note == (
+        f"the ledger's return {ids['credit']} was taken at LOJA02 PDV07 on 2025-11-19, of the sale CUPOM-5780 "
+        "(EMP001 CLI001): not where, when or of what this line says"
+    )
+    [forgotten] = await treasury.return_lines(ids["credit"], origin="LEDGER")
+    assert (forgotten.store, forgotten.terminal, forgotten.business_date) == ("LOJA02", "PDV07", WED)
+    assert (forgotten.amount, forgotten.empenho_id, forgotten.note) == (-800, ids["sale"], rec.NO_RETURN_FILE_YET)
+    # nothing reconciled, nothing taken off the receivable
+    assert await treasury.receivable("EMP001") == ([("RECONCILED", 5780, 5780), ("RECONCILED", 300, 6080)], 6080)
+
+    # PDV07's corrected file: the right amount takes the return from the divergent line
+    await treasury.import_(
+        closing_file(return_line(ids["pool"], -1200), return_line(ids["credit"], -800), header=RETURNS_HEADER),
+        "fechamento-LOJA02-PDV07-2025-11-19-corrigido.csv",
+        at(THU, 9),
+    )
+    await treasury.run(THU)
+
+    wrong, corrected = await treasury.return_lines(ids["pool"])
+    assert (corrected.state, corrected.ledger_amount) == ("RECONCILED", -1200)
+    assert (wrong.state, wrong.missing) == ("NOT_RECONCILED", "LEDGER")
+    assert wrong.note == (
+        f"the ledger's return {ids['pool']} is matched by record {corrected.id}: the return is reported twice"
+    )
+    elsewhere, credit = await treasury.return_lines(ids["credit"])
+    [ledger_side] = await treasury.return_lines(ids["credit"], origin="LEDGER")
+    assert (credit.state, elsewhere.state) == ("RECONCILED", "NOT_RECONCILED")
+    assert (ledger_side.state, ledger_side.partner) == ("RECONCILED", credit.id)
+    _, balance = await treasury.receivable("EMP001")
+    assert balance == 6080 - 1200
+
+    await treasury.run(WED + datetime.timedelta(days=4))  # past the look-back of Wednesday's lines
+    assert [r.state for r in await treasury.return_lines(ids["pool"])] == ["FAILED", "RECONCILED"]
+    assert [r.state for r in await treasury.return_lines("R9-NAO-EXISTE")] == ["FAILED"]
+    assert [r.state for r in await treasury.return_lines(ids["credit"])] == ["FAILED", "RECONCILED"]
+
+
+async def test_undoing_a_return_puts_it_back_and_a_reversal_takes_only_what_the_returns_left(
+    seed: Terminal, svc, clock: Clock, ledger_url, treasury: Treasury
+) -> None:
+    set_clock(clock, MON, 10)
+    sale = await sell(seed, svc, 5780, "CUPOM-5780")
+    set_clock(clock, TUE, 11)
+    returned = await give_part_back(seed, sale, 1200)
+    await writer.drain(svc, ledger_url)
+    await treasury.import_(closing_file(sale_line("CUPOM-5780", 5780)))
+    await treasury.import_(
+        closing_file(return_line(returned, -1200, day=TUE, store="LOJA01", terminal="PDV01"), header=RETURNS_HEADER),
+        "fechamento-terca.csv",
+        at(TUE, 22),
+    )
+    await treasury.run(TUE)
+    [line] = await treasury.return_lines(returned)
+    assert line.state == "RECONCILED"
+
+    undone = await treasury.undo(line.id, at(WED, 9), note="devolução conferida de novo")
+    assert [(r.state, r.return_id, r.empenho_id) for r in undone] == [("NOT_RECONCILED", returned, None)]
+    await treasury.run(WED)
+    assert [r.state for r in await treasury.return_lines(returned)] == ["RECONCILED"]
+
+    set_clock(clock, WED, 10)
+    await give_back(seed, sale)  # the rest of the sale, R$ 45,80, is reversed
+    await writer.drain(svc, ledger_url)
+    await treasury.run(WED)
+
+    [reversed_] = [r for r in await treasury.lines("CUPOM-5780") if r.type == "SALE"]
+    assert (reversed_.state, reversed_.ledger_amount) == ("DIVERGENT", 0)
+    # the convênio owes nothing for the sale: R$ 12,00 came back by the return, R$ 45,80 by the reversal
+    assert await treasury.receivable("EMP001") == (
+        [
+            ("RECONCILED", 5780, 5780),
+            ("RETURN", -1200, 4580),
+            ("RETURN_UNDONE", 1200, 5780),
+            ("RETURN", -1200, 4580),
+            ("REVERSED", -4580, 0),
+        ],
+        0,
+    )
+    before = await treasury.fingerprint()
+    await treasury.run(WED)
+    assert await treasury.fingerprint() == before
+
+
+async def test_return_lines_in_the_file_format() -> None:
+    def problems(*lines: str, header: str = RETURNS_HEADER) -> list[tuple[int, str]]:
+        with pytest.raises(rec.BadFile) as refused:
+            rec.parse(closing_file(*lines, header=header))
+        return [(p.line, p.message) for p in refused.value.problems]
+
+    assert problems(
+        return_line("R1-A", 1200),
+        return_line("", -1200),
+        sale_line("C-1", 100, kind="SALE") + ",R1-B",
+        return_line("R1-C", -100),
+        return_line("R1-C", -100),
+        return_line("R1-D", -100, coupon=""),
+    ) == [
+        (2, "amount 1200: a return is written negative, the centavos given back (-1200 is R$ 12,00 returned)"),
+        (3, "return is empty: a RETURN line names the return's id (the column return)"),
+        (4, "return 'R1-B' on a SALE line: only a RETURN line names a return"),
+        (6, "the same return as line 5"),
+        (7, "coupon is empty"),
+    ]
+    # without the return column a RETURN line cannot name its return
+    assert problems("LOJA02,PDV07,2025-11-19,C-1,EMP001,CLI001,-1200,RETURN", header=HEADER + ",type") == [
+        (2, "return is empty: a RETURN line names the return's id (the column return)")
+    ]
+    lines = rec.parse(
+        closing_file(
+            sale_line("C-1", 100, returns_column=True),
+            return_line("R1-A", -1200),
+            "LOJA02,PDV07,2025-11-19,,EMP001,,-35,ADJUSTMENT,",
+            header=RETURNS_HEADER,
+        )
+    )
+    assert lines == [
+        rec.Line(2, "SALE", "LOJA01", "PDV01", MON, "C-1", "EMP001", "CLI001", 100),
+        rec.Line(3, "RETURN", "LOJA02", "PDV07", WED, "CUPOM-5780", "EMP001", "CLI001", -1200, "R1-A"),
+        rec.Line(4, "ADJUSTMENT", "LOJA02", "PDV07", WED, "", "EMP001", "", -35),
+    ]
+
+
 # --- the file's format ---------------------------------------------------------------------------
 async def test_a_bad_file_is_refused_whole_naming_every_bad_line(treasury: Treasury) -> None:
     bad = closing_file(
@@ -516,7 +788,7 @@ async def test_a_bad_file_is_refused_whole_naming_every_bad_line(treasury: Treas
         (1, f"missing column(s) participant, amount; unknown column(s) valor (the header is {rec.HEADER})")
     ]
     assert problems(closing_file(sale_line("C-1", 100, kind="VENDA"), header=HEADER + ",type")) == [
-        (2, "type 'VENDA': expected SALE, ADJUSTMENT or INFO")
+        (2, "type 'VENDA': expected SALE, RETURN, ADJUSTMENT or INFO")
     ]
     good = closing_file(sale_line("C-1", 100)) + b"LOJA01,PDV01,2025-11-17,C-"
     assert problems(good + b"\xff,EMP001,CLI001,1\n") == [(3, f"not UTF-8 text (byte {len(good)})")]
@@ -628,3 +900,35 @@ async def test_the_reconcile_command_for_operators_and_scripts(
     nowhere = {"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/ledger"}
     r = await convenio_reconcile(nowhere, "list")
     assert r.exit_code == 3 and "cannot reach" in r.stderr and "Traceback" not in r.output
+
+
+async def test_the_reconcile_command_shows_the_return_lines(
+    seed: Terminal, svc, clock: Clock, ledger_url, tmp_path: Path
+) -> None:
+    ids = await bought_monday_returned_wednesday(seed, svc, clock, ledger_url)
+    env = {"DATABASE_URL": ledger_url}
+    wednesday = tmp_path / "fechamento-LOJA02-PDV07-2025-11-19.csv"
+    wednesday.write_bytes(closing_file(return_line(ids["pool"], -1200), header=RETURNS_HEADER))
+
+    r = await convenio_reconcile(env, "import", str(wednesday))
+    assert r.exit_code == 0, r.output
+    assert "1 line(s), 0 sale(s) (R$ 0,00), 1 return(s) (R$ 12,00 given back), 0 informative" in r.stdout
+    r = await convenio_reconcile(env, "run", "--date", "2025-11-19", "--json")
+    ran = json.loads(r.stdout)
+    assert (ran["ledger_sales_seen"], ran["ledger_returns_seen"], ran["receivable_amount"]) == (2, 2, -1200)
+
+    listed = json.loads((await convenio_reconcile(env, "list", "--date", "2025-11-19", "--json")).stdout)
+    returns = {
+        (x["origin"], x["return"]): (x["state"], x["amount"]) for x in listed["records"] if x["type"] == "RETURN"
+    }
+    assert returns == {
+        ("FILE", ids["pool"]): ("RECONCILED", -1200),
+        ("LEDGER", ids["credit"]): ("NOT_RECONCILED", -800),
+    }
+    r = await convenio_reconcile(env, "list", "--date", "2025-11-19", "--state", "NOT_RECONCILED")
+    assert f"CUPOM-5780 RETURN {ids['credit']} EMP001 CLI001 -R$ 8,00 NOT_RECONCILED missing:FILE" in r.stdout
+    [forgotten] = [x for x in listed["records"] if x["return"] == ids["credit"]]
+    r = await convenio_reconcile(env, "history", str(forgotten["id"]))
+    assert f"ledger return {ids['credit']}" in r.stdout and rec.NO_RETURN_FILE_YET in r.stdout
+    r = await convenio_reconcile(env, "receivables", "--convenio", "EMP001")
+    assert "RETURN          -R$ 12,00" in r.stdout and f"return {ids['pool']}" in r.stdout

@@ -49,8 +49,8 @@ def _call(fn: Callable[[asyncpg.Connection], Awaitable[T]], as_json: bool) -> T:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def reconcile() -> None:
     """Reconcile the terminals' closing files (fechamento de caixa) with the ledger's committed
-    sales: import a file, run the matching (a look-back window of days), undo a
-    reconciliation, list records and their history, and the convênios' receivables.
+    sales and returns (devoluções): import a file, run the matching (a look-back window of days),
+    undo a reconciliation, list records and their history, and the convênios' receivables.
 
     Exit codes: 0 done; 1 refused (bad file, unknown record, a record that cannot be undone);
     2 usage; 3 Postgres unavailable. The CSV format is in docs/reconciliation.md."""
@@ -61,9 +61,9 @@ def reconcile() -> None:
 @by_option
 @json_option
 def import_(file: Path, by: str, as_json: bool) -> None:
-    """Import a closing file (CSV: store,terminal,date,coupon,convenio,participant,amount[,type]).
-    A file with any bad line is refused whole (exit 1, every bad line named); the same file
-    imported again changes nothing."""
+    """Import a closing file (CSV: store,terminal,date,coupon,convenio,participant,amount[,type][,return];
+    a RETURN line names the return and writes its amount negative). A file with any bad line is
+    refused whole (exit 1, every bad line named); the same file imported again changes nothing."""
     try:
         data = file.read_bytes()
     except OSError as exc:
@@ -83,9 +83,10 @@ def import_(file: Path, by: str, as_json: bool) -> None:
             f"({done.imported_at.astimezone(LOCAL):%Y-%m-%d %H:%M} by {done.imported_by}): nothing changed"
         )
         return
+    returns = f", {done.returns} return(s) ({brl(done.returns_amount)} given back)" if done.returns else ""
     click.echo(
         f"imported {file.name} as file {done.file_id}: {done.lines} line(s), {done.sales} sale(s) "
-        f"({brl(done.sales_amount)}), {done.informative} informative"
+        f"({brl(done.sales_amount)}){returns}, {done.informative} informative"
     )
     click.echo("run `convenio reconcile run` to match them with the ledger", err=True)
 
@@ -102,8 +103,8 @@ def import_(file: Path, by: str, as_json: bool) -> None:
 @by_option
 @json_option
 def run_(day: datetime.date | None, window: int, by: str, as_json: bool) -> None:
-    """Match the open records with the ledger's committed sales, as of a business day
-    (America/Sao_Paulo): records not matched are tried again by later runs for the window's
+    """Match the open records with the ledger's committed sales and its returns, as of a business
+    day (America/Sao_Paulo): records not matched are tried again by later runs for the window's
     days, then FAIL. Running the same run again changes nothing."""
     now = datetime.datetime.now(datetime.UTC)
     on = day or local_today(now)
@@ -119,7 +120,8 @@ def run_(day: datetime.date | None, window: int, by: str, as_json: bool) -> None
         return
     changed = ", ".join(f"{n} {state}" for state, n in report.as_dict()["changed"].items())
     click.echo(f"reconciliation of {on} (look-back {window} day(s), from {report.oldest}) by {by}")
-    click.echo(f"  tried {report.file_records} file line(s) against {report.ledger_sales} ledger sale(s)")
+    returns = f" and {report.ledger_returns} return(s)" if report.ledger_returns else ""
+    click.echo(f"  tried {report.file_records} file line(s) against {report.ledger_sales} ledger sale(s){returns}")
     click.echo(f"  changed: {changed}; {report.ledger_side_created} ledger-side record(s) created")
     click.echo(f"  receivable: {report.movements} movement(s), {brl(report.receivable)}")
     now_states = ", ".join(f"{n} {s}" for s, n in report.as_dict()["window_states"].items() if n)
@@ -173,8 +175,9 @@ def list_(
         return
     for r in found:
         missing = f" missing:{r.missing}" if r.missing else ""
+        returned = f" {r.type} {r.return_id}" if r.return_id else ""
         click.echo(
-            f"{r.id:>8} {r.business_date} {r.store} {r.terminal} {r.coupon or '-'} {r.convenio} "
+            f"{r.id:>8} {r.business_date} {r.store} {r.terminal} {r.coupon or '-'}{returned} {r.convenio} "
             f"{r.participant or '-'} {brl(r.amount)} {r.state}{missing}  {r.note}"
         )
     click.echo(f"{len(found)} of {total} record(s)", err=True)
@@ -189,10 +192,16 @@ def history_(record_id: int, as_json: bool) -> None:
     if as_json:
         print_json({"record": record.as_dict(), "history": rows})
         return
-    where = f"{record.file_name} line {record.line}" if record.origin == "FILE" else f"ledger sale {record.empenho_id}"
+    if record.origin == "FILE":
+        where = f"{record.file_name} line {record.line}"
+    elif record.return_id:
+        where = f"ledger return {record.return_id}"
+    else:
+        where = f"ledger sale {record.empenho_id}"
+    returned = f" {record.type} {record.return_id}" if record.return_id else ""
     click.echo(
         f"record {record.id}: {where}: {record.business_date} {record.store} {record.terminal} "
-        f"{record.coupon} {record.convenio} {record.participant} {brl(record.amount)} — {record.state}"
+        f"{record.coupon}{returned} {record.convenio} {record.participant} {brl(record.amount)} — {record.state}"
     )
     for h in rows:
         at = datetime.datetime.fromisoformat(h["at"]).astimezone(LOCAL)
@@ -204,7 +213,8 @@ def history_(record_id: int, as_json: bool) -> None:
 @json_option
 def receivables_(convenio: str | None, as_json: bool) -> None:
     """The convênio's financial account: a movement for every reconciled sale, and
-    a counter-movement when a reconciliation is undone or the sale is reversed afterwards."""
+    a counter-movement when a reconciliation is undone or the sale is reversed afterwards; a
+    reconciled return given back to the pool takes its amount off (RETURN)."""
     if convenio is None:
         balances = _call(rec.receivable_balances, as_json)
         if as_json:
@@ -221,6 +231,7 @@ def receivables_(convenio: str | None, as_json: bool) -> None:
         click.echo(
             f"{m['seq']:>8} {m['date']} {m['kind']:<10} {brl(m['amount']):>14} {brl(m['balance']):>14}  "
             f"record {m['record']} {m['store']} {m['terminal']} {m['coupon']} {m['participant']}"
+            + (f" return {m['return']}" if m["return"] else "")
         )
     click.echo(f"{convenio}: receivable {brl(account['balance'])} ({len(account['movements'])} movement(s))")
 
@@ -232,8 +243,10 @@ def receivables_(convenio: str | None, as_json: bool) -> None:
 @json_option
 def closing(day: datetime.date | None, store: str | None, terminal: str | None, as_json: bool) -> None:
     """The cash-closing report (fechamento de caixa) of a business day, per store and terminal:
-    sales and reversals with their totals per convênio and per participant kept separately,
-    and how far the terminal's closing file has been reconciled."""
+    sales and reversals, and apart from them the returns (devoluções) taken there (given back to
+    the pool, or as a DEVOLUCAO credit), with their totals per convênio and per participant kept
+    separately, the net the convênio is charged, and how far the terminal's closing file has
+    been reconciled."""
     on = day or local_today()
     report = _call(lambda conn: cash_closing(conn, on, store, terminal), as_json)
     if as_json:
@@ -242,9 +255,11 @@ def closing(day: datetime.date | None, store: str | None, terminal: str | None, 
     data = report.as_dict()
 
     def line(label: str, t: dict[str, int]) -> str:
+        credit = f" ({t['credit_returns']} as credit {brl(t['credit_returns_amount'])})" if t["credit_returns"] else ""
         return (
             f"{label:<28} {t['sales']:>5} sale(s) {brl(t['sales_amount']):>14}   "
-            f"{t['reversals']:>4} reversal(s) {brl(t['reversals_amount']):>14}   net {brl(t['net_amount']):>14}"
+            f"{t['reversals']:>4} reversal(s) {brl(t['reversals_amount']):>14}   "
+            f"{t['returns']:>4} return(s) {brl(t['returns_amount']):>14}{credit}   net {brl(t['net_amount']):>14}"
         )
 
     click.echo(f"Fechamento de caixa {on}")
@@ -257,11 +272,27 @@ def closing(day: datetime.date | None, store: str | None, terminal: str | None, 
         click.echo("  per participant:")
         for p in t["participants"]:
             click.echo("    " + line(f"{p['convenio']} {p['participant']}", p))
-        r = t["reconciliation"]
-        states = ", ".join(f"{n} {s}" for s, n in r["states"].items() if n) or "no closing file imported"
+        if t["returns"]:
+            click.echo("  returns taken here:")
+        for x in t["returns"]:
+            at = datetime.datetime.fromisoformat(x["at"]).astimezone(LOCAL)
+            refund = f"CREDIT {x['credit_reference']}" if x["refund"] == "CREDIT" else "POOL"
+            click.echo(
+                f"    {at:%H:%M} {x['id']} {brl(x['amount']):>14} {refund}  of {x['coupon'] or x['empenho']} "
+                f"({x['convenio']} {x['participant']}) sold {x['sale_date']} at {x['sale_store']} {x['sale_terminal']}"
+            )
+        r, back = t["reconciliation"], t["return_reconciliation"]
+        none = "no sale line" if back["file_lines"] else "no closing file imported"
+        states = ", ".join(f"{n} {s}" for s, n in r["states"].items() if n) or none
         click.echo(f"  closing file: {r['file_lines']} line(s), {brl(r['file_amount'])}: {states}")
+        if back["file_lines"]:
+            states = ", ".join(f"{n} {s}" for s, n in back["states"].items() if n)
+            click.echo(
+                f"  closing file's returns: {back['file_lines']} line(s), "
+                f"{brl(back['file_amount'])} given back: {states}"
+            )
     if not data["terminals"]:
-        click.echo("no convênio sale on this day", err=True)
+        click.echo("no convênio sale or return on this day", err=True)
     click.echo("\n" + line("all terminals", data["totals"]))
 
 

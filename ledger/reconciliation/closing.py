@@ -1,11 +1,16 @@
 """The cash-closing report (fechamento de caixa): a business day's convênio sales per store and
-terminal, with the totals per convênio and per participant kept separately ("no
-fechamento de caixa, as informações referente ao convênio e participante serão salvas
-separadamente"), and how far the terminal's closing file has been reconciled.
+terminal, the returns (devoluções) taken there apart from them, with the totals per convênio
+and per participant kept separately ("no fechamento de caixa, as informações referente ao
+convênio e participante serão salvas separadamente"), and how far the terminal's closing file
+has been reconciled.
 
 Read from the ledger's projection: a sale counts on the day it was committed, a reversal on the
-day it was reversed (in America/Sao_Paulo), so a sale returned the next day shows in both days'
-closings, each on its own side. Money is integer centavos.
+day it was reversed, at the sale's store and terminal; a return counts where and when it was
+taken (its own store, terminal and day, not the sale's). Days are America/Sao_Paulo's, so a
+sale reversed the next day shows in both days' closings, each on its own side. The net is what
+the convênio is charged: sales less reversals less the returns given back to its pool; a return
+refunded as a DEVOLUCAO credit is shown but not taken off (the convênio still pays for the sale,
+the customer holds a store credit). Money is integer centavos.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 
 import asyncpg
 
+from gateway.platform.clock import local_day
 from ledger.reconciliation.reconcile import STATES, day_bounds
 
 SALES = """
@@ -26,18 +32,43 @@ WHERE committed_at >= $1 AND committed_at < $2 AND status IN ('COMMITTED', 'REVE
   AND ($3::text IS NULL OR store = $3) AND ($4::text IS NULL OR terminal = $4)
 GROUP BY store, terminal, convenio, participant"""
 
+# a reversal gives back what the sale's returns left of it
 REVERSALS = """
-SELECT store, terminal, convenio, participant, count(*)::int AS n, sum(committed_amount)::bigint AS amount
+SELECT store, terminal, convenio, participant, count(*)::int AS n, sum(committed_amount - returned)::bigint AS amount
 FROM empenhos
 WHERE status = 'REVERSED' AND ended_at >= $1 AND ended_at < $2
   AND ($3::text IS NULL OR store = $3) AND ($4::text IS NULL OR terminal = $4)
 GROUP BY store, terminal, convenio, participant"""
 
-# what the terminals' closing files reported for the day, by reconciliation state
+# the returns taken on the day, at the store and terminal that took them
+RETURNS = """
+SELECT r.store, r.terminal, e.convenio, e.participant, r.refund, count(*)::int AS n, sum(r.amount)::bigint AS amount
+FROM empenho_returns r JOIN empenhos e ON e.id = r.empenho_id
+WHERE r.at >= $1 AND r.at < $2
+  AND ($3::text IS NULL OR r.store = $3) AND ($4::text IS NULL OR r.terminal = $4)
+GROUP BY r.store, r.terminal, e.convenio, e.participant, r.refund"""
+
+RETURN_LIST = """
+SELECT r.id, r.at, r.store, r.terminal, r.amount, r.refund, r.credit_reference, r.reason, r.empenho_id, e.coupon,
+       e.convenio, e.participant, e.store AS sale_store, e.terminal AS sale_terminal, e.committed_at
+FROM empenho_returns r JOIN empenhos e ON e.id = r.empenho_id
+WHERE r.at >= $1 AND r.at < $2
+  AND ($3::text IS NULL OR r.store = $3) AND ($4::text IS NULL OR r.terminal = $4)
+ORDER BY r.at, r.id"""
+
+# what the terminals' closing files reported for the day, by reconciliation state: the sale lines
 RECONCILED = """
 SELECT store, terminal, state, count(*)::int AS n, sum(amount)::bigint AS amount
 FROM reconciliation_records
 WHERE origin = 'FILE' AND type = 'SALE' AND business_date = $1
+  AND ($2::text IS NULL OR store = $2) AND ($3::text IS NULL OR terminal = $3)
+GROUP BY store, terminal, state"""
+
+# ... and the return lines (their amounts negated: centavos given back)
+RETURNS_RECONCILED = """
+SELECT store, terminal, state, count(*)::int AS n, (-sum(amount))::bigint AS amount
+FROM reconciliation_records
+WHERE origin = 'FILE' AND type = 'RETURN' AND business_date = $1
   AND ($2::text IS NULL OR store = $2) AND ($3::text IS NULL OR terminal = $3)
 GROUP BY store, terminal, state"""
 
@@ -48,16 +79,36 @@ class Totals:
     sales_amount: int = 0
     reversals: int = 0
     reversals_amount: int = 0
+    pool_returns: int = 0  # returns given back to the convênio's balance
+    pool_returns_amount: int = 0
+    credit_returns: int = 0  # returns refunded as the customer's DEVOLUCAO credit
+    credit_returns_amount: int = 0
+
+    @property
+    def returns(self) -> int:
+        return self.pool_returns + self.credit_returns
+
+    @property
+    def returns_amount(self) -> int:
+        return self.pool_returns_amount + self.credit_returns_amount
 
     @property
     def net_amount(self) -> int:
-        return self.sales_amount - self.reversals_amount
+        """What the convênio is charged: a credit refund leaves the sale charged."""
+        return self.sales_amount - self.reversals_amount - self.pool_returns_amount
 
     def add(self, other: Totals) -> None:
-        self.sales += other.sales
-        self.sales_amount += other.sales_amount
-        self.reversals += other.reversals
-        self.reversals_amount += other.reversals_amount
+        for name in (
+            "sales",
+            "sales_amount",
+            "reversals",
+            "reversals_amount",
+            "pool_returns",
+            "pool_returns_amount",
+            "credit_returns",
+            "credit_returns_amount",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -65,8 +116,58 @@ class Totals:
             "sales_amount": self.sales_amount,
             "reversals": self.reversals,
             "reversals_amount": self.reversals_amount,
+            "returns": self.returns,
+            "returns_amount": self.returns_amount,
+            "pool_returns": self.pool_returns,
+            "pool_returns_amount": self.pool_returns_amount,
+            "credit_returns": self.credit_returns,
+            "credit_returns_amount": self.credit_returns_amount,
             "net_amount": self.net_amount,
         }
+
+
+@dataclass(frozen=True)
+class ReturnTaken:
+    """A return taken at the terminal on the day, and the sale it gave back part of."""
+
+    id: str
+    at: datetime.datetime
+    amount: int
+    refund: str  # POOL or CREDIT
+    credit_reference: str | None  # CREDIT: the DEVOLUCAO credit it became
+    reason: str | None
+    empenho_id: str
+    coupon: str
+    convenio: str
+    participant: str
+    sale_store: str
+    sale_terminal: str
+    sale_date: datetime.date
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": self.at.isoformat(),
+            "amount": self.amount,
+            "refund": self.refund,
+            "credit_reference": self.credit_reference,
+            "reason": self.reason,
+            "empenho": self.empenho_id,
+            "coupon": self.coupon,
+            "convenio": self.convenio,
+            "participant": self.participant,
+            "sale_store": self.sale_store,
+            "sale_terminal": self.sale_terminal,
+            "sale_date": self.sale_date.isoformat(),
+        }
+
+
+def _file_lines(states: dict[str, tuple[int, int]]) -> dict[str, Any]:
+    return {
+        "file_lines": sum(n for n, _ in states.values()),
+        "file_amount": sum(a for _, a in states.values()),
+        "states": {s: states.get(s, (0, 0))[0] for s in STATES if s != "INFORMATIVE"},
+    }
 
 
 @dataclass
@@ -76,8 +177,10 @@ class TerminalClosing:
     totals: Totals = field(default_factory=Totals)
     convenios: dict[str, Totals] = field(default_factory=lambda: defaultdict(Totals))
     participants: dict[tuple[str, str], Totals] = field(default_factory=lambda: defaultdict(Totals))
+    returns: list[ReturnTaken] = field(default_factory=list)
     # the day's closing-file lines of this terminal, per reconciliation state: (lines, amount)
     reconciliation: dict[str, tuple[int, int]] = field(default_factory=dict)
+    return_reconciliation: dict[str, tuple[int, int]] = field(default_factory=dict)  # amounts given back
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -88,11 +191,9 @@ class TerminalClosing:
             "participants": [
                 {"convenio": c, "participant": p, **t.as_dict()} for (c, p), t in sorted(self.participants.items())
             ],
-            "reconciliation": {
-                "file_lines": sum(n for n, _ in self.reconciliation.values()),
-                "file_amount": sum(a for _, a in self.reconciliation.values()),
-                "states": {s: self.reconciliation.get(s, (0, 0))[0] for s in STATES if s != "INFORMATIVE"},
-            },
+            "returns": [r.as_dict() for r in self.returns],
+            "reconciliation": _file_lines(self.reconciliation),
+            "return_reconciliation": _file_lines(self.return_reconciliation),
         }
 
 
@@ -123,7 +224,8 @@ class Closing:
 async def cash_closing(
     conn: asyncpg.Connection, on: datetime.date, store: str | None = None, terminal: str | None = None
 ) -> Closing:
-    """The closing of business day `on`, of every store and terminal or of those given."""
+    """The closing of business day `on`, of every store and terminal or of those given: the
+    sales and reversals of the terminals' sales, the returns the terminals took."""
     start, end = day_bounds(on)
     by_terminal: dict[tuple[str, str], TerminalClosing] = {}
 
@@ -143,6 +245,34 @@ async def cash_closing(
         part = Totals(reversals=row["n"], reversals_amount=row["amount"])
         for totals in (t.totals, t.convenios[row["convenio"]], t.participants[(row["convenio"], row["participant"])]):
             totals.add(part)
+    for row in await conn.fetch(RETURNS, start, end, store, terminal):
+        t = closing_of(row)
+        if row["refund"] == "CREDIT":
+            part = Totals(credit_returns=row["n"], credit_returns_amount=row["amount"])
+        else:
+            part = Totals(pool_returns=row["n"], pool_returns_amount=row["amount"])
+        for totals in (t.totals, t.convenios[row["convenio"]], t.participants[(row["convenio"], row["participant"])]):
+            totals.add(part)
+    for row in await conn.fetch(RETURN_LIST, start, end, store, terminal):
+        closing_of(row).returns.append(
+            ReturnTaken(
+                row["id"],
+                row["at"],
+                row["amount"],
+                row["refund"],
+                row["credit_reference"],
+                row["reason"],
+                row["empenho_id"],
+                row["coupon"] or "",
+                row["convenio"],
+                row["participant"],
+                row["sale_store"],
+                row["sale_terminal"],
+                local_day(row["committed_at"]),
+            )
+        )
     for row in await conn.fetch(RECONCILED, on, store, terminal):
         closing_of(row).reconciliation[row["state"]] = (row["n"], row["amount"])
+    for row in await conn.fetch(RETURNS_RECONCILED, on, store, terminal):
+        closing_of(row).return_reconciliation[row["state"]] = (row["n"], row["amount"])
     return Closing(on, store, terminal, [by_terminal[k] for k in sorted(by_terminal)])

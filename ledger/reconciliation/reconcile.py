@@ -1,21 +1,27 @@
 """Reconciliation of the terminals' closing files (fechamento de caixa) with the ledger: what each
-terminal says it sold on convênio, line by line, against the empenhos the ledger holds as
-committed. docs/reconciliation.md is the operator's page.
+terminal says it sold on convênio, and took back (devoluções), line by line, against the
+empenhos the ledger holds as committed and the returns it holds. docs/reconciliation.md is the
+operator's page.
 
-The closing file is CSV text in UTF-8 (a BOM is allowed), one sale per line, its first line
-the header naming the columns (any order, names case-insensitive):
+The closing file is CSV text in UTF-8 (a BOM is allowed), one sale or return per line, its first
+line the header naming the columns (any order, names case-insensitive):
 
-    store,terminal,date,coupon,convenio,participant,amount[,type]
+    store,terminal,date,coupon,convenio,participant,amount[,type][,return]
     LOJA01,PDV01,2025-11-17,CUPOM-000123,EMP001,CLI001,578
+    LOJA02,PDV07,2025-11-19,CUPOM-000123,EMP001,CLI001,-1200,RETURN,R3-01KB...
 
-- date: the business day, YYYY-MM-DD (the day of the sale in America/Sao_Paulo)
+- date: the business day, YYYY-MM-DD (the day of the sale, or of the return, in America/Sao_Paulo)
 - amount: an integer number of centavos (578 is R$ 5,78); never a decimal
-- type (optional column; empty means SALE): SALE is matched against the ledger; ADJUSTMENT
-  and INFO lines are informative ("Informativo"): listed, never reconciled, and may
-  leave coupon and participant empty and carry any amount (also zero or negative)
+- type (optional column; empty means SALE): SALE is matched against the ledger's sales,
+  RETURN against its returns; ADJUSTMENT and INFO lines are informative ("Informativo"):
+  listed, never reconciled, and may leave coupon and participant empty and carry any amount
+  (also zero or negative)
+- a RETURN line is a return taken at its store and terminal on its day: coupon is the coupon of
+  the sale returned, amount the centavos given back written negative (-1200), and the column
+  `return` (optional for files without returns) the return's id as the gateway answered it
 - the separator is a comma, or a semicolon when the header line has semicolons and no comma
 - blank lines are skipped; a SALE line may not repeat another's store, terminal, date,
-  coupon, convênio and participant
+  coupon, convênio and participant, nor a RETURN line another's return
 
 A file with any bad line is refused whole (nothing is imported) and every bad line is
 reported with its line number: a closing is a terminal's whole day, and half of it would make
@@ -38,11 +44,16 @@ record's history (when, who, state, note) at every change:
     FAILED          still not matched when the look-back window ran out
 
 A sale of the ledger is matched by a SALE line with the same store, terminal, business day,
-coupon, convênio and participant. A run on day D tries again every NOT_RECONCILED or
-DIVERGENT record while D minus its window start (its date, or the day its reconciliation was
-undone) is at most the window (3 days by default); past it, a NOT_RECONCILED record
-becomes FAILED. A line that matches the ledger's amount takes the sale from a DIVERGENT line
-of an earlier file (a correction). Runs are idempotent: the same run again changes nothing.
+coupon, convênio and participant; a return by a RETURN line naming it with the store and
+terminal it was taken at, its business day, its sale's coupon, convênio and participant. A
+reconciled return given back to the pool takes its amount off the receivable; one refunded as a
+DEVOLUCAO credit moves nothing (the convênio still pays for the sale).
+
+A run on day D tries again every NOT_RECONCILED or DIVERGENT record while D minus its window
+start (its date, or the day its reconciliation was undone) is at most the window (3 days by
+default); past it, a NOT_RECONCILED record becomes FAILED. A line that matches the ledger's
+amount takes the sale (or return) from a DIVERGENT line of an earlier file (a correction). Runs
+are idempotent: the same run again changes nothing.
 """
 
 from __future__ import annotations
@@ -53,9 +64,9 @@ import hashlib
 import io
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import asyncpg
 
@@ -75,10 +86,11 @@ NOT_RECONCILED, RECONCILED, DIVERGENT, INFORMATIVE, FAILED = (
     "FAILED",
 )
 STATES = (NOT_RECONCILED, RECONCILED, DIVERGENT, INFORMATIVE, FAILED)
-SALE = "SALE"
+SALE, RETURN = "SALE", "RETURN"
+RECONCILED_TYPES = (SALE, RETURN)
 INFORMATIVE_TYPES = ("ADJUSTMENT", "INFO")
 COLUMNS = ("store", "terminal", "date", "coupon", "convenio", "participant", "amount")
-OPTIONAL_COLUMNS = ("type",)
+OPTIONAL_COLUMNS = ("type", "return")
 MAX_TEXT = 100  # characters in a code (store, terminal, coupon, convênio, participant)
 MAX_AMOUNT = 10**13  # centavos: R$ 100 bilhões, beyond any closing; sums stay far inside bigint
 MAX_NOTE = 500
@@ -86,6 +98,8 @@ CHUNK = 2000  # rows per statement when a run or an import writes many
 
 NO_FILE_YET = "no closing file reported this sale yet"
 NO_SALE = "no committed sale in the ledger for this store, terminal, day, coupon, convênio and participant"
+NO_RETURN_FILE_YET = "no closing file reported this return yet"
+NO_RETURN = "no return of this id in the ledger"
 
 
 class ReconciliationError(Exception):
@@ -129,15 +143,20 @@ class Line:
     convenio: str
     participant: str
     amount: int
+    return_id: str = ""  # a RETURN line's return
 
     @property
-    def key(self) -> tuple[str, str, datetime.date, str, str, str]:
+    def key(self) -> tuple[Any, ...]:
+        """What no two lines of a file may share: a sale's store, terminal, day, coupon,
+        convênio and participant; a return's id."""
+        if self.type == RETURN:
+            return (RETURN, self.return_id)
         return (self.store, self.terminal, self.date, self.coupon, self.convenio, self.participant)
 
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _INTEGER = re.compile(r"^-?\d+$")
-HEADER = ",".join(COLUMNS) + "[,type]"
+HEADER = ",".join(COLUMNS) + "[,type][,return]"
 
 
 def parse(data: bytes) -> list[Line]:
@@ -192,9 +211,10 @@ def parse(data: bytes) -> list[Line]:
         if isinstance(parsed, Problem):
             problems.append(parsed)
             continue
-        if parsed.type == SALE:
+        if parsed.type in RECONCILED_TYPES:
             if parsed.key in seen:
-                problems.append(Problem(number, f"the same sale as line {seen[parsed.key]}"))
+                what = "return" if parsed.type == RETURN else "sale"
+                problems.append(Problem(number, f"the same {what} as line {seen[parsed.key]}"))
                 continue
             seen[parsed.key] = number
         lines.append(parsed)
@@ -206,15 +226,21 @@ def parse(data: bytes) -> list[Line]:
 def _line(number: int, cells: dict[str, str]) -> Line | Problem:
     errors: list[str] = []
     kind = (cells.get("type") or SALE).upper()
-    if kind != SALE and kind not in INFORMATIVE_TYPES:
-        errors.append(f"type {cells['type']!r}: expected {SALE}, {' or '.join(INFORMATIVE_TYPES)}")
+    if kind not in RECONCILED_TYPES and kind not in INFORMATIVE_TYPES:
+        expected = ", ".join(RECONCILED_TYPES + INFORMATIVE_TYPES[:-1]) + f" or {INFORMATIVE_TYPES[-1]}"
+        errors.append(f"type {cells['type']!r}: expected {expected}")
         kind = SALE
-    required = ("store", "terminal", "convenio") + (("coupon", "participant") if kind == SALE else ())
+    returned = cells.get("return", "")
+    required = ("store", "terminal", "convenio") + (("coupon", "participant") if kind in RECONCILED_TYPES else ())
     for name in required:
         if not cells[name]:
             errors.append(f"{name} is empty")
-    for name in ("store", "terminal", "coupon", "convenio", "participant"):
-        if len(cells[name]) > MAX_TEXT:
+    if kind == RETURN and not returned:
+        errors.append("return is empty: a RETURN line names the return's id (the column return)")
+    elif kind != RETURN and returned:
+        errors.append(f"return {returned!r} on a {kind} line: only a RETURN line names a return")
+    for name in ("store", "terminal", "coupon", "convenio", "participant", "return"):
+        if len(cells.get(name, "")) > MAX_TEXT:
             errors.append(f"{name} is longer than {MAX_TEXT} characters")
     day = None
     if not _DATE.match(cells["date"]):
@@ -233,6 +259,10 @@ def _line(number: int, cells: dict[str, str]) -> Line | Problem:
             errors.append(f"amount {amount} is beyond {MAX_AMOUNT} centavos")
         elif kind == SALE and amount <= 0:
             errors.append(f"amount {amount}: a sale is more than zero centavos")
+        elif kind == RETURN and amount >= 0:
+            errors.append(
+                f"amount {amount}: a return is written negative, the centavos given back (-1200 is R$ 12,00 returned)"
+            )
     if errors or day is None:
         return Problem(number, "; ".join(errors))
     return Line(
@@ -245,6 +275,7 @@ def _line(number: int, cells: dict[str, str]) -> Line | Problem:
         cells["convenio"],
         cells["participant"],
         amount,
+        returned if kind == RETURN else "",
     )
 
 
@@ -275,15 +306,25 @@ class Record:
     window_from: datetime.date
     last_run_on: datetime.date | None
     updated_at: datetime.datetime | None
+    return_id: str | None = None  # a RETURN record's return (a line's: as the file names it)
 
     @property
-    def key(self) -> tuple[str, str, datetime.date, str, str, str]:
-        return (self.store, self.terminal, self.business_date, self.coupon, self.convenio, self.participant)
+    def key(self) -> tuple[Any, ...]:
+        """What a ledger item must share to match: a sale's store, terminal, day, coupon, convênio
+        and participant; a return's the same (where and when it was taken, its sale's coupon,
+        convênio and participant) and its id."""
+        key = (self.store, self.terminal, self.business_date, self.coupon, self.convenio, self.participant)
+        return (*key, self.return_id) if self.type == RETURN else key
+
+    @property
+    def ref(self) -> str | None:
+        """The ledger item the record is about: a return's id, a sale's empenho."""
+        return self.return_id if self.type == RETURN else self.empenho_id
 
     @property
     def claims(self) -> str | None:
-        """The sale this record holds (a file line RECONCILED or DIVERGENT with it)."""
-        return self.empenho_id if self.origin == "FILE" and self.state in (RECONCILED, DIVERGENT) else None
+        """The sale (or return) this record holds (a file line RECONCILED or DIVERGENT with it)."""
+        return self.ref if self.origin == "FILE" and self.state in (RECONCILED, DIVERGENT) else None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -301,6 +342,7 @@ class Record:
             "participant": self.participant,
             "amount": self.amount,
             "empenho": self.empenho_id,
+            "return": self.return_id,
             "ledger_amount": self.ledger_amount,
             "state": self.state,
             "missing": self.missing,
@@ -335,11 +377,12 @@ _INSERTED = (
     "partner",
     "window_from",
     "last_run_on",
+    "return_id",
 )
 
 RECORDS = """SELECT r.id, r.origin, r.file_id, f.name AS file_name, r.line, r.type, r.store, r.terminal,
        r.business_date, r.coupon, r.convenio, r.participant, r.amount, r.empenho_id, r.ledger_amount,
-       r.state, r.missing, r.note, r.partner, r.window_from, r.last_run_on, r.updated_at
+       r.state, r.missing, r.note, r.partner, r.window_from, r.last_run_on, r.updated_at, r.return_id
 FROM reconciliation_records r LEFT JOIN closing_files f ON f.id = r.file_id"""
 
 
@@ -364,8 +407,45 @@ class Sale:
     ended_at: datetime.datetime | None
 
     @property
-    def key(self) -> tuple[str, str, datetime.date, str, str, str]:
+    def key(self) -> tuple[Any, ...]:
         return (self.store, self.terminal, self.day, self.coupon, self.convenio, self.participant)
+
+    @property
+    def sale_id(self) -> str:
+        return self.id
+
+
+@dataclass(frozen=True)
+class Return:
+    """A return (devolução) of a sale, as the ledger holds it (empenho_returns): taken at its own
+    store and terminal, on its own day; its amount negative, as a closing file writes it."""
+
+    id: str
+    empenho_id: str
+    store: str
+    terminal: str
+    day: datetime.date
+    coupon: str  # the sale's
+    convenio: str
+    participant: str
+    amount: int  # -empenho_returns.amount
+    refund: str  # POOL or CREDIT
+    at: datetime.datetime
+
+    status: ClassVar[str] = "COMMITTED"  # a return is never undone in the ledger
+    ended_at: ClassVar[None] = None
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        return (self.store, self.terminal, self.day, self.coupon, self.convenio, self.participant, self.id)
+
+    @property
+    def sale_id(self) -> str:
+        return self.empenho_id
+
+    @property
+    def committed_at(self) -> datetime.datetime:
+        return self.at
 
 
 SALE_COLUMNS = """SELECT id, store, terminal, coupon, convenio, participant, status, committed_amount, committed_at,
@@ -394,6 +474,38 @@ def _sale(row: asyncpg.Record) -> Sale:
     )
 
 
+RETURN_COLUMNS = """SELECT r.id, r.empenho_id, r.store, r.terminal, e.coupon, e.convenio, e.participant, r.amount,
+       r.refund, r.at FROM empenho_returns r JOIN empenhos e ON e.id = r.empenho_id"""
+RETURNS_BETWEEN = RETURN_COLUMNS + " WHERE r.at >= $1 AND r.at < $2"
+RETURNS_BY_ID = RETURN_COLUMNS + " WHERE r.id = ANY($1::text[])"
+
+
+def _return(row: asyncpg.Record) -> Return:
+    return Return(
+        row["id"],
+        row["empenho_id"],
+        row["store"],
+        row["terminal"],
+        business_day(row["at"]),
+        row["coupon"] or "",
+        row["convenio"],
+        row["participant"],
+        -row["amount"],
+        row["refund"],
+        row["at"],
+    )
+
+
+Item = Sale | Return
+
+
+def _elsewhere_note(r: Return) -> str:
+    return (
+        f"the ledger's return {r.id} was taken at {r.store} {r.terminal} on {r.day.isoformat()}, of the sale "
+        f"{r.coupon or r.empenho_id} ({r.convenio} {r.participant}): not where, when or of what this line says"
+    )
+
+
 def _reversed_note(sale: Sale) -> str:
     when = f" on {_when(sale.ended_at)}" if sale.ended_at else ""
     return f"the ledger reversed the sale {sale.id}{when}: it is not a live sale (its amount is 0)"
@@ -404,16 +516,16 @@ def _reversed_note(sale: Sale) -> str:
 INSERT_RECORDS = """
 INSERT INTO reconciliation_records (origin, file_id, line, type, store, terminal, business_date, coupon, convenio,
                                     participant, amount, empenho_id, ledger_amount, state, missing, note, partner,
-                                    window_from, last_run_on, updated_at)
+                                    window_from, last_run_on, return_id, updated_at)
 SELECT r.origin, r.file_id, r.line, r.type, r.store, r.terminal, r.business_date, r.coupon, r.convenio,
        r.participant, r.amount, r.empenho_id, r.ledger_amount, r.state, r.missing, r.note, r.partner,
-       r.window_from, r.last_run_on, $1
+       r.window_from, r.last_run_on, r.return_id, $1
 FROM unnest($2::text[], $3::bigint[], $4::int[], $5::text[], $6::text[], $7::text[], $8::date[], $9::text[],
             $10::text[], $11::text[], $12::bigint[], $13::text[], $14::bigint[], $15::text[], $16::text[],
-            $17::text[], $18::bigint[], $19::date[], $20::date[])
+            $17::text[], $18::bigint[], $19::date[], $20::date[], $21::text[])
      WITH ORDINALITY AS r(origin, file_id, line, type, store, terminal, business_date, coupon, convenio,
                           participant, amount, empenho_id, ledger_amount, state, missing, note, partner,
-                          window_from, last_run_on, n)
+                          window_from, last_run_on, return_id, n)
 ORDER BY r.n
 RETURNING id"""
 
@@ -435,11 +547,20 @@ WHERE record = ANY($1::bigint[]) GROUP BY record"""
 
 INSERT_MOVEMENTS = """
 INSERT INTO receivable_movements (history_seq, record, convenio, participant, kind, amount, empenho_id,
-                                  business_date, at, by)
-SELECT m.history_seq, m.record, m.convenio, m.participant, m.kind, m.amount, m.empenho_id, m.business_date, $1, $2
-FROM unnest($3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[], $10::date[])
-     WITH ORDINALITY AS m(history_seq, record, convenio, participant, kind, amount, empenho_id, business_date, n)
+                                  business_date, return_id, at, by)
+SELECT m.history_seq, m.record, m.convenio, m.participant, m.kind, m.amount, m.empenho_id, m.business_date,
+       m.return_id, $1, $2
+FROM unnest($3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[], $10::date[],
+            $11::text[])
+     WITH ORDINALITY AS m(history_seq, record, convenio, participant, kind, amount, empenho_id, business_date,
+                          return_id, n)
 ORDER BY m.n"""
+
+# a reversed sale's returns before the reversal (the reversal gave back only the rest)
+RETURNED_BEFORE_REVERSAL = """SELECT id, returned FROM empenhos
+WHERE id = ANY($1::text[]) AND status = 'REVERSED' AND returned > 0"""
+# of the returns given, those given back to the convênio's pool (not a DEVOLUCAO credit)
+POOL_RETURNS = "SELECT id FROM empenho_returns WHERE id = ANY($1::text[]) AND refund = 'POOL'"
 
 TOUCH = """UPDATE reconciliation_records SET last_run_on = $1
 WHERE id = ANY($2::bigint[]) AND (last_run_on IS NULL OR last_run_on < $1)"""
@@ -509,13 +630,19 @@ async def _apply(
             [c.after.note for c in part],
         )
         seq_of = {row["record"]: row["seq"] for row in seqs}
-        files = [c for c in part if c.after.origin == "FILE" and c.after.type == SALE]
+        files = [c for c in part if c.after.origin == "FILE" and c.after.type in RECONCILED_TYPES]
         nets = {row["record"]: row["net"] for row in await conn.fetch(NETS, [c.after.id for c in files])}
+        reversed_ = [c.after.empenho_id for c in files if c.after.type == SALE and c.after.state == DIVERGENT]
+        kept = {row["id"]: row["returned"] for row in await conn.fetch(RETURNED_BEFORE_REVERSAL, reversed_)}
+        returned = [c.after.return_id for c in files if c.after.type == RETURN and c.after.state == RECONCILED]
+        pool = {row["id"] for row in await conn.fetch(POOL_RETURNS, returned)}
         moves = []
         for c in files:
-            due = c.after.amount if c.after.state == RECONCILED else 0
-            delta = due - nets.get(c.after.id, 0)
-            if delta:
+            delta = _due(c.after, kept, pool) - nets.get(c.after.id, 0)
+            if delta and c.after.type == RETURN:
+                kind = "RETURN" if delta < 0 else "RETURN_UNDONE"
+                moves.append((seq_of[c.after.id], c.after, kind, delta, c.after.empenho_id or c.before.empenho_id))
+            elif delta:
                 kind = "RECONCILED" if delta > 0 else c.debit_kind
                 empenho = c.after.empenho_id or c.before.empenho_id
                 moves.append((seq_of[c.after.id], c.after, kind, delta, empenho))
@@ -532,10 +659,28 @@ async def _apply(
                 [m[3] for m in moves],
                 [m[4] for m in moves],
                 [m[1].business_date for m in moves],
+                [m[1].return_id for m in moves],
             )
             count += len(moves)
             total += sum(m[3] for m in moves)
     return count, total
+
+
+def _due(rec: Record, kept: dict[str, int], pool: set[str]) -> int:
+    """What a file line's record adds to its convênio's receivable, in sum of its movements.
+
+    A reconciled sale line its amount; a line of a sale the ledger reversed what the sale's
+    returns gave back before the reversal (the reversal gave back only the rest: those returns
+    are lines of their own); a reconciled return line given back to the pool its (negative)
+    amount, one refunded as a DEVOLUCAO credit nothing (the convênio still pays for the sale);
+    anything else nothing."""
+    if rec.type == RETURN:
+        return rec.amount if rec.state == RECONCILED and rec.return_id in pool else 0
+    if rec.state == RECONCILED:
+        return rec.amount
+    if rec.state == DIVERGENT and rec.ledger_amount == 0 and rec.empenho_id in kept:
+        return kept[rec.empenho_id]
+    return 0
 
 
 # --- import ----------------------------------------------------------------------------------
@@ -551,6 +696,8 @@ class Imported:
     sales: int
     informative: int
     sales_amount: int
+    returns: int = 0
+    returns_amount: int = 0  # centavos given back (the return lines' amounts, negated)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -564,15 +711,20 @@ class Imported:
             "sales": self.sales,
             "informative": self.informative,
             "sales_amount": self.sales_amount,
+            "returns": self.returns,
+            "returns_amount": self.returns_amount,
         }
 
 
-FILE_BY_SHA = """SELECT id, name, sha256, imported_at, imported_by, lines, sales, informative, sales_amount
+FILE_BY_SHA = """SELECT id, name, sha256, imported_at, imported_by, lines, sales, informative, sales_amount, returns,
+       returns_amount
 FROM closing_files WHERE sha256 = $1"""
 INSERT_FILE = """
-INSERT INTO closing_files (name, sha256, imported_at, imported_by, lines, sales, informative, sales_amount)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-RETURNING id, name, sha256, imported_at, imported_by, lines, sales, informative, sales_amount"""
+INSERT INTO closing_files (name, sha256, imported_at, imported_by, lines, sales, informative, sales_amount, returns,
+                           returns_amount)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+RETURNING id, name, sha256, imported_at, imported_by, lines, sales, informative, sales_amount, returns,
+          returns_amount"""
 
 
 def _imported(row: asyncpg.Record, already: bool) -> Imported:
@@ -587,6 +739,8 @@ def _imported(row: asyncpg.Record, already: bool) -> Imported:
         row["sales"],
         row["informative"],
         row["sales_amount"],
+        row["returns"],
+        row["returns_amount"],
     )
 
 
@@ -598,11 +752,12 @@ async def import_file(
     now: datetime.datetime,
     progress: Progress | None = None,
 ) -> Imported:
-    """Store a closing file's lines as records (SALE lines NOT_RECONCILED until a run, the
-    others INFORMATIVE). The same file again changes nothing. BadFile: nothing stored."""
+    """Store a closing file's lines as records (SALE and RETURN lines NOT_RECONCILED until a
+    run, the others INFORMATIVE). The same file again changes nothing. BadFile: nothing stored."""
     lines = parse(data)
     digest = hashlib.sha256(data).hexdigest()
     sales = [line for line in lines if line.type == SALE]
+    returns = [line for line in lines if line.type == RETURN]
     async with conn.transaction():
         await locks.for_transaction(conn, Lock.RECONCILE)  # imports, runs and undos one at a time
         known = await conn.fetchrow(FILE_BY_SHA, digest)
@@ -616,8 +771,10 @@ async def import_file(
             by,
             len(lines),
             len(sales),
-            len(lines) - len(sales),
+            len(lines) - len(sales) - len(returns),
             sum(line.amount for line in sales),
+            len(returns),
+            -sum(line.amount for line in returns),
         )
         records = [_from_line(row["id"], name, line) for line in lines]
         tick = ticker(progress, "importing", len(records))
@@ -628,7 +785,7 @@ async def import_file(
 
 
 def _from_line(file_id: int, name: str, line: Line) -> Record:
-    sale = line.type == SALE
+    sale = line.type in RECONCILED_TYPES
     note = (
         f"imported from {name} line {line.line}"
         if sale
@@ -657,6 +814,7 @@ def _from_line(file_id: int, name: str, line: Line) -> Record:
         window_from=line.date,
         last_run_on=None,
         updated_at=None,
+        return_id=line.return_id or None,
     )
 
 
@@ -668,6 +826,7 @@ class RunReport:
     by: str
     file_records: int = 0  # file lines looked at
     ledger_sales: int = 0  # the ledger's sales of the window's days looked at
+    ledger_returns: int = 0  # the ledger's returns of the window's days looked at
     changed: Counter[str] = field(default_factory=Counter)  # records moved into each state
     ledger_side_created: int = 0
     movements: int = 0
@@ -687,6 +846,7 @@ class RunReport:
             "by": self.by,
             "file_records_tried": self.file_records,
             "ledger_sales_seen": self.ledger_sales,
+            "ledger_returns_seen": self.ledger_returns,
             "changed": {state: self.changed.get(state, 0) for state in STATES if state != INFORMATIVE},
             "ledger_side_created": self.ledger_side_created,
             "receivable_movements": self.movements,
@@ -700,32 +860,105 @@ RECONCILED_THEN_REVERSED = (
     RECORDS
     + """
 JOIN empenhos e ON e.id = r.empenho_id
-WHERE r.origin = 'FILE' AND r.state = 'RECONCILED' AND e.status = 'REVERSED' AND e.ended_at >= $1 AND e.ended_at < $2
+WHERE r.origin = 'FILE' AND r.type = 'SALE' AND r.state = 'RECONCILED' AND e.status = 'REVERSED'
+  AND e.ended_at >= $1 AND e.ended_at < $2
 ORDER BY r.id"""
 )
 EXPIRED = RECORDS + " WHERE r.state = 'NOT_RECONCILED' AND r.window_from < $1 ORDER BY r.id"
 OPEN_FILE = (
     RECORDS
     + """
-WHERE r.origin = 'FILE' AND r.type = 'SALE' AND r.state IN ('NOT_RECONCILED', 'DIVERGENT')
+WHERE r.origin = 'FILE' AND r.type = $3 AND r.state IN ('NOT_RECONCILED', 'DIVERGENT')
   AND r.window_from >= $1 AND r.business_date <= $2
 ORDER BY r.id"""
 )
 OPEN_LEDGER = (
     RECORDS
     + """
-WHERE r.origin = 'LEDGER' AND r.state <> 'FAILED' AND r.window_from >= $1 AND r.business_date <= $2
+WHERE r.origin = 'LEDGER' AND r.type = $3 AND r.state <> 'FAILED' AND r.window_from >= $1 AND r.business_date <= $2
 ORDER BY r.id"""
 )
-LEDGER_SIDE_OF = RECORDS + " WHERE r.origin = 'LEDGER' AND r.empenho_id = ANY($1::text[]) ORDER BY r.id"
+LEDGER_SIDE_OF = (
+    RECORDS + " WHERE r.origin = 'LEDGER' AND r.type = 'SALE' AND r.empenho_id = ANY($1::text[]) ORDER BY r.id"
+)
+RETURN_LEDGER_SIDE_OF = (
+    RECORDS + " WHERE r.origin = 'LEDGER' AND r.type = 'RETURN' AND r.return_id = ANY($1::text[]) ORDER BY r.id"
+)
 PARTNERED = RECORDS + " WHERE r.origin = 'LEDGER' AND r.partner = ANY($1::bigint[]) ORDER BY r.id"
 CLAIMS = (
     RECORDS
     + """
-WHERE r.origin = 'FILE' AND r.state IN ('RECONCILED', 'DIVERGENT') AND r.empenho_id = ANY($1::text[])"""
+WHERE r.origin = 'FILE' AND r.type = 'SALE' AND r.state IN ('RECONCILED', 'DIVERGENT')
+  AND r.empenho_id = ANY($1::text[])"""
+)
+RETURN_CLAIMS = (
+    RECORDS
+    + """
+WHERE r.origin = 'FILE' AND r.type = 'RETURN' AND r.state IN ('RECONCILED', 'DIVERGENT')
+  AND r.return_id = ANY($1::text[])"""
 )
 WINDOW_STATES = """SELECT state, count(*)::int AS n FROM reconciliation_records
 WHERE business_date >= $1 AND business_date <= $2 GROUP BY state"""
+
+
+# --- what a run matches lines against: the ledger's sales, and its returns ------------------------
+async def _sales_of_day(conn: asyncpg.Connection, day: datetime.date) -> list[Item]:
+    return [_sale(row) for row in await conn.fetch(SALES_BETWEEN, *day_bounds(day))]
+
+
+async def _sales_by_id(conn: asyncpg.Connection, ids: list[str]) -> list[Item]:
+    return [_sale(row) for row in await conn.fetch(SALES_BY_ID, ids)]
+
+
+async def _sale_claims(conn: asyncpg.Connection, ids: list[str]) -> list[Record]:
+    return [_record(row) for row in await conn.fetch(CLAIMS, ids)]
+
+
+async def _sales_ledger_side(conn: asyncpg.Connection, ids: list[str]) -> list[Record]:
+    return [_record(row) for row in await conn.fetch(LEDGER_SIDE_OF, ids)]
+
+
+async def _returns_of_day(conn: asyncpg.Connection, day: datetime.date) -> list[Item]:
+    return [_return(row) for row in await conn.fetch(RETURNS_BETWEEN, *day_bounds(day))]
+
+
+async def _returns_by_id(conn: asyncpg.Connection, ids: list[str]) -> list[Item]:
+    return [_return(row) for row in await conn.fetch(RETURNS_BY_ID, ids)]
+
+
+async def _return_claims(conn: asyncpg.Connection, ids: list[str]) -> list[Record]:
+    return [_record(row) for row in await conn.fetch(RETURN_CLAIMS, ids)]
+
+
+async def _returns_ledger_side(conn: asyncpg.Connection, ids: list[str]) -> list[Record]:
+    return [_record(row) for row in await conn.fetch(RETURN_LEDGER_SIDE_OF, ids)]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A type of line and what the run matches it against (the ledger's sales, or its returns)."""
+
+    type: str  # of the lines and records
+    noun: str
+    no_item: str  # a line's note when the ledger has nothing for it
+    no_file_yet: str  # a ledger-side record's note while no line reported its item
+    of_day: Callable[[asyncpg.Connection, datetime.date], Awaitable[list[Item]]]
+    by_id: Callable[[asyncpg.Connection, list[str]], Awaitable[list[Item]]]
+    claims: Callable[[asyncpg.Connection, list[str]], Awaitable[list[Record]]]  # lines holding the items
+    ledger_side: Callable[[asyncpg.Connection, list[str]], Awaitable[list[Record]]]  # the items' ledger-side records
+
+
+SALES = Kind(SALE, "sale", NO_SALE, NO_FILE_YET, _sales_of_day, _sales_by_id, _sale_claims, _sales_ledger_side)
+RETURNS = Kind(
+    RETURN,
+    "return",
+    NO_RETURN,
+    NO_RETURN_FILE_YET,
+    _returns_of_day,
+    _returns_by_id,
+    _return_claims,
+    _returns_ledger_side,
+)
 
 
 async def run(
@@ -747,65 +980,86 @@ async def run(
         await _reversed_after_reconciled(conn, report, now)
         await _expire(conn, report, now)
 
-        open_file = [_record(r) for r in await conn.fetch(OPEN_FILE, oldest, on)]
-        open_ledger = [_record(r) for r in await conn.fetch(OPEN_LEDGER, oldest, on)]
-        days = {oldest + datetime.timedelta(days=i) for i in range(window + 1)}
-        days |= {r.business_date for r in open_file + open_ledger}
-        sales: dict[str, Sale] = {}
-        for day in sorted(days):
-            for row in await conn.fetch(SALES_BETWEEN, *day_bounds(day)):
-                sales[row["id"]] = _sale(row)
-        in_window = [s for s in sales.values() if oldest <= s.day <= on]
-        report.file_records, report.ledger_sales = len(open_file), len(in_window)
-        step = ticker(progress, f"reconciling {on}", len(open_file) + len(in_window) + len(open_ledger))
-
-        # the file's side: each open line against the sales of its day
-        claims = {r.empenho_id: r for r in map(_record, await conn.fetch(CLAIMS, list(sales)))}
-        matched = _match(open_file, sales.values(), claims)
-        file_changes = [
-            Change(before, matched[before.id]) for before in open_file if _changed(before, matched[before.id])
-        ]
-        await _write(conn, report, file_changes, by, now)
-        step(len(open_file))
-        await conn.execute(TOUCH, on, [r.id for r in open_file])
-
-        # the ledger's side: each committed sale of the window a line reported, or not
-        evaluated = {r.empenho_id: r for r in open_ledger}
-        for r in map(_record, await conn.fetch(PARTNERED, report.changed_ids)):
-            evaluated.setdefault(r.empenho_id, r)
-        existing = {r.empenho_id for r in map(_record, await conn.fetch(LEDGER_SIDE_OF, [s.id for s in in_window]))}
-        lacking = [e for e in evaluated if e not in sales]
-        for row in await conn.fetch(SALES_BY_ID, lacking):
-            sales[row["id"]] = _sale(row)
-        interest = sorted(set(evaluated) | {s.id for s in in_window})
-        claims = {r.empenho_id: r for r in map(_record, await conn.fetch(CLAIMS, interest))}
-
-        new = [
-            _ledger_side(s)
-            for s in sorted(in_window, key=lambda s: (s.committed_at, s.id))
-            if s.status == "COMMITTED" and s.id not in existing and s.id not in claims
-        ]
-        if new:
-            ids = await _insert(conn, new, by, now)
-            report.ledger_side_created = len(ids)
-            report.changed[NOT_RECONCILED] += len(ids)
-            await conn.execute(TOUCH, on, ids)
-        step(len(in_window))
-        ledger_changes = []
-        for before in evaluated.values():
-            sale = sales.get(before.empenho_id or "")
-            if sale is None:
-                continue  # the empenho left the projection: nothing to compare with
-            after = _mirror(before, sale, claims.get(sale.id))
-            if _changed(before, after):
-                ledger_changes.append(Change(before, after))
-        await _write(conn, report, ledger_changes, by, now)
-        await conn.execute(TOUCH, on, [r.id for r in open_ledger])
-        step(len(evaluated))
+        for kind in (SALES, RETURNS):
+            await _reconcile(conn, kind, report, now, progress)
 
         rows = await conn.fetch(WINDOW_STATES, oldest, on)
         report.window_states = {row["state"]: row["n"] for row in rows}
     return report
+
+
+async def _reconcile(
+    conn: asyncpg.Connection, kind: Kind, report: RunReport, now: datetime.datetime, progress: Progress | None
+) -> None:
+    """The open lines of one type against the ledger's items of their days, then the ledger's
+    side: each item of the window a line reported, or not."""
+    on, oldest, by = report.date, report.oldest, report.by
+    open_file = [_record(r) for r in await conn.fetch(OPEN_FILE, oldest, on, kind.type)]
+    open_ledger = [_record(r) for r in await conn.fetch(OPEN_LEDGER, oldest, on, kind.type)]
+    days = {oldest + datetime.timedelta(days=i) for i in range(report.window + 1)}
+    days |= {r.business_date for r in open_file + open_ledger}
+    items: dict[str, Item] = {}
+    for day in sorted(days):
+        for item in await kind.of_day(conn, day):
+            items[item.id] = item
+    in_window = [s for s in items.values() if oldest <= s.day <= on]
+    report.file_records += len(open_file)
+    if kind.type == SALE:
+        report.ledger_sales = len(in_window)
+    else:
+        report.ledger_returns = len(in_window)
+    label = f"reconciling {on}" + ("" if kind.type == SALE else f": {kind.noun}s")
+    step = ticker(progress, label, len(open_file) + len(in_window) + len(open_ledger))
+
+    # the file's side: each open line against the items of its day
+    claims = {r.ref: r for r in await kind.claims(conn, list(items))}
+    matched = _match(open_file, items.values(), claims, kind)
+    if kind.type == RETURN:
+        # a line naming a return the ledger has at another store, terminal, day or sale: say so
+        unknown = [r.return_id for r in matched.values() if r.note == kind.no_item and r.return_id not in items]
+        named = {**{x.id: x for x in await kind.by_id(conn, unknown)}, **items}
+        for rec_id, after in matched.items():
+            if after.note == kind.no_item and after.return_id in named:
+                matched[rec_id] = replace(after, note=_elsewhere_note(named[after.return_id]))
+    file_changes = [Change(before, matched[before.id]) for before in open_file if _changed(before, matched[before.id])]
+    await _write(conn, report, file_changes, by, now)
+    step(len(open_file))
+    await conn.execute(TOUCH, on, [r.id for r in open_file])
+
+    # the ledger's side: each item of the window a line reported, or not
+    evaluated = {r.ref: r for r in open_ledger}
+    for r in map(_record, await conn.fetch(PARTNERED, report.changed_ids)):
+        if r.type == kind.type:
+            evaluated.setdefault(r.ref, r)
+    existing = {r.ref for r in await kind.ledger_side(conn, [s.id for s in in_window])}
+    lacking = [e for e in evaluated if e not in items]
+    for item in await kind.by_id(conn, lacking):
+        items[item.id] = item
+    interest = sorted(set(evaluated) | {s.id for s in in_window})
+    claims = {r.ref: r for r in await kind.claims(conn, interest)}
+
+    new = [
+        _ledger_side(s, kind)
+        for s in sorted(in_window, key=lambda s: (s.committed_at, s.id))
+        if s.status == "COMMITTED" and s.id not in existing and s.id not in claims
+    ]
+    if new:
+        ids = await _insert(conn, new, by, now)
+        report.ledger_side_created += len(ids)
+        report.changed[NOT_RECONCILED] += len(ids)
+        await conn.execute(TOUCH, on, ids)
+    step(len(in_window))
+    ledger_changes = []
+    for before in evaluated.values():
+        item = items.get(before.ref or "")
+        if item is None:
+            continue  # the empenho left the projection: nothing to compare with
+        after = _mirror(before, item, claims.get(item.id), kind)
+        if _changed(before, after):
+            ledger_changes.append(Change(before, after))
+    await _write(conn, report, ledger_changes, by, now)
+    await conn.execute(TOUCH, on, [r.id for r in open_ledger])
+    step(len(evaluated))
 
 
 async def _write(
@@ -845,98 +1099,105 @@ async def _expire(conn: asyncpg.Connection, report: RunReport, now: datetime.dat
     await _write(conn, report, changes, report.by, now)
 
 
-def _match(open_file: Sequence[Record], sales: Iterable[Sale], claims: dict[str, Record]) -> dict[int, Record]:
-    """Each open line's new version: a sale of the same key for the same amount first, then
-    one for another amount (or reversed); a line keeps the sale it had when it can."""
-    by_key: dict[tuple, list[Sale]] = defaultdict(list)
-    for s in sorted(sales, key=lambda s: (s.committed_at, s.id)):
+def _match(
+    open_file: Sequence[Record], items: Iterable[Item], claims: dict[str, Record], kind: Kind
+) -> dict[int, Record]:
+    """Each open line's new version: an item (sale or return) of the same key for the same amount
+    first, then one for another amount (or a reversed sale); a line keeps the item it had when it
+    can. Amounts are compared as the file writes them (a return's negative)."""
+    by_key: dict[tuple, list[Item]] = defaultdict(list)
+    for s in sorted(items, key=lambda s: (s.committed_at, s.id)):
         by_key[s.key].append(s)
     open_ids = {r.id for r in open_file}
     held = {e: r.id for e, r in claims.items() if r.id not in open_ids}  # claims this run does not revisit
     taken: dict[str, int] = {}
     result: dict[int, Record] = {}
+    noun = kind.noun
 
-    def free(s: Sale) -> bool:
+    def free(s: Item) -> bool:
         return s.id not in held and s.id not in taken
 
     for rec in open_file:
         for s in by_key.get(rec.key, ()):
             if s.status == "COMMITTED" and s.amount == rec.amount and free(s):
                 taken[s.id] = rec.id
-                note = f"the ledger's sale {s.id} matches ({brl(s.amount)})"
+                note = f"the ledger's {noun} {s.id} matches ({brl(abs(s.amount))})"
                 result[rec.id] = replace(
-                    rec, state=RECONCILED, empenho_id=s.id, ledger_amount=s.amount, missing=None, note=note
+                    rec, state=RECONCILED, empenho_id=s.sale_id, ledger_amount=s.amount, missing=None, note=note
                 )
                 break
     rest = sorted((r for r in open_file if r.id not in result), key=lambda r: (r.empenho_id is None, r.id))
     for rec in rest:
         candidates = [s for s in by_key.get(rec.key, ()) if free(s)]
-        candidates.sort(key=lambda s: (s.id != rec.empenho_id, s.status != "COMMITTED"))
+        candidates.sort(key=lambda s: (s.id != rec.ref, s.status != "COMMITTED"))
         if candidates:
             s = candidates[0]
             taken[s.id] = rec.id
             if s.status == "COMMITTED":
                 note = (
-                    f"the ledger's sale {s.id} is {brl(s.amount)}, the file says {brl(rec.amount)} "
+                    f"the ledger's {noun} {s.id} is {brl(abs(s.amount))}, the file says {brl(abs(rec.amount))} "
                     f"(they differ by {brl(abs(s.amount - rec.amount))})"
                 )
                 live = s.amount
             else:
                 note, live = _reversed_note(s), 0
-            result[rec.id] = replace(rec, state=DIVERGENT, empenho_id=s.id, ledger_amount=live, missing=None, note=note)
+            result[rec.id] = replace(
+                rec, state=DIVERGENT, empenho_id=s.sale_id, ledger_amount=live, missing=None, note=note
+            )
             continue
         others = by_key.get(rec.key, ())
         if others:
             s = others[0]
             holder = held.get(s.id) or taken.get(s.id)
-            note = f"the ledger's sale {s.id} is matched by record {holder}: the sale is reported twice"
+            note = f"the ledger's {noun} {s.id} is matched by record {holder}: the {noun} is reported twice"
         else:
-            note = NO_SALE
+            note = kind.no_item
         result[rec.id] = replace(
             rec, state=NOT_RECONCILED, empenho_id=None, ledger_amount=None, missing="LEDGER", note=note
         )
     return result
 
 
-def _ledger_side(sale: Sale) -> Record:
-    """A new ledger-side record for a committed sale no line holds."""
+def _ledger_side(item: Item, kind: Kind) -> Record:
+    """A new ledger-side record for a committed sale (or a return) no line holds."""
     return Record(
         id=0,
         origin="LEDGER",
         file_id=None,
         file_name=None,
         line=None,
-        type=SALE,
-        store=sale.store,
-        terminal=sale.terminal,
-        business_date=sale.day,
-        coupon=sale.coupon,
-        convenio=sale.convenio,
-        participant=sale.participant,
-        amount=sale.amount,
-        empenho_id=sale.id,
-        ledger_amount=sale.amount,
+        type=kind.type,
+        store=item.store,
+        terminal=item.terminal,
+        business_date=item.day,
+        coupon=item.coupon,
+        convenio=item.convenio,
+        participant=item.participant,
+        amount=item.amount,
+        empenho_id=item.sale_id,
+        ledger_amount=item.amount,
         state=NOT_RECONCILED,
         missing="FILE",
-        note=NO_FILE_YET,
+        note=kind.no_file_yet,
         partner=None,
-        window_from=sale.day,
+        window_from=item.day,
         last_run_on=None,
         updated_at=None,
+        return_id=item.id if kind.type == RETURN else None,
     )
 
 
-def _mirror(rec: Record, sale: Sale, claim: Record | None) -> Record:
-    """A ledger-side record follows the line that reported its sale, if any."""
-    live = sale.amount if sale.status == "COMMITTED" else 0
+def _mirror(rec: Record, item: Item, claim: Record | None, kind: Kind) -> Record:
+    """A ledger-side record follows the line that reported its sale (or return), if any."""
+    live = item.amount if item.status == "COMMITTED" else 0
     if claim is not None:
         where = f"{claim.file_name} line {claim.line}"
         note = f"reported by {where} (record {claim.id}), {claim.state}"
         return replace(rec, state=claim.state, partner=claim.id, missing=None, ledger_amount=live, note=note)
-    if sale.status == "REVERSED":
-        note = _reversed_note(sale) + "; no file needs to report it"
+    if isinstance(item, Sale) and item.status == "REVERSED":
+        note = _reversed_note(item) + "; no file needs to report it"
         return replace(rec, state=RECONCILED, partner=None, missing=None, ledger_amount=0, note=note)
-    return replace(rec, state=NOT_RECONCILED, partner=None, missing="FILE", ledger_amount=live, note=NO_FILE_YET)
+    return replace(rec, state=NOT_RECONCILED, partner=None, missing="FILE", ledger_amount=live, note=kind.no_file_yet)
 
 
 # --- undo ------------------------------------------------------------------------------------
@@ -948,7 +1209,7 @@ async def undo(
     conn: asyncpg.Connection, record_id: int, by: str, now: datetime.datetime, note: str = ""
 ) -> list[Record]:
     """Excluir Conciliação: a RECONCILED or DIVERGENT record (with the other side's
-    record of the same sale) goes back to NOT_RECONCILED, the receivable gets the counter-
+    record of the same sale or return) goes back to NOT_RECONCILED, the receivable gets the counter-
     movement, and the next run tries it again, its window counted from today."""
     if len(note) > MAX_NOTE:
         raise ReconciliationError(f"the note is longer than {MAX_NOTE} characters")
@@ -975,7 +1236,8 @@ async def undo(
         changes = [Change(target, after)]
         if target.origin == "FILE":
             for other in map(_record, await conn.fetch(PARTNERED, [target.id])):
-                undone = f"record {target.id}, which reported this sale, had its reconciliation undone"
+                what = "return" if target.type == RETURN else "sale"
+                undone = f"record {target.id}, which reported this {what}, had its reconciliation undone"
                 mirror = replace(other, state=NOT_RECONCILED, missing=None, partner=None, note=undone, window_from=day)
                 changes.append(Change(other, mirror))
         await _apply(conn, changes, by, now)
@@ -1038,7 +1300,8 @@ KNOWN_CONVENIO = """SELECT EXISTS (SELECT 1 FROM convenios WHERE code = $1)
     OR EXISTS (SELECT 1 FROM receivable_movements WHERE convenio = $1)"""
 MOVEMENTS = """
 SELECT m.seq, m.record, m.kind, m.amount, (sum(m.amount) OVER (ORDER BY m.seq))::bigint AS balance,
-       m.participant, m.empenho_id, m.business_date, m.at, m.by, r.store, r.terminal, r.coupon, r.file_id, r.line
+       m.participant, m.empenho_id, m.return_id, m.business_date, m.at, m.by, r.store, r.terminal, r.coupon,
+       r.file_id, r.line
 FROM receivable_movements m JOIN reconciliation_records r ON r.id = m.record
 WHERE m.convenio = $1
 ORDER BY m.seq"""
@@ -1059,6 +1322,7 @@ async def receivables(conn: asyncpg.Connection, convenio: str) -> dict[str, Any]
             "balance": r["balance"],
             "participant": r["participant"],
             "empenho": r["empenho_id"],
+            "return": r["return_id"],
             "date": r["business_date"].isoformat(),
             "store": r["store"],
             "terminal": r["terminal"],
