@@ -1,6 +1,6 @@
-"""The bank test, CI-sized: about fifteen seconds of checkouts while Redis, the ledger writer,
-a gateway worker and Postgres are each killed at least twice. The long run is
-`.venv/bin/python -m tests.faults.bank --duration 300` (see tests/faults/bank.py)."""
+"""The bank test, CI-sized: about fifteen seconds of checkouts, and returns of what they sold,
+while Redis, the ledger writer, a gateway worker and Postgres are each killed at least twice.
+The long run is `.venv/bin/python -m tests.faults.bank --duration 300` (see tests/faults/bank.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from tests.faults.bank import FAULTS, Run, bank
 
 
-async def test_checkouts_through_crashes_lose_nothing_lend_nothing_beyond_the_limit_and_charge_retries_once() -> None:
+async def test_sales_and_returns_through_crashes_lose_nothing_lend_nothing_beyond_the_limit_move_money_once() -> None:
     root = Path(tempfile.mkdtemp(prefix="convenio-bank-", dir="/tmp"))
     run = Run(duration_s=15, terminals=12, participants=6, fault_every_s=1.5)
     verdict = await bank(run, root)
@@ -24,4 +24,18 @@ async def test_checkouts_through_crashes_lose_nothing_lend_nothing_beyond_the_li
     assert figures["retried"] > 0, "no request was retried: the faults touched nothing"
     assert figures["decisions"].get("hold INSUFFICIENT_LIMIT", 0) > 0, "no sale ran into a limit"
     assert figures["drift"] == 0
+    returns = figures["returns"]
+    for what in (
+        "approved POOL",
+        "approved CREDIT",
+        "declined RETURN_EXCEEDS_SALE",
+        "declined EMPENHO_NOT_COMMITTED",
+        "racing pairs",
+        "approved after forgotten",
+        "restored from the ledger",
+        "reversed after returns",
+        "reversal refused FULLY_RETURNED",
+        "replayed",
+    ):
+        assert returns.get(what, 0) > 0, f"no return {what}: {returns}"
     shutil.rmtree(root, ignore_errors=True)
