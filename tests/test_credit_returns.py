@@ -174,3 +174,19 @@ async def test_rebuild_and_a_return_after_it_agree(account: Account, svc, ledger
     assert r.status_code == 201 and r.json()["returnable"] == 0, r.text
     assert await account.remaining("CLI001") == {"DEV-0001": 1500, "CB-0001": 500, "MAN-0001": 2000}
     await no_drift(svc, ledger_url)
+
+
+async def test_an_order_redis_forgot_is_reversed_for_what_its_returns_left(
+    account: Account, svc, clock: Clock, ledger_url: str
+) -> None:
+    await three_credits(account)
+    order = await paid(account, 3000, "PED-206")
+    assert (await account.return_part(order, 1000)).status_code == 201
+    await writer.drain(svc, ledger_url)
+    clock.advance(5 * DAY)
+    await forget(svc, order)
+    r = await account.cancel(order, reason="pedido cancelado")
+    assert r.status_code == 200, r.text
+    assert (r.json()["status"], r.json()["amount"]) == ("REVERSED", 2000)
+    assert await account.remaining("CLI001") == {"DEV-0001": 1500, "CB-0001": 500, "MAN-0001": 2000}
+    await no_drift(svc, ledger_url)

@@ -255,6 +255,7 @@ async def test_with_the_ledger_down_every_endpoint_that_reads_it_says_so(
             ("GET", f"/v1/empenhos/E1-{none}", None),  # no longer in Redis: the ledger has it, if anyone
             ("GET", f"/v1/protocols/P{none}", None),
             ("POST", f"/v1/empenhos/E1-{none}/returns", {"amount": 100, "store": "LOJA01", "terminal": "PDV01"}),
+            ("POST", f"/v1/empenhos/E1-{none}/cancel", {}),  # a sale Redis forgot: reversed from the ledger
             ("GET", "/v1/convenios/EMP001/movements", None),
             ("POST", who + "/limit-requests", {"suggested_limit": 20_000, "reason": "promoção"}),
             ("GET", who + "/limit-requests", None),
@@ -268,6 +269,7 @@ async def test_with_the_ledger_down_every_endpoint_that_reads_it_says_so(
             ("POST", f"/v1/duplicatas/D{none}/settle", {}),
             ("GET", f"/v1/credit-holds/C1-{none}", None),
             ("POST", f"/v1/credit-holds/C1-{none}/returns", {"amount": 100}),
+            ("POST", f"/v1/credit-holds/C1-{none}/cancel", {}),
             ("GET", "/v1/orders/PED-0001", None),
             ("POST", "/v1/orders/status", {"orders": [{"order": "PED-0001", "status": "PF"}]}),
             ("GET", "/v1/credits/movements", None),

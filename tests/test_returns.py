@@ -195,3 +195,25 @@ async def test_a_credit_refund_its_request_never_made_is_made_once_by_the_worker
     await writer.drain(svc, ledger_url)
     assert await refunds.refund_once(svc, grace_s=0) == 0  # made once, whoever runs it
     assert await available() == 1200
+
+
+async def test_a_sale_redis_forgot_is_reversed_a_month_later_for_what_its_returns_left(
+    seed: Terminal, svc, clock: Clock, ledger_url: str
+) -> None:
+    sale = await sold(seed, 5780)
+    assert (await seed.return_sale(sale, 1200)).status_code == 201
+    await writer.drain(svc, ledger_url)
+    clock.advance(30 * DAY)
+    await forget(svc, sale)
+    reversed_ = await seed.cancel(sale, reason="pedido cancelado")
+    assert reversed_.status_code == 200, reversed_.text
+    assert (reversed_.json()["status"], reversed_.json()["amount"]) == ("REVERSED", 4580)
+    assert await balance(seed) == LIMIT
+    again = await seed.cancel(sale, reason="pedido cancelado")
+    assert again.json() == reversed_.json() and again.headers["Idempotent-Replayed"] == "true"
+    await writer.drain(svc, ledger_url)
+    await forget(svc, sale)
+    assert (await seed.cancel(sale)).json() == reversed_.json()  # a retry a month later answers the same
+    assert await balance(seed) == LIMIT
+    async with asyncpg.create_pool(ledger_url, min_size=1, max_size=1) as pool, pool.acquire() as conn:
+        assert (await verify(svc, conn)).differences == []

@@ -155,7 +155,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         request=CancelRequest,
         body_optional=True,
         tag="credits",
-        errors=(E.UNKNOWN_CREDIT_HOLD, E.CREDIT_HOLD_NOT_PENDING, E.FULLY_RETURNED),
+        errors=(E.UNKNOWN_CREDIT_HOLD, E.CREDIT_HOLD_NOT_PENDING, E.FULLY_RETURNED, E.LEDGER_UNAVAILABLE),
         links=(HOLD_LINKS[0],),
     ),
     Endpoint(

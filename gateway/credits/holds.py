@@ -125,8 +125,9 @@ async def commit(svc: Services, hold_id: str, req: CommitRequest) -> Answer:
 
 
 async def cancel(svc: Services, hold_id: str, req: CancelRequest) -> Answer:
-    """PENDING -> CANCELLED (all back), COMMITTED -> REVERSED (each committed part back)."""
-    shard, (customer,) = await lifecycle.locate(svc, CREDIT_HOLD, hold_id)
+    """PENDING -> CANCELLED (all back), COMMITTED -> REVERSED (each committed part back); a hold
+    Redis forgot is brought back from the ledger first."""
+    shard, (customer,) = await lifecycle.locate(svc, CREDIT_HOLD, hold_id, lambda: _stored_fields(svc, hold_id))
     res = await svc.run(
         "credit_cancel",
         CREDIT_HOLD.lifecycle_keys(svc.keys, shard, hold_id, (customer,)),
@@ -245,6 +246,11 @@ async def stored_record(svc: Services, hold_id: str) -> tuple[dict[str, Any], di
     returns = await svc.ledger.fetch(HOLD_RETURNS_SQL, hold_id)
     credits = {p["credit_id"]: {"ref": p["reference"], "type": p["type"]} for p in parts}
     return record_of(rows[0], parts, history, returns), credits
+
+
+async def _stored_fields(svc: Services, hold_id: str) -> tuple[dict[str, Any], list[str]] | None:
+    stored = await stored_record(svc, hold_id)
+    return None if stored is None else (stored[0], [])
 
 
 def record_of(h: Any, parts: list[Any], history: list[Any], returns: list[Any]) -> dict[str, Any]:

@@ -136,7 +136,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         permissions=frozenset({Permission.EMPENHO_CANCEL}),
         request=CancelRequest,
         body_optional=True,
-        errors=(E.UNKNOWN_EMPENHO, E.EMPENHO_NOT_PENDING, E.FULLY_RETURNED),
+        errors=(E.UNKNOWN_EMPENHO, E.EMPENHO_NOT_PENDING, E.FULLY_RETURNED, E.LEDGER_UNAVAILABLE),
         links=(EMPENHO_LINKS[0], EMPENHO_LINKS[3]),
     ),
 )

@@ -147,7 +147,8 @@ async def commit(svc: Services, empenho_id: str, req: CommitRequest) -> Answer:
 async def cancel(svc: Services, empenho_id: str, req: CancelRequest, keep_windows: bool = False) -> Answer:
     """Cancel (PENDING) or reverse (COMMITTED); `keep_windows`: a release by order processing
     (update_balance off), a sale made elsewhere that keeps its place in the limit windows."""
-    shard, (conv, part) = await lifecycle.locate(svc, EMPENHO, empenho_id)
+    # a sale Redis forgot is brought back from the ledger: a reversal works at any time
+    shard, (conv, part) = await lifecycle.locate(svc, EMPENHO, empenho_id, lambda: stored_record(svc, empenho_id))
     res = await svc.run(
         "empenho_cancel",
         EMPENHO.lifecycle_keys(svc.keys, shard, empenho_id, (conv, part)),

@@ -8,7 +8,7 @@ a hold by its id, turning a script's answer into the contract's body or error, a
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,9 @@ from gateway.platform.errors import ApiError, ErrorCode
 from gateway.platform.http.endpoint import Reply
 from gateway.platform.redis.keys import Keys
 from gateway.platform.services import Services
+from gateway.platform.streams import stored_up_to_now
+
+_encode = msgspec.json.Encoder().encode
 
 REPLAYED = {"Idempotent-Replayed": "true"}
 
@@ -50,6 +53,8 @@ class Kind:
     expire_script: str
     #: the keys of its commit, cancel and expire scripts: (keys, shard, id, owner) -> keys
     lifecycle_keys: Callable[[Keys, int, str, tuple[str, ...]], list[str]]
+    #: where its status history lives: a list beside the record, or the record itself
+    history: Callable[[Keys, int, str], str]
 
 
 def _empenho_keys(k: Keys, shard: int, empenho_id: str, owner: tuple[str, ...]) -> list[str]:
@@ -84,6 +89,7 @@ EMPENHO = Kind(
     ("convenio", "participant"),
     "empenho_expire",
     _empenho_keys,
+    Keys.empenho_history,
 )
 CREDIT_HOLD = Kind(
     "credit hold",
@@ -94,6 +100,7 @@ CREDIT_HOLD = Kind(
     ("customer",),
     "credit_expire",
     _credit_hold_keys,
+    Keys.credit_hold,
 )
 KINDS = (EMPENHO, CREDIT_HOLD)
 
@@ -153,16 +160,48 @@ def settled(res: dict[str, Any], body: Callable[[dict[str, Any]], Any]) -> Answe
     return Answer(200, body(r), bool(r.get("replay")))
 
 
-async def locate(svc: Services, kind: Kind, hold_id: str) -> tuple[int, tuple[str, ...]]:
-    """The shard and owner of a hold still in Redis; an id that is not one of ours, or a hold
-    Redis no longer holds, is unknown."""
+#: what the ledger keeps of a hold, shaped as Redis keeps it: its hash fields and history entries
+Stored = Callable[[], Awaitable[tuple[dict[str, Any], list[str]] | None]]
+LEDGER_WAIT_S = 2.0  # how long bringing a hold back waits for the ledger writer
+
+
+async def locate(svc: Services, kind: Kind, hold_id: str, stored: Stored | None = None) -> tuple[int, tuple[str, ...]]:
+    """The shard and owner of a hold in Redis; an id that is not one of ours is unknown. A final
+    hold Redis no longer holds is brought back from the ledger when `stored` reads it there
+    (hold_restore.lua), once the ledger holds every event appended before now; else unknown."""
     shard = kind.shard_of(hold_id, svc.settings.shards)
     if shard is None:
         raise ApiError(kind.unknown)
     owner = await svc.redis.hmget(kind.record(svc.keys, shard, hold_id), *kind.owner)
     if owner[0] is None:
-        raise ApiError(kind.unknown)
+        if stored is None or not await _restore(svc, kind, shard, hold_id, stored):
+            raise ApiError(kind.unknown)
+        owner = await svc.redis.hmget(kind.record(svc.keys, shard, hold_id), *kind.owner)
+        if owner[0] is None:
+            raise ApiError(kind.unknown)
     return shard, tuple(v.decode() for v in owner)
+
+
+async def _restore(svc: Services, kind: Kind, shard: int, hold_id: str, stored: Stored) -> bool:
+    """Put a final hold back from the ledger; False when the ledger does not know it as final (a
+    PENDING hold lost from Redis is not brought back: its reservation went with it)."""
+    record = await stored()
+    if record is None or record[0]["status"] == "PENDING":
+        return False
+    if await stored_up_to_now(svc, LEDGER_WAIT_S):  # a change of it may still be on its way
+        raise ApiError(ErrorCode.LEDGER_UNAVAILABLE, "The ledger is storing the latest events; try again shortly.")
+    fields, history = (await stored()) or record
+    k = svc.keys
+    await svc.run(
+        "hold_restore",
+        [kind.record(k, shard, hold_id), kind.history(k, shard, hold_id)],
+        [
+            _encode({name: value for name, value in fields.items() if value is not None}).decode(),
+            _encode(history).decode(),
+            svc.settings.final_empenho_ttl_s,
+        ],
+    )
+    return True
 
 
 async def expire(svc: Services, kind: Kind, shard: int, hold_id: str) -> bool:

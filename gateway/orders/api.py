@@ -31,7 +31,7 @@ async def post_order_statuses(c: Call) -> Reply:
             raise ApiError(
                 ErrorCode.FORBIDDEN, "Posting a cancelling status (PC) needs permission 3186 as well as 3185."
             )
-    return Reply(await order_status.process(c.svc, c.body, c.key_id))
+    return Reply(await order_status.process(c.svc, c.body))
 
 
 async def get_order_status_params(c: Call) -> Reply:

@@ -9,9 +9,8 @@ The rules, per hold of the order (credit holds over customer credits, and empenh
 - a cancel status: a PENDING hold (credit hold or empenho) is CANCELLED (`cancelled`); a
   COMMITTED credit hold is REVERSED (`reversed`), and so is a COMMITTED empenho when
   update_balance is on (else it is kept: `unchanged`). Reversing takes what the hold's returns
-  left; one returned whole is `unchanged`. A COMMITTED hold Redis no longer keeps (final holds
-  leave it after a while) cannot be reversed there: what is left of it comes back as a return
-  (gateway/returns/, which finds it in the ledger), reported under `returned`.
+  left (one returned whole is `unchanged`), also of a hold Redis no longer keeps: the cancel
+  brings it back from the ledger.
 - any other status, or a hold already past what the status would change: `unchanged`.
 
 `update_balance` false means the ERP keeps the convênio balance itself: processing only
@@ -30,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import msgspec
 
@@ -52,8 +51,6 @@ from gateway.platform.errors import ApiError, ErrorCode
 from gateway.platform.http.params import invalid
 from gateway.platform.services import Services
 from gateway.platform.streams import stored_up_to_now
-from gateway.returns import returns
-from gateway.returns.schemas import CreditReturnRequest, ReturnRequest
 
 DEFAULT_COMMIT = ("PF",)  # the ERP's processamovimento
 DEFAULT_CANCEL = ("PC",)  # the ERP's inativamovimento
@@ -137,7 +134,6 @@ class _Outcome:
     cancelled: list[str]
     reversed: list[str]
     unchanged: list[str]
-    returned: list[str] = field(default_factory=list)
     error: ApiError | None = None
 
     def put(self, category: str, hold_id: str) -> None:
@@ -156,26 +152,18 @@ _SETTLED = {
     ErrorCode.EMPENHO_NOT_PENDING,
     ErrorCode.COMMIT_CONFLICT,
     ErrorCode.FULLY_RETURNED,
-    ErrorCode.RETURN_EXCEEDS_SALE,
-    ErrorCode.EMPENHO_NOT_COMMITTED,
-    ErrorCode.CREDIT_HOLD_NOT_COMMITTED,
 }
 
 
-async def _apply(svc: Services, api_key_id: str, order: str, status: str, p: Params, holds: OrderHolds) -> _Outcome:
+async def _apply(svc: Services, order: str, status: str, p: Params, holds: OrderHolds) -> _Outcome:
     action = p.action(status)
     out = _Outcome([], [], [], [], [])
     reason = f"order {order}: status {status}"
-    # a return's Idempotency-Key: one per (order, status, hold), so a re-run returns nothing twice
-    key = f"order-status/{order}/{status}/"
     step: Awaitable[tuple[str, str]] | None
     for h in sorted(holds.credit_holds.values(), key=lambda h: (h.created_at, h.id)):
         if action == "COMMIT" and h.status == "PENDING":
             step = _moved(credit_holds.commit(svc, h.id, CommitRequest(coupon=order)), "committed")
-        elif action == "CANCEL" and h.status == "COMMITTED" and not h.live and h.returnable:
-            back = CreditReturnRequest(amount=h.returnable, reason=reason)
-            step = _returned(returns.return_credit_hold(svc, api_key_id, key + h.id, h.id, back))
-        elif action == "CANCEL" and h.status in ("PENDING", "COMMITTED") and h.live:
+        elif action == "CANCEL" and h.status in ("PENDING", "COMMITTED"):
             step = _moved(credit_holds.cancel(svc, h.id, CancelRequest(reason=reason)))
         else:
             step = None
@@ -186,23 +174,12 @@ async def _apply(svc: Services, api_key_id: str, order: str, status: str, p: Par
         elif action == "COMMIT" and e.status == "PENDING":
             release = CancelRequest(reason=f"{reason} processed without a balance change (update_balance off)")
             step = _moved(empenhos.cancel(svc, e.id, release, keep_windows=True), "released")
-        elif action == "CANCEL" and e.status == "PENDING":
+        elif action == "CANCEL" and (e.status == "PENDING" or (e.status == "COMMITTED" and p.update_balance)):
             step = _moved(empenhos.cancel(svc, e.id, CancelRequest(reason=reason)))
-        elif action == "CANCEL" and e.status == "COMMITTED" and p.update_balance and e.live:
-            step = _moved(empenhos.cancel(svc, e.id, CancelRequest(reason=reason)))
-        elif action == "CANCEL" and e.status == "COMMITTED" and p.update_balance and e.returnable:
-            back = ReturnRequest(amount=e.returnable, store=e.store, terminal=e.terminal, reason=reason)
-            step = _returned(returns.return_empenho(svc, api_key_id, key + e.id, e.id, back))
         else:
             step = None
         await _step(out, e, step)
     return out
-
-
-async def _returned(answer: Awaitable[Answer]) -> tuple[str, str]:
-    """What a return of what was left of a hold did: reported under `returned`; still COMMITTED."""
-    await answer
-    return "returned", "COMMITTED"
 
 
 async def _moved(answer: Awaitable[Answer], category: str | None = None) -> tuple[str, str]:
@@ -240,7 +217,6 @@ def _result(order: str, status: str, p: Params, out: _Outcome | None, error: Api
         cancelled=out.cancelled,
         reversed=out.reversed,
         unchanged=out.unchanged,
-        returned=out.returned,
     )
     error = error or out.error
     if error is not None:
@@ -259,7 +235,7 @@ async def _record(svc: Services, result: OrderStatusResult) -> OrderStatusResult
     return _result_decoder.decode(res["r"]["report"])
 
 
-async def process(svc: Services, batch: OrderStatusBatch, api_key_id: str) -> OrderStatusReport:
+async def process(svc: Services, batch: OrderStatusBatch) -> OrderStatusReport:
     """Process a batch of order statuses; one result per item, in the batch's order."""
     p = await params(svc)
     items = [(i.order, i.status) for i in batch.orders]
@@ -296,9 +272,9 @@ async def process(svc: Services, batch: OrderStatusBatch, api_key_id: str) -> Or
                 if h.empty:
                     results[n] = _result(o, status, p, None, ApiError(ErrorCode.UNKNOWN_ORDER))
                     continue
-                out = await _apply(svc, api_key_id, o, status, p, h)
+                out = await _apply(svc, o, status, p, h)
                 result = _result(o, status, p, out, None)
-                moved = out.committed or out.released or out.cancelled or out.reversed or out.returned
+                moved = out.committed or out.released or out.cancelled or out.reversed
                 # a report that moved nothing is not kept: a hold placed later for the order is
                 # processed by the next post
                 if result.action != "NONE" and out.error is None and moved:

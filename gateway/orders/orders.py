@@ -61,12 +61,7 @@ class CreditHoldState:
     amount: int
     created_at: int
     parts: list[Part]
-    live: bool = True  # its record is still in Redis, so its scripts can act on it
     returns: list[Returned] = field(default_factory=list)
-
-    @property
-    def returnable(self) -> int:
-        return sum((p.committed or 0) - p.returned for p in self.parts) if self.status == "COMMITTED" else 0
 
 
 @dataclass
@@ -80,12 +75,6 @@ class EmpenhoState:
     live: bool  # its record is still in Redis, so its scripts can act on it
     returned: int = 0
     returns: list[Returned] = field(default_factory=list)
-    store: str = ""
-    terminal: str = ""
-
-    @property
-    def returnable(self) -> int:
-        return (self.committed_amount or 0) - self.returned if self.status == "COMMITTED" else 0
 
 
 @dataclass
@@ -105,8 +94,7 @@ STORED_PARTS = """SELECT p.hold_id, p.credit_id, p.held, p.committed, p.returned
                   WHERE p.hold_id = ANY($1::text[]) ORDER BY p.hold_id, p.seq"""
 STORED_HOLD_RETURNS = """SELECT hold_id, id, amount, at, protocol, store, terminal FROM credit_hold_returns
                          WHERE hold_id = ANY($1::text[]) ORDER BY at, id"""
-STORED_EMPENHOS = """SELECT id, order_ref, convenio, participant, amount, status, committed_amount, returned,
-                            store, terminal
+STORED_EMPENHOS = """SELECT id, order_ref, convenio, participant, amount, status, committed_amount, returned
                      FROM empenhos WHERE order_ref = ANY($1::text[]) ORDER BY created_at, id"""
 STORED_EMPENHO_RETURNS = """SELECT empenho_id, id, amount, at, protocol, store, terminal, refund FROM empenho_returns
                             WHERE empenho_id = ANY($1::text[]) ORDER BY at, id"""
@@ -203,7 +191,6 @@ async def find(svc: Services, orders: list[str]) -> dict[str, OrderHolds]:
                 r["amount"],
                 to_ms(r["created_at"]),
                 parts_of.get(r["id"], []),
-                live=False,
                 returns=returns_of.get(r["id"], []),
             )
 
@@ -232,8 +219,6 @@ async def find(svc: Services, orders: list[str]) -> dict[str, OrderHolds]:
                 True,
                 int(returned or 0),
                 _kept(returns.decode() if returns else None, refund=True),
-                r["store"],
-                r["terminal"],
             )
         else:
             state = EmpenhoState(
@@ -246,8 +231,6 @@ async def find(svc: Services, orders: list[str]) -> dict[str, OrderHolds]:
                 False,
                 r["returned"],
                 stored_returns.get(r["id"], []),
-                r["store"],
-                r["terminal"],
             )
         found[r["order_ref"]].empenhos[r["id"]] = state
     return found

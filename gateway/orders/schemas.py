@@ -103,10 +103,6 @@ class OrderStatusResult(Out):
     cancelled: list[str]
     reversed: list[str]
     unchanged: list[str]
-    returned: Annotated[
-        list[str],
-        Meta(description="COMMITTED holds Redis no longer kept: what was left of each came back as a return."),
-    ] = []
     error: OrderStatusError | UnsetType = UNSET
 
 
