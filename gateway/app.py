@@ -41,6 +41,7 @@ from gateway.platform.services import Services
 from gateway.registry import api as registry_api
 from gateway.returns import api as returns_api
 from gateway.returns import refunds
+from gateway.stores import api as stores_api
 from ledger.month import api as duplicatas_api
 
 log = logging.getLogger("convenio.app")
@@ -57,6 +58,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *auth_api.ENDPOINTS,
     *decisions_api.ENDPOINTS,
     *registry_api.ENDPOINTS,
+    *stores_api.ENDPOINTS,
     *duplicatas_api.ENDPOINTS,
     *credits_api.ENDPOINTS,
     *orders_api.ENDPOINTS,

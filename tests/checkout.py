@@ -25,6 +25,8 @@ VALID_PATH = {
     "duplicata": "D01ARZ3NDEKTSV4RRFFQ69G5FAV",
     "order": "PED-0001",
     "request": "L01ARZ3NDEKTSV4RRFFQ69G5FAV",
+    "store": "LOJA01",
+    "terminal": "PDV01",
 }
 
 

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from starlette.routing import compile_path
 
 from gateway.app import ENDPOINTS, OPERATIONS
+from gateway.auth import apikeys
 from gateway.auth.password_check import CHECK_STALE_MS
 from gateway.auth.permissions import Permission
 from gateway.orders import order_status
@@ -96,12 +97,14 @@ FEATURES: dict[str, set[str]] = {
         "order_status_params_set",
         "credit_movements",
     },
+    "stores": {"store_create", "store_list", "store_get", "store_update", "terminal_save"},
 }
 #: declared, yet not provoked here: (endpoint, or "*" for every one) -> why
 UNPROVOKED: dict[tuple[str, ErrorCode], str] = {
     ("*", E.INTERNAL_ERROR): "the catch-all of the edge: no input may produce a 500, so none here does",
     ("order_status_params_get", E.INVALID_REQUEST): "it reads nothing but the key; listed like every keyed "
     "operation's refusals",
+    ("store_list", E.INVALID_REQUEST): "it reads nothing but the key, like order_status_params_get",
 }
 
 
@@ -383,6 +386,18 @@ async def test_the_checkout_s_declines_are_declared(
         assert_error(await t.return_sale(unknown, 10), 404, "UNKNOWN_EMPENHO")
     r = await t.client.get(f"/v1/protocols/P{'0' * 26}", headers=t.headers)
     assert_error(r, 404, "UNKNOWN_PROTOCOL")
+
+    # a key of store L001 elsewhere; a convênio accepted at L001 only, at another store
+    await office.client.post("/v1/stores", json={"code": "L001", "name": "LOJA 1"}, headers=office.headers)
+    await office.client.put("/v1/stores/L001/terminals/PDV01", headers=office.headers)
+    token, _ = await apikeys.create(svc, frozenset(Permission), store="L001")
+    l001 = Terminal(t.client, {**t.creds, "api_key": token})
+    pending = (await t.hold(100, proof=await mint_proof(svc, "EMP001", "CLI001"))).json()["id"]
+    assert_error(await l001.hold(100, proof=proof), 403, "STORE_NOT_ALLOWED")
+    for refused in (l001.get(pending), l001.commit(pending), l001.cancel(pending), l001.return_sale(pending, 10)):
+        assert_error(await refused, 403, "STORE_NOT_ALLOWED")
+    assert (await office.update_convenio("EMP001", stores=["L001"])).status_code == 200
+    assert_error(await t.hold(100, proof=proof), 422, "STORE_NOT_ACCEPTED")
     answers.check(spec, FEATURES["checkout"])
 
 
@@ -404,6 +419,8 @@ async def test_the_registry_s_refusals_are_declared(backoffice: BackOffice, spec
     over = assert_error(await office.update_participant("REG01", "ANA", limit=20_000), 422, "LIMIT_ALLOCATION_EXCEEDED")
     assert over["unallocated"] == 4_000
     assert_error(await office.update_convenio("REG404", name="X"), 404, "UNKNOWN_CONVENIO")
+    assert_error(await office.update_convenio("REG01", stores=["L404"]), 404, "UNKNOWN_STORE", "stores")
+    await office.create_convenio("REG02", total_limit=1, stores=["L404"], expect=404)  # UNKNOWN_STORE
     assert_error(await office.update_participant("REG404", "ANA", name="X"), 404, "UNKNOWN_CONVENIO")
     assert_error(await office.update_participant("REG01", "NOBODY", name="X"), 404, "UNKNOWN_PARTICIPANT")
     # reading what is not there
@@ -535,6 +552,16 @@ async def test_the_credits_and_orders_refusals_are_declared(
         assert_error(await step(unknown, "cancel", {}), 404, "UNKNOWN_CREDIT_HOLD")
         assert_error(await give_back(unknown, 100, f"DEV-{unknown}"), 404, "UNKNOWN_CREDIT_HOLD")
     assert_error(await client.get("/v1/orders/PED-0404", headers=h), 404, "UNKNOWN_ORDER")
+    # a key of store L001: a web order, and the holds of another store (placed without a store)
+    await client.post("/v1/stores", json={"code": "L001", "name": "LOJA 1"}, headers=h)
+    token, _ = await apikeys.create(svc, frozenset(Permission), store="L001")
+    h, web = {"Authorization": f"Bearer {token}"}, hid
+    assert_error(await hold(100, "PED-0100-e"), 403, "STORE_NOT_ALLOWED")
+    assert_error(await client.get(f"/v1/credit-holds/{web}", headers=h), 403, "STORE_NOT_ALLOWED")
+    for verb, body in (("commit", {"coupon": "NF-5"}), ("cancel", {})):
+        assert_error(await step(web, verb, body), 403, "STORE_NOT_ALLOWED")
+    assert_error(await give_back(web, 10, "DEV-e"), 403, "STORE_NOT_ALLOWED")
+    h = backoffice.headers
     # the ERP: a cancelling status needs the cancel permission too; a status cannot do both
     only_empenho = {"Authorization": f"Bearer {await backoffice.key(Permission.EMPENHO)}"}
     batch = {"orders": [{"order": "PED-0100", "status": "PC"}]}
@@ -547,3 +574,19 @@ async def test_the_credits_and_orders_refusals_are_declared(
     r = await client.get("/v1/credits/movements", params={"from": "2026-11-02", "to": "2026-11-01"}, headers=h)
     assert_error(r, 422, "INVALID_REQUEST", "to")
     answers.check(spec, FEATURES["credits"])
+
+
+# --- stores and their terminals -------------------------------------------------------------------
+async def test_the_stores_refusals_are_declared(backoffice: BackOffice, spec: dict[str, Any]) -> None:
+    """A store registered twice, changed or read or given a terminal while nobody registered it."""
+    client, h = backoffice.client, backoffice.headers
+    answers = Answers(client)
+    body = {"code": "L001", "name": "LOJA CENTRO", "time_zone": "America/Manaus"}
+    assert (await client.post("/v1/stores", json=body, headers=h)).status_code == 201
+    assert_error(await client.post("/v1/stores", json=body, headers=h), 409, "STORE_EXISTS")
+    assert (await client.get("/v1/stores", headers=h)).json()["stores"][0]["time_zone"] == "America/Manaus"
+    assert_error(await client.get("/v1/stores/L404", headers=h), 404, "UNKNOWN_STORE")
+    assert_error(await client.patch("/v1/stores/L404", json={"name": "X"}, headers=h), 404, "UNKNOWN_STORE")
+    assert_error(await client.put("/v1/stores/L404/terminals/PDV01", headers=h), 404, "UNKNOWN_STORE")
+    assert (await client.put("/v1/stores/L001/terminals/PDV01", headers=h)).status_code == 200
+    answers.check(spec, FEATURES["stores"])

@@ -36,6 +36,7 @@ from gateway.registry.schemas import (
     VehicleSave,
 )
 from gateway.returns.schemas import CreditReturnRequest, ReturnRequest
+from gateway.stores.schemas import StoreCreate, StoreUpdate, TerminalSave
 from ledger.month.schemas import SettleRequest
 from tests.checkout import VALID_PATH, BackOffice, Terminal, assert_error
 
@@ -418,6 +419,8 @@ TEMPLATES: dict[type, dict[str, Any]] = {
         "billing": {"automatic": False, "period": "MONTHLY", "in_participant_name": False, "payment_method": "BOLETO"},
         "requires_vehicle": False,
         "status": "ACTIVE",
+        "stores": [],
+        "time_zone": "America/Manaus",
     },
     ConvenioUpdate: {
         "name": "N",
@@ -432,6 +435,9 @@ TEMPLATES: dict[type, dict[str, Any]] = {
     ParticipantCreate: {"code": "CLIFZ", "name": "N", "document": "1", "limit": 0, "status": "ACTIVE"},
     ParticipantUpdate: {"name": "N", "document": "1", "limit": 100, "status": "ACTIVE"},
     VehicleSave: {"plate": "XYZ9A99", "description": "Gol"},
+    StoreCreate: {"code": "LOJAFZ", "name": "LOJA CENTRO", "time_zone": "America/Manaus", "status": "ACTIVE"},
+    StoreUpdate: {"name": "LOJA CENTRO", "time_zone": "America/Rio_Branco", "status": "BLOCKED"},
+    TerminalSave: {"status": "ACTIVE"},
     IntegrationKeySet: {"integration_key": "ik_fuzz_12345"},
     CreditCreate: {
         "reference": "DEV-0001",

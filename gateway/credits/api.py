@@ -20,9 +20,10 @@ from gateway.credits.schemas import (
     CreditMovementList,
 )
 from gateway.holds.schemas import CancelRequest, CommitRequest
-from gateway.platform.errors import ErrorCode
+from gateway.platform.errors import ApiError, ErrorCode
 from gateway.platform.http import idempotency, params
 from gateway.platform.http.endpoint import Call, Endpoint, Link, Reply
+from gateway.stores import scope
 
 E = ErrorCode
 P = Permission
@@ -37,19 +38,23 @@ async def list_credits(c: Call) -> Reply:
 
 
 async def place_credit_hold(c: Call) -> Reply:
+    await scope.check(c.svc, c.key, c.body.store, c.body.terminal)
     return (await holds.hold(c.svc, c.key_id, idempotency.idempotency_key(c), c.body)).reply()
 
 
 async def get_credit_hold(c: Call) -> Reply:
-    return Reply(await holds.get(c.svc, c.path["id"]))
+    view = await holds.get(c.svc, c.path["id"])
+    if not scope.owns(c.key, view.store or None, view.terminal or None):
+        raise ApiError(ErrorCode.STORE_NOT_ALLOWED)
+    return Reply(view)
 
 
 async def commit_credit_hold(c: Call) -> Reply:
-    return (await holds.commit(c.svc, c.path["id"], c.body)).reply()
+    return (await holds.commit(c.svc, c.path["id"], c.body, scope.limits(c.key))).reply()
 
 
 async def cancel_credit_hold(c: Call) -> Reply:
-    return (await holds.cancel(c.svc, c.path["id"], c.body)).reply()
+    return (await holds.cancel(c.svc, c.path["id"], c.body, scope.limits(c.key))).reply()
 
 
 async def list_credit_movements(c: Call) -> Reply:
@@ -109,7 +114,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         permissions=frozenset({P.EMPENHO}),
         request=CreditHoldRequest,
         tag="credits",
-        errors=(E.INSUFFICIENT_CREDIT, E.IDEMPOTENCY_CONFLICT),
+        errors=(E.INSUFFICIENT_CREDIT, E.IDEMPOTENCY_CONFLICT, E.STORE_NOT_ALLOWED),
         headers=(idempotency.HEADER,),
         links=HOLD_LINKS,
     ),
@@ -122,7 +127,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         CreditHoldView,
         permissions=CREDIT_READ,
         tag="credits",
-        errors=(E.UNKNOWN_CREDIT_HOLD, E.LEDGER_UNAVAILABLE),
+        errors=(E.UNKNOWN_CREDIT_HOLD, E.LEDGER_UNAVAILABLE, E.STORE_NOT_ALLOWED),
     ),
     Endpoint(
         "POST",
@@ -140,6 +145,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             E.CREDIT_HOLD_NOT_PENDING,
             E.CREDIT_COMMIT_CONFLICT,
             E.CREDIT_COMMIT_EXCEEDS_HOLD,
+            E.STORE_NOT_ALLOWED,
         ),
         links=(HOLD_LINKS[0], HOLD_LINKS[2]),
     ),
@@ -155,7 +161,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         request=CancelRequest,
         body_optional=True,
         tag="credits",
-        errors=(E.UNKNOWN_CREDIT_HOLD, E.CREDIT_HOLD_NOT_PENDING, E.FULLY_RETURNED, E.LEDGER_UNAVAILABLE),
+        errors=(
+            E.UNKNOWN_CREDIT_HOLD,
+            E.CREDIT_HOLD_NOT_PENDING,
+            E.FULLY_RETURNED,
+            E.LEDGER_UNAVAILABLE,
+            E.STORE_NOT_ALLOWED,
+        ),
         links=(HOLD_LINKS[0],),
     ),
     Endpoint(

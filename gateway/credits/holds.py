@@ -105,7 +105,7 @@ async def hold(svc: Services, api_key_id: str, idempotency_key: str, req: Credit
     return lifecycle.placed(res, _held)
 
 
-async def commit(svc: Services, hold_id: str, req: CommitRequest) -> Answer:
+async def commit(svc: Services, hold_id: str, req: CommitRequest, scope: tuple[str, str] = ("", "")) -> Answer:
     """Post the hold: all of it, or less (the rest goes back to the credits, last-picked first)."""
     shard, (customer,) = await lifecycle.locate(svc, CREDIT_HOLD, hold_id)
     res = await svc.run(
@@ -119,19 +119,20 @@ async def commit(svc: Services, hold_id: str, req: CommitRequest) -> Answer:
             "" if req.amount is None else req.amount,
             svc.settings.final_empenho_ttl_s,
             customer,
+            *scope,
         ],
     )
     return lifecycle.settled(res, _outcome)
 
 
-async def cancel(svc: Services, hold_id: str, req: CancelRequest) -> Answer:
+async def cancel(svc: Services, hold_id: str, req: CancelRequest, scope: tuple[str, str] = ("", "")) -> Answer:
     """PENDING -> CANCELLED (all back), COMMITTED -> REVERSED (each committed part back); a hold
     Redis forgot is brought back from the ledger first."""
     shard, (customer,) = await lifecycle.locate(svc, CREDIT_HOLD, hold_id, lambda: _stored_fields(svc, hold_id))
     res = await svc.run(
         "credit_cancel",
         CREDIT_HOLD.lifecycle_keys(svc.keys, shard, hold_id, (customer,)),
-        [hold_id, svc.now_ms(), svc.protocol(), req.reason or "", svc.settings.final_empenho_ttl_s, customer],
+        [hold_id, svc.now_ms(), svc.protocol(), req.reason or "", svc.settings.final_empenho_ttl_s, customer, *scope],
     )
     return lifecycle.settled(res, _outcome)
 

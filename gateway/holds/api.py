@@ -15,9 +15,10 @@ from gateway.holds.schemas import (
     EmpenhoView,
     LimitView,
 )
-from gateway.platform.errors import ErrorCode
+from gateway.platform.errors import ApiError, ErrorCode
 from gateway.platform.http import idempotency
 from gateway.platform.http.endpoint import Call, Endpoint, Link, Reply
+from gateway.stores import scope
 
 E = ErrorCode
 PARTICIPANT = "/v1/convenios/{convenio}/participants/{participant}"
@@ -40,19 +41,23 @@ async def get_convenios_of(c: Call) -> Reply:
 
 
 async def place_empenho(c: Call) -> Reply:
+    await scope.check(c.svc, c.key, c.body.store, c.body.terminal)
     return (await empenhos.hold(c.svc, c.key_id, idempotency.idempotency_key(c), c.body)).reply()
 
 
 async def commit_empenho(c: Call) -> Reply:
-    return (await empenhos.commit(c.svc, c.path["id"], c.body)).reply()
+    return (await empenhos.commit(c.svc, c.path["id"], c.body, scope.limits(c.key))).reply()
 
 
 async def cancel_empenho(c: Call) -> Reply:
-    return (await empenhos.cancel(c.svc, c.path["id"], c.body)).reply()
+    return (await empenhos.cancel(c.svc, c.path["id"], c.body, scope=scope.limits(c.key))).reply()
 
 
 async def get_empenho(c: Call) -> Reply:
-    return Reply(await empenhos.get(c.svc, c.path["id"]))
+    view = await empenhos.get(c.svc, c.path["id"])
+    if not scope.owns(c.key, view.store, view.terminal):
+        raise ApiError(ErrorCode.STORE_NOT_ALLOWED)
+    return Reply(view)
 
 
 ENDPOINTS: tuple[Endpoint, ...] = (
@@ -98,6 +103,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             E.MONTHLY_LIMIT_EXCEEDED,
             E.UNKNOWN_CONVENIO,
             E.UNKNOWN_PARTICIPANT,
+            E.STORE_NOT_ACCEPTED,
+            E.STORE_NOT_ALLOWED,
             E.IDEMPOTENCY_CONFLICT,
         ),
         headers=(idempotency.HEADER,),
@@ -111,7 +118,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         get_empenho,
         EmpenhoView,
         permissions=EMPENHO_READ,
-        errors=(E.UNKNOWN_EMPENHO, E.LEDGER_UNAVAILABLE),
+        errors=(E.UNKNOWN_EMPENHO, E.LEDGER_UNAVAILABLE, E.STORE_NOT_ALLOWED),
     ),
     Endpoint(
         "POST",
@@ -122,7 +129,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         EmpenhoOutcome,
         permissions=frozenset({Permission.EMPENHO}),
         request=CommitRequest,
-        errors=(E.UNKNOWN_EMPENHO, E.EMPENHO_NOT_PENDING, E.COMMIT_CONFLICT, E.COMMIT_EXCEEDS_HOLD),
+        errors=(
+            E.UNKNOWN_EMPENHO,
+            E.EMPENHO_NOT_PENDING,
+            E.COMMIT_CONFLICT,
+            E.COMMIT_EXCEEDS_HOLD,
+            E.STORE_NOT_ALLOWED,
+        ),
         links=(EMPENHO_LINKS[0], EMPENHO_LINKS[2], EMPENHO_LINKS[3]),
     ),
     Endpoint(
@@ -136,7 +149,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         permissions=frozenset({Permission.EMPENHO_CANCEL}),
         request=CancelRequest,
         body_optional=True,
-        errors=(E.UNKNOWN_EMPENHO, E.EMPENHO_NOT_PENDING, E.FULLY_RETURNED, E.LEDGER_UNAVAILABLE),
+        errors=(E.UNKNOWN_EMPENHO, E.EMPENHO_NOT_PENDING, E.FULLY_RETURNED, E.LEDGER_UNAVAILABLE, E.STORE_NOT_ALLOWED),
         links=(EMPENHO_LINKS[0], EMPENHO_LINKS[3]),
     ),
 )

@@ -116,7 +116,8 @@ async def hold(svc: Services, api_key_id: str, idempotency_key: str, req: Empenh
     return lifecycle.placed(res, _held)
 
 
-async def commit(svc: Services, empenho_id: str, req: CommitRequest) -> Answer:
+async def commit(svc: Services, empenho_id: str, req: CommitRequest, scope: tuple[str, str] = ("", "")) -> Answer:
+    """Post the hold; `scope`: the store (and terminal) a scoped key acts for (gateway/stores/scope.py)."""
     shard, (conv, part) = await lifecycle.locate(svc, EMPENHO, empenho_id)
     k = svc.keys
     res = await svc.run(
@@ -139,12 +140,19 @@ async def commit(svc: Services, empenho_id: str, req: CommitRequest) -> Answer:
             svc.settings.final_empenho_ttl_s,
             conv,
             part,
+            *scope,
         ],
     )
     return lifecycle.settled(res, _outcome)
 
 
-async def cancel(svc: Services, empenho_id: str, req: CancelRequest, keep_windows: bool = False) -> Answer:
+async def cancel(
+    svc: Services,
+    empenho_id: str,
+    req: CancelRequest,
+    keep_windows: bool = False,
+    scope: tuple[str, str] = ("", ""),
+) -> Answer:
     """Cancel (PENDING) or reverse (COMMITTED); `keep_windows`: a release by order processing
     (update_balance off), a sale made elsewhere that keeps its place in the limit windows."""
     # a sale Redis forgot is brought back from the ledger: a reversal works at any time
@@ -161,6 +169,7 @@ async def cancel(svc: Services, empenho_id: str, req: CancelRequest, keep_window
             conv,
             part,
             "1" if keep_windows else "0",
+            *scope,
         ],
     )
     return lifecycle.settled(res, _outcome)

@@ -3,7 +3,8 @@
 -- given back by a return goes back to the credit it came from; a credit expired meanwhile gets
 -- its share and stays expired, marked `expired` in the event).
 --
--- 1. Unknown id (or another customer's) -> UNKNOWN_CREDIT_HOLD. Already CANCELLED or REVERSED ->
+-- 1. Unknown id (or another customer's) -> UNKNOWN_CREDIT_HOLD. Placed at another store than a
+--    scoped key's (ARGV[7], ARGV[8]) -> STORE_NOT_ALLOWED. Already CANCELLED or REVERSED ->
 --    replay the first answer. PENDING past its expiry -> expire it now, then
 --    CREDIT_HOLD_NOT_PENDING. EXPIRED -> CREDIT_HOLD_NOT_PENDING.
 -- 2. PENDING -> CANCELLED: each part's held amount back. COMMITTED -> REVERSED: each part's
@@ -14,6 +15,7 @@
 -- KEYS[4] shard's pending credit holds zset   KEYS[5] shard's event stream
 -- ARGV[1] hold id   ARGV[2] now (ms)   ARGV[3] protocol   ARGV[4] reason
 -- ARGV[5] ttl (s) of a final hold in Redis   ARGV[6] customer
+-- ARGV[7] the store a scoped key acts for, or ""   ARGV[8] its terminal, or ""
 --
 -- Returns JSON {ok=true, r={s=200, id, status, amount, credits, protocol, replay}} or
 -- {ok=false, code, x={status?, protocol}}.
@@ -32,6 +34,7 @@ end
 
 local hold = hgetall(hold_key)
 if not hold.status or hold.customer ~= ARGV[6] then return refuse('UNKNOWN_CREDIT_HOLD') end
+if outside(hold, ARGV[7], ARGV[8]) then return refuse('STORE_NOT_ALLOWED') end
 local replayed = replay_cancel(hold)
 if replayed then return replayed end
 if hold.status ~= 'PENDING' and hold.status ~= 'COMMITTED' then

@@ -1,7 +1,8 @@
 -- credit_commit.lua: post a PENDING credit hold: the credits it took are debited for good, all
 -- of the hold or less; what is not committed goes back to the credits, last-picked first.
 --
--- 1. Unknown id (or another customer's) -> UNKNOWN_CREDIT_HOLD. Already COMMITTED: same coupon
+-- 1. Unknown id (or another customer's) -> UNKNOWN_CREDIT_HOLD. Placed at another store than a
+--    scoped key's (ARGV[8], ARGV[9]) -> STORE_NOT_ALLOWED. Already COMMITTED: same coupon
 --    and amount -> replay the first answer; otherwise CREDIT_COMMIT_CONFLICT. PENDING past its
 --    expiry -> expire it now (every part back to its credit), then CREDIT_HOLD_NOT_PENDING.
 --    Any other status -> CREDIT_HOLD_NOT_PENDING.
@@ -13,7 +14,7 @@
 -- KEYS[4] shard's pending credit holds zset   KEYS[5] shard's event stream
 -- ARGV[1] hold id   ARGV[2] now (ms)   ARGV[3] protocol   ARGV[4] coupon
 -- ARGV[5] amount or "" for the whole hold   ARGV[6] ttl (s) of a final hold in Redis
--- ARGV[7] customer
+-- ARGV[7] customer   ARGV[8] the store a scoped key acts for, or ""   ARGV[9] its terminal, or ""
 --
 -- Returns JSON {ok=true, r={s=200, id, status, amount, credits, protocol, replay}} or
 -- {ok=false, code, x={status?, held?, protocol}}; every refusal is an event too.
@@ -33,6 +34,7 @@ end
 
 local hold = hgetall(hold_key)
 if not hold.status or hold.customer ~= ARGV[7] then return refuse('UNKNOWN_CREDIT_HOLD', {}) end
+if outside(hold, ARGV[8], ARGV[9]) then return refuse('STORE_NOT_ALLOWED', {}) end
 local held = tonumber(hold.amount)
 local amount = commit_amount(hold, ARGV[5])
 

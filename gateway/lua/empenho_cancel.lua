@@ -1,7 +1,8 @@
 -- empenho_cancel.lua: void a PENDING empenho (CANCELLED, hold released) or reverse a COMMITTED one
 -- (REVERSED, the committed amount returns to the balance).
 --
--- 1. Unknown id -> UNKNOWN_EMPENHO. Already CANCELLED or REVERSED -> replay the first answer.
+-- 1. Unknown id -> UNKNOWN_EMPENHO. Placed at another store than a scoped key's (ARGV[9], ARGV[10])
+--    -> STORE_NOT_ALLOWED. Already CANCELLED or REVERSED -> replay the first answer.
 --    PENDING past its expiry -> expire it now, then EMPENHO_NOT_PENDING. EXPIRED ->
 --    EMPENHO_NOT_PENDING.
 -- 2. PENDING -> CANCELLED: reserved -= held. COMMITTED -> REVERSED: balance += what the
@@ -13,6 +14,7 @@
 -- ARGV[1] empenho id   ARGV[2] now (ms)   ARGV[3] protocol   ARGV[4] reason
 -- ARGV[5] ttl (s) of a final empenho in Redis   ARGV[6] convênio   ARGV[7] participant
 -- ARGV[8] "1": a release by order processing, which keeps the hold's place in the limit windows
+-- ARGV[9] the store a scoped key acts for, or ""   ARGV[10] its terminal, or ""
 --
 -- Returns JSON {ok=true, r={s=200, id, status, amount, balance?, protocol, replay}} or
 -- {ok=false, code, x={status?, protocol}}.
@@ -28,6 +30,10 @@ local emp = hgetall(emp_key)
 if not emp.status or emp.convenio ~= ARGV[6] or emp.participant ~= ARGV[7] then
   emit(stream, 'empenho.cancel_refused', protocol, now, {id = id, error = 'UNKNOWN_EMPENHO'})
   return fail('UNKNOWN_EMPENHO', {protocol = protocol})
+end
+if outside(emp, ARGV[9], ARGV[10]) then
+  emit(stream, 'empenho.cancel_refused', protocol, now, {id = id, error = 'STORE_NOT_ALLOWED'})
+  return fail('STORE_NOT_ALLOWED', {protocol = protocol})
 end
 local replayed = replay_cancel(emp)
 if replayed then return replayed end

@@ -1,7 +1,8 @@
 -- empenho_commit.lua: post a PENDING empenho: debit the committed amount (all or part of the hold)
 -- from the balance and release the hold.
 --
--- 1. Unknown id -> UNKNOWN_EMPENHO. Already COMMITTED: same coupon and amount -> replay the
+-- 1. Unknown id -> UNKNOWN_EMPENHO. Placed at another store than a scoped key's (ARGV[9], ARGV[10])
+--    -> STORE_NOT_ALLOWED. Already COMMITTED: same coupon and amount -> replay the
 --    first answer; otherwise COMMIT_CONFLICT. PENDING past its expiry -> expire it now,
 --    then EMPENHO_NOT_PENDING. Any other status -> EMPENHO_NOT_PENDING.
 -- 2. Amount over the hold -> COMMIT_EXCEEDS_HOLD.
@@ -14,6 +15,7 @@
 -- ARGV[1] empenho id   ARGV[2] now (ms)   ARGV[3] protocol   ARGV[4] coupon
 -- ARGV[5] amount or "" for the whole hold   ARGV[6] ttl (s) of a final empenho in Redis
 -- ARGV[7] convênio   ARGV[8] participant
+-- ARGV[9] the store a scoped key acts for, or ""   ARGV[10] its terminal, or ""
 --
 -- Returns JSON {ok=true, r={s=200, id, status, amount, balance, protocol, replay}} or
 -- {ok=false, code, x={status?, held?, protocol}}; every refusal is an event too.
@@ -37,6 +39,7 @@ local emp = hgetall(emp_key)
 if not emp.status or emp.convenio ~= ARGV[7] or emp.participant ~= ARGV[8] then
   return refuse('UNKNOWN_EMPENHO', {})
 end
+if outside(emp, ARGV[9], ARGV[10]) then return refuse('STORE_NOT_ALLOWED', {}) end
 local held = tonumber(emp.amount)
 local amount = commit_amount(emp, ARGV[5])
 

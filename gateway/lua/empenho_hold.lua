@@ -2,7 +2,8 @@
 --
 -- 1. An idempotency record for this key exists: same fingerprint -> replay its answer,
 --    other fingerprint -> IDEMPOTENCY_CONFLICT. Nothing else happens.
--- 2. Checks, in order: convênio known and ACTIVE, participant known and ACTIVE, password
+-- 2. Checks, in order: convênio known and ACTIVE and accepted at the store (its `stores`, when
+--    it names some), participant known and ACTIVE, password
 --    proof given and bound to this convênio and participant, vehicle registered (when the
 --    convênio requires one, or a plate is given), amount within available =
 --    balance + tolerance - reserved (of the pool in shared mode, of the participant otherwise).
@@ -104,8 +105,9 @@ local function count(key, h, o)
 end
 
 local WINDOW_FIELDS = {'w_order', 'w_day', 'w_month', 'wd', 'wds', 'wm', 'wms'}
+-- `stores`: ",L001,L002,", the only stores where the convênio is accepted; unset or "": every store
 local conv = redis.call('HMGET', conv_key, 'status', 'shared', 'tolerance', 'balance',
-                        'reserved', 'requires_vehicle', unpack(WINDOW_FIELDS))
+                        'reserved', 'requires_vehicle', 'stores', unpack(WINDOW_FIELDS))
 if not conv[1] then return decline(404, 'UNKNOWN_CONVENIO') end
 local part = redis.call('HMGET', part_key, 'status', 'balance', 'reserved', unpack(WINDOW_FIELDS))
 if not part[1] then return decline(404, 'UNKNOWN_PARTICIPANT') end
@@ -117,6 +119,9 @@ if shared then balance, reserved, pool_key, pool = num(conv[4]), num(conv[5]), c
 local available = balance + num(conv[3]) - reserved
 
 if conv[1] ~= 'ACTIVE' then return decline(422, 'CONVENIO_BLOCKED', available) end
+if conv[7] and conv[7] ~= '' and not string.find(conv[7], ',' .. ARGV[11] .. ',', 1, true) then
+  return decline(422, 'STORE_NOT_ACCEPTED', available)
+end
 if part[1] ~= 'ACTIVE' then return decline(422, 'PARTICIPANT_BLOCKED', available) end
 if ARGV[16] ~= '1' then return decline(422, 'PASSWORD_PROOF_REQUIRED', available) end
 -- a proof reads "convênio\nparticipant\ndeadline ms"; Redis's TTL only cleans it up
@@ -135,7 +140,7 @@ end
 if amount > available then return decline(422, 'INSUFFICIENT_LIMIT', available) end
 local part_counts, part_over = window_of(part, 4, 'participant')
 if part_over then return decline(422, part_over.code, available, part_over) end
-local conv_counts, conv_over = window_of(conv, 7, 'convenio')
+local conv_counts, conv_over = window_of(conv, 8, 'convenio')
 if conv_over then return decline(422, conv_over.code, available, conv_over) end
 
 -- every check passed: write
@@ -146,7 +151,7 @@ if part_counts then
   counted[#counted + 1] = 'wmP'; counted[#counted + 1] = m
 end
 if conv_counts then
-  local d, m = count(conv_key, conv, 7)
+  local d, m = count(conv_key, conv, 8)
   counted[#counted + 1] = 'wdC'; counted[#counted + 1] = d
   counted[#counted + 1] = 'wmC'; counted[#counted + 1] = m
 end

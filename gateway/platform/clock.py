@@ -12,6 +12,38 @@ from zoneinfo import ZoneInfo
 #: the retailers' local time: business days, limit windows, the month's batches
 LOCAL = ZoneInfo("America/Sao_Paulo")
 UTC = datetime.UTC
+#: the Brazilian zones a store or a convênio may name (America/Sao_Paulo is the default)
+BRAZIL_ZONES = (
+    "America/Sao_Paulo",
+    "America/Manaus",
+    "America/Cuiaba",
+    "America/Campo_Grande",
+    "America/Porto_Velho",
+    "America/Boa_Vista",
+    "America/Rio_Branco",
+    "America/Eirunepe",
+    "America/Noronha",
+    "America/Belem",
+    "America/Fortaleza",
+    "America/Recife",
+    "America/Araguaina",
+    "America/Maceio",
+    "America/Bahia",
+    "America/Santarem",
+)
+_ZONES: dict[str, ZoneInfo] = {}
+
+
+def zone(name: str | None) -> ZoneInfo:
+    """The zone of a store or a convênio by its IANA name ('' or None: the retailer's default)."""
+    if not name:
+        return LOCAL
+    found = _ZONES.get(name)
+    if found is None:
+        found = _ZONES[name] = ZoneInfo(name)
+    return found
+
+
 #: dates an operator or a client may name: periods of a day past them stay representable
 FIRST_YEAR, LAST_YEAR = 1900, 2199
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")

@@ -21,6 +21,11 @@ class ErrorCode(enum.StrEnum):
     UNAUTHORIZED = "UNAUTHORIZED"
     FORBIDDEN = "FORBIDDEN"
     INTEGRATION_KEY_INVALID = "INTEGRATION_KEY_INVALID"
+    STORE_NOT_ALLOWED = "STORE_NOT_ALLOWED"
+    # stores and terminals
+    UNKNOWN_STORE = "UNKNOWN_STORE"
+    STORE_EXISTS = "STORE_EXISTS"
+    STORE_NOT_ACCEPTED = "STORE_NOT_ACCEPTED"
     # registry
     UNKNOWN_CONVENIO = "UNKNOWN_CONVENIO"
     UNKNOWN_PARTICIPANT = "UNKNOWN_PARTICIPANT"
@@ -85,6 +90,13 @@ ERRORS: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.METHOD_NOT_ALLOWED: (405, "Method not allowed on this endpoint."),
     ErrorCode.UNAUTHORIZED: (401, "A valid API key is required (Authorization: Bearer <key>)."),
     ErrorCode.FORBIDDEN: (403, "This API key lacks the permission this endpoint needs."),
+    ErrorCode.STORE_NOT_ALLOWED: (
+        403,
+        "This API key acts for one store (and terminal) only: the request names, or acts on a hold of, another.",
+    ),
+    ErrorCode.UNKNOWN_STORE: (404, "No store with this code."),
+    ErrorCode.STORE_EXISTS: (409, "A store with this code exists already."),
+    ErrorCode.STORE_NOT_ACCEPTED: (422, "This convênio is not accepted at this store."),
     ErrorCode.INTEGRATION_KEY_INVALID: (403, "The integration key is not valid."),
     ErrorCode.UNKNOWN_CONVENIO: (404, "No convênio with this code."),
     ErrorCode.UNKNOWN_PARTICIPANT: (404, "No participant with this code in this convênio."),

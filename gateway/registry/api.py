@@ -183,7 +183,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         permissions=ADMIN,
         request=ConvenioCreate,
         tag="back-office",
-        errors=(E.CONVENIO_EXISTS,),
+        errors=(E.CONVENIO_EXISTS, E.UNKNOWN_STORE),
         links=CONVENIO_LINKS,
     ),
     Endpoint(
@@ -207,7 +207,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         permissions=ADMIN,
         request=ConvenioUpdate,
         tag="back-office",
-        errors=(E.UNKNOWN_CONVENIO, E.SHARING_MODE_LOCKED, E.LIMIT_ALLOCATION_EXCEEDED),
+        errors=(E.UNKNOWN_CONVENIO, E.SHARING_MODE_LOCKED, E.LIMIT_ALLOCATION_EXCEEDED, E.UNKNOWN_STORE),
     ),
     Endpoint(
         "POST",

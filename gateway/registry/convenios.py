@@ -44,6 +44,11 @@ def _convenio_fields(body: ConvenioCreate | ConvenioUpdate) -> dict[str, str]:
         f["status"] = body.status
     if body.windows is not None:
         f.update(window_fields(body.windows))
+    if body.stores is not None:
+        # as empenho_hold.lua finds a store in it: ",L001,L002,"; "" for every store
+        f["stores"] = "," + ",".join(sorted(set(body.stores))) + "," if body.stores else ""
+    if body.time_zone is not None:
+        f["time_zone"] = body.time_zone
     return f
 
 
@@ -89,6 +94,8 @@ def _convenio_view(r: dict[str, str]) -> ConvenioView:
         reserved=int(r.get("reserved", 0)),
         created_at=rfc3339(int(r["created_at"])),
         updated_at=rfc3339(int(r["updated_at"])),
+        stores=[code for code in r.get("stores", "").split(",") if code],
+        time_zone=r.get("time_zone") or "America/Sao_Paulo",
     )
 
 
@@ -106,6 +113,11 @@ async def save_convenio(
     # a monthly rollover always has its day; the 1st unless said otherwise
     if body.rollover is not None and body.rollover.policy == "MONTHLY" and body.rollover.day is None:
         body = msgspec.structs.replace(body, rollover=Rollover(policy="MONTHLY", day=1))
+    if body.stores:  # only stores the registry knows
+        known = await svc.redis.smismember(k.stores(), list(body.stores))
+        unknown = sorted(code for code, found in zip(body.stores, known, strict=True) if not found)
+        if unknown:
+            raise ApiError(ErrorCode.UNKNOWN_STORE, f"No store with the code {unknown[0]}.", field="stores")
     res = await svc.run(
         "convenio_save",
         [k.convenio(code), k.members(code), k.events(k.shard_of(code))],

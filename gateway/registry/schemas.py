@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from msgspec import UNSET, Meta, Struct, UnsetType
 
+from gateway.platform.clock import BRAZIL_ZONES
 from gateway.platform.http.schemas import PLAIN, Code, Frozen, Money, Out, Plate, Reason, SignedMoney, Timestamp, Why
 
 #: what an operator may set; the system also sets BLOCKED_OVERDUE (unpaid duplicatas)
@@ -39,6 +40,16 @@ class Windows(Frozen):
     monthly_max: Annotated[Money | None, Meta(description="Most the holds of one local month may take.")] = None
 
 
+Stores = Annotated[
+    list[Code],
+    Meta(max_length=500, description="The only stores where the convênio is accepted; empty: every store."),
+]
+ConvenioZone = Annotated[
+    Literal[BRAZIL_ZONES],  # type: ignore[valid-type]
+    Meta(description="The convênio's time zone: its rollover and billing days."),
+]
+
+
 class ConvenioCreate(Frozen):
     code: Code
     name: Annotated[str, Meta(min_length=1, max_length=128, pattern=PLAIN)]
@@ -50,6 +61,8 @@ class ConvenioCreate(Frozen):
     requires_vehicle: bool = False
     status: Status = "ACTIVE"
     windows: Windows = Windows()
+    stores: Stores = []
+    time_zone: ConvenioZone = "America/Sao_Paulo"
 
 
 class ConvenioUpdate(Frozen):
@@ -62,6 +75,8 @@ class ConvenioUpdate(Frozen):
     requires_vehicle: bool | None = None
     status: Status | None = None
     windows: Windows | None = None
+    stores: Stores | None = None
+    time_zone: ConvenioZone | None = None
     reason: Reason | None = None
 
 
@@ -81,6 +96,8 @@ class ConvenioView(Struct):
     reserved: int
     created_at: Timestamp
     updated_at: Timestamp
+    stores: Annotated[list[str], Meta(description="The stores where it is accepted; empty: every store.")] = []
+    time_zone: str = "America/Sao_Paulo"
 
 
 Password = Annotated[str, Meta(min_length=4, max_length=128)]

@@ -8,17 +8,20 @@ from gateway.platform.http import idempotency
 from gateway.platform.http.endpoint import Call, Endpoint, Link, Reply
 from gateway.returns import returns
 from gateway.returns.schemas import CreditReturnOutcome, CreditReturnRequest, ReturnOutcome, ReturnRequest
+from gateway.stores import scope
 
 E = ErrorCode
 _EMPENHO = (("id", "$response.body#/empenho"),)
 
 
 async def return_empenho(c: Call) -> Reply:
+    await scope.check(c.svc, c.key, c.body.store, c.body.terminal)  # a return is taken at any store: the key's
     answer = await returns.return_empenho(c.svc, c.key_id, idempotency.idempotency_key(c), c.path["id"], c.body)
     return answer.reply()
 
 
 async def return_credit_hold(c: Call) -> Reply:
+    await scope.check(c.svc, c.key, c.body.store, c.body.terminal)
     answer = await returns.return_credit_hold(c.svc, c.key_id, idempotency.idempotency_key(c), c.path["id"], c.body)
     return answer.reply()
 
@@ -42,6 +45,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             E.RETURN_EXCEEDS_SALE,
             E.IDEMPOTENCY_CONFLICT,
             E.LEDGER_UNAVAILABLE,
+            E.STORE_NOT_ALLOWED,
         ),
         headers=(idempotency.HEADER,),
         links=(
@@ -68,6 +72,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             E.RETURN_EXCEEDS_SALE,
             E.IDEMPOTENCY_CONFLICT,
             E.LEDGER_UNAVAILABLE,
+            E.STORE_NOT_ALLOWED,
         ),
         headers=(idempotency.HEADER,),
         links=(

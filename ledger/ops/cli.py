@@ -10,11 +10,16 @@ import tempfile
 from pathlib import Path
 
 import click
+import msgspec
 
 from gateway.auth import apikeys
 from gateway.auth.permissions import parse
 from gateway.credits import export as credit_export
-from gateway.platform.errors import ApiError
+from gateway.platform.clock import BRAZIL_ZONES, rfc3339
+from gateway.platform.errors import ApiError, ErrorCode
+from gateway.platform.services import Services
+from gateway.stores import stores
+from gateway.stores.schemas import StoreCreate, StoreUpdate
 from ledger import console
 from ledger.ops import demo as demo_data
 from ledger.ops import migrate as migrations
@@ -54,13 +59,16 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
 
 @click.group()
 def apikey() -> None:
-    """Create and revoke API keys (stored hashed; the key is shown once)."""
+    """Create, list, rotate and revoke API keys (stored hashed; a key is shown once)."""
 
 
 @apikey.command("create")
 @click.option("--permissions", required=True, help="Comma-separated codes, e.g. 3183,3184,3185,3186.")
 @click.option("--name", default="", help="Who or what the key is for.")
-def apikey_create(permissions: str, name: str) -> None:
+@click.option("--store", default=None, help="Scope the key to this store: it may act for no other.")
+@click.option("--terminal", default=None, help="Scope it to this terminal of the store too (needs --store).")
+@console.by_option
+def apikey_create(permissions: str, name: str, store: str | None, terminal: str | None, by: str) -> None:
     """Print a new API key alone on stdout (its id goes to stderr)."""
     try:
         perms = parse(permissions)
@@ -68,22 +76,152 @@ def apikey_create(permissions: str, name: str) -> None:
         raise click.BadParameter(str(exc), param_hint="--permissions") from None
     if not perms:
         raise click.BadParameter("give at least one permission code", param_hint="--permissions")
-    token, key = console.call(lambda svc: apikeys.create(svc, perms, name))
+    if terminal and not store:
+        raise click.BadParameter("a terminal belongs to a store: give --store too", param_hint="--terminal")
+
+    async def create(svc: Services) -> tuple[str, apikeys.ApiKey]:
+        if store:
+            known = await stores.get(svc, store)  # UNKNOWN_STORE when it is not registered
+            if terminal and terminal not in {t.code for t in known.terminals}:
+                raise ApiError(ErrorCode.UNKNOWN_STORE, f"Store {store} has no terminal {terminal}.")
+        return await apikeys.create(svc, perms, name, store=store, terminal=terminal, by=f"cli:{by}")
+
+    try:
+        token, key = console.call(create)
+    except ApiError as exc:
+        console.fail(exc.message)
+    scope = f" for store {key.store}" + (f", terminal {key.terminal}" if key.terminal else "") if key.store else ""
     click.echo(
-        f"api key id {key.id} with permissions {','.join(str(int(p)) for p in sorted(key.permissions))}", err=True
+        f"api key id {key.id} with permissions {','.join(str(int(p)) for p in sorted(key.permissions))}{scope}",
+        err=True,
     )
+    click.echo(token)
+
+
+@apikey.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per key.")
+def apikey_list(as_json: bool) -> None:
+    """Every API key: id, name, permissions, scope, lineage, created, last used, revoked or expiring
+    (never the key)."""
+    found = console.call(apikeys.listing)
+    if as_json:
+        for k in found:
+            click.echo(json.dumps({name: getattr(k, name) for name in k.__dataclass_fields__}))
+        return
+
+    def when(ms: int | None) -> str:
+        return rfc3339(ms)[:19] if ms else "—"
+
+    for k in found:
+        scope = k.store + (f"/{k.terminal}" if k.terminal else "") if k.store else "(any store)"
+        state = (
+            f"revoked {when(k.revoked_at)}"
+            if k.revoked_at
+            else (f"valid until {when(k.expires_at)}" if k.expires_at else "active")
+        )
+        lineage = f"  rotated from {k.lineage}" if k.lineage != k.id else ""
+        click.echo(
+            f"{k.id}  {k.name or '-'}  {k.permissions}  {scope}  created {when(k.created_at)}"
+            f"  last used {when(k.last_used_at)}  {state}{lineage}"
+        )
+    click.echo(f"{len(found)} key(s)", err=True)
+
+
+@apikey.command("rotate")
+@click.argument("key_id")
+@click.option(
+    "--grace",
+    "grace_s",
+    default=86_400,
+    show_default=True,
+    type=click.IntRange(0, 90 * 86_400),
+    help="Seconds the old key keeps working, while terminals switch to the new one.",
+)
+@console.by_option
+def apikey_rotate(key_id: str, grace_s: int, by: str) -> None:
+    """Print a new key for KEY_ID alone on stdout: the same permissions, name and scope; the old one
+    works --grace seconds more. A request retried with the new key under the same Idempotency-Key
+    replays the old key's answer."""
+    try:
+        token, key, until = console.call(lambda svc: apikeys.rotate(svc, key_id, grace_s, by=f"cli:{by}"))
+    except ApiError as exc:
+        console.fail(exc.message)
+    click.echo(f"api key id {key.id} replaces {key_id}, which works until {rfc3339(until)}", err=True)
     click.echo(token)
 
 
 @apikey.command("revoke")
 @click.argument("key_id")
-def apikey_revoke(key_id: str) -> None:
+@console.by_option
+def apikey_revoke(key_id: str, by: str) -> None:
     """Revoke the API key with this id (as `apikey create` printed it)."""
     try:
-        console.call(lambda svc: apikeys.revoke(svc, key_id))
+        console.call(lambda svc: apikeys.revoke(svc, key_id, by=f"cli:{by}"))
     except ApiError as exc:
         console.fail(exc.message)
     click.echo(f"revoked {key_id}", err=True)
+
+
+@click.group("store")
+def store() -> None:
+    """Register stores (lojas) and their terminals (PDVs)."""
+
+
+@store.command("create")
+@click.argument("code")
+@click.option("--name", required=True)
+@click.option("--time-zone", default="America/Sao_Paulo", show_default=True, type=click.Choice(BRAZIL_ZONES))
+@console.by_option
+def store_create(code: str, name: str, time_zone: str, by: str) -> None:
+    """Register the store CODE."""
+    try:
+        body = msgspec.convert({"code": code, "name": name, "time_zone": time_zone}, StoreCreate)
+    except msgspec.ValidationError as exc:
+        raise click.BadParameter(str(exc)) from None
+    try:
+        saved = console.call(lambda svc: stores.save(svc, code, body, by=f"cli:{by}"))
+    except ApiError as exc:
+        console.fail(exc.message)
+    click.echo(f"store {saved.code} ({saved.name}, {saved.time_zone}) {saved.status}", err=True)
+
+
+@store.command("update")
+@click.argument("code")
+@click.option("--name", default=None)
+@click.option("--time-zone", default=None, type=click.Choice(BRAZIL_ZONES))
+@click.option("--status", default=None, type=click.Choice(["ACTIVE", "BLOCKED"]))
+@console.by_option
+def store_update(code: str, name: str | None, time_zone: str | None, status: str | None, by: str) -> None:
+    """Change the store CODE's name, time zone or status (a BLOCKED store's keys can do nothing)."""
+    body = StoreUpdate(name=name, time_zone=time_zone, status=status)  # type: ignore[arg-type]
+    try:
+        saved = console.call(lambda svc: stores.save(svc, code, body, by=f"cli:{by}"))
+    except ApiError as exc:
+        console.fail(exc.message)
+    click.echo(f"store {saved.code} ({saved.name}, {saved.time_zone}) {saved.status}", err=True)
+
+
+@store.command("terminal")
+@click.argument("code")
+@click.argument("terminal")
+@click.option("--blocked", is_flag=True, help="Block it (its keys can do nothing); without: register or unblock.")
+@console.by_option
+def store_terminal(code: str, terminal: str, blocked: bool, by: str) -> None:
+    """Register the terminal TERMINAL of the store CODE, or block or unblock it."""
+    status = "BLOCKED" if blocked else "ACTIVE"
+    try:
+        console.call(lambda svc: stores.save_terminal(svc, code, terminal, status, by=f"cli:{by}"))
+    except ApiError as exc:
+        console.fail(exc.message)
+    click.echo(f"terminal {code}/{terminal} {status}", err=True)
+
+
+@store.command("list")
+def store_list() -> None:
+    """Every store with its terminals."""
+    for st in console.call(stores.listing).stores:
+        terminals = ", ".join(f"{t.code}{'' if t.status == 'ACTIVE' else ' (blocked)'}" for t in st.terminals)
+        click.echo(f"{st.code}  {st.name}  {st.time_zone}  {st.status}  terminals: {terminals or '—'}")
 
 
 @click.command()
@@ -214,4 +352,4 @@ def credits_verify(wait_s: float) -> None:
     sys.exit(console.EXIT_FAILURE if lines else 0)
 
 
-COMMANDS = (migrate, serve, apikey, demo, verify, rebuild, up, credits)
+COMMANDS = (migrate, serve, apikey, store, demo, verify, rebuild, up, credits)

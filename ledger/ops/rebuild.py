@@ -122,14 +122,37 @@ async def rebuild(
             "name": r["name"],
             "created_at": to_ms(r["created_at"]),
             "revoked": 1 if r["revoked_at"] else 0,
+            "store": r["store"] or "",
+            "terminal": r["terminal"] or "",
+            "lineage": r["lineage"] or r["id"],
         }
         if r["revoked_at"]:
             fields["revoked_at"] = to_ms(r["revoked_at"])
+        if r["expires_at"]:
+            fields["expires_at"] = to_ms(r["expires_at"])
         w.pipe.hset(k.api_key(r["digest"]), mapping=fields)
         await w.step()
         w.pipe.hset(k.api_key_ids(), r["id"], r["digest"])
         await w.step()
         done.add("api keys")
+    for r in await conn.fetch("SELECT * FROM stores"):
+        store = {
+            "code": r["code"],
+            "name": r["name"],
+            "time_zone": r["time_zone"],
+            "status": r["status"],
+            "created_at": to_ms(r["created_at"]),
+            "updated_at": to_ms(r["updated_at"]),
+        }
+        w.pipe.hset(k.store(r["code"]), mapping=store)
+        await w.step()
+        w.pipe.sadd(k.stores(), r["code"])
+        await w.step()
+        done.add("stores")
+    for r in await conn.fetch("SELECT store, terminal, status FROM store_terminals"):
+        w.pipe.hset(k.store_terminals(r["store"]), r["terminal"], r["status"])
+        await w.step()
+        done.add("terminals")
     key = await conn.fetchrow("SELECT digest, updated_at FROM integration_key")
     if key is not None:
         mapping = {"digest": key["digest"], "updated_at": to_ms(key["updated_at"])}

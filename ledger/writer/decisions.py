@@ -178,8 +178,11 @@ def _registry(etype: str, protocol: str, d: dict[str, Any]) -> Decision | None:
     if etype == "vehicle.deleted":
         return Decision(etype, "APPROVED", 200, None, *who, None, {"plate": d["plate"]}, {"plate": d["plate"]})
     if etype == "apikey.created":
-        request = {"permissions": d["permissions"], "name": d.get("name", "")}
+        request = {"permissions": d["permissions"], "name": d.get("name", ""), "store": d.get("store") or None}
         return Decision(etype, "APPROVED", None, None, None, None, None, request, {"id": d["id"]})
+    if etype == "apikey.rotated":
+        answer = {"id": d["id"], "previous": d["previous"], "previous_expires_at": d["previous_expires_at"]}
+        return Decision(etype, "APPROVED", None, None, None, None, None, {"id": d["previous"]}, answer)
     if etype == "apikey.revoked":
         return Decision(
             etype, "APPROVED", None, None, None, None, None, {"id": d["id"]}, {"id": d["id"], "revoked": True}
@@ -310,6 +313,7 @@ class DecisionFold(Projection):
             "vehicle.deleted",
             "apikey.created",
             "apikey.revoked",
+            "apikey.rotated",
             "integration.key_set",
             "password.verified",
             "password.failed",

@@ -73,6 +73,10 @@ CATALOGUE: dict[str, tuple[str, ...]] = {
     # API keys and the integration key (apikey_create, apikey_revoke, integration_set)
     "apikey.created": (API_KEYS, DECISIONS),
     "apikey.revoked": (API_KEYS, DECISIONS),
+    "apikey.rotated": (API_KEYS, DECISIONS),
+    # stores and their terminals (store_save, terminal_save)
+    "store.saved": (API_KEYS,),
+    "terminal.saved": (API_KEYS,),
     "integration.key_set": (API_KEYS, DECISIONS),
     # password checks (password_attempt, password_result)
     "password.verified": (DECISIONS,),

@@ -78,3 +78,10 @@ local function sweep_guard(hold, pending_key, id, now)
   if tonumber(hold.expires_at) > tonumber(now) then return ok({expired = false}) end
   return nil
 end
+
+-- A store-scoped API key acts on holds placed at its store (and terminal) only: true when this
+-- hold was placed elsewhere. `store` "" is an unscoped key: it may act on any.
+local function outside(hold, store, terminal)
+  if store == '' then return false end
+  return hold.store ~= store or (terminal ~= '' and hold.terminal ~= terminal)
+end

@@ -17,10 +17,16 @@ JSON = "application/json"
 
 
 class Caller(Protocol):
-    """Who called: the API key that authenticated the request (its id, never the key)."""
+    """Who called: the API key that authenticated the request (its id, never the key), the store
+    and terminal it is scoped to (None: any), and the id its Idempotency-Keys are scoped to."""
 
     id: str
     permissions: frozenset[int]
+    store: str | None
+    terminal: str | None
+
+    @property
+    def scope_id(self) -> str: ...
 
     def allows(self, needed: frozenset[int]) -> bool: ...
 
@@ -38,8 +44,10 @@ class Call:
 
     @property
     def key_id(self) -> str:
+        """The id the ledger and the Idempotency-Keys know the caller by: its key's lineage (a
+        rotated key's first id), so a retry with a rotated key replays."""
         assert self.key is not None, "a public endpoint has no caller"
-        return self.key.id
+        return self.key.scope_id
 
 
 def who(c: Call) -> str:

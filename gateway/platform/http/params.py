@@ -33,6 +33,8 @@ PATH_PATTERNS: dict[str, str] = {
     "duplicata": rf"^D{ids.ULID}(?!\n)$",  # ids.DUPLICATA_ID
     "request": rf"^L{ids.ULID}(?!\n)$",  # a limit-change request: ids.LIMIT_REQUEST_ID
     "order": ORDER_PATTERN,
+    "store": CODE,
+    "terminal": CODE,
 }
 #: their lengths, for a validator that counts characters (a pattern's {1,64} counts UTF-16 units in ECMA-262)
 PATH_LENGTHS: dict[str, tuple[int, int]] = {
@@ -44,6 +46,8 @@ PATH_LENGTHS: dict[str, tuple[int, int]] = {
     "duplicata": (27, 27),
     "request": (27, 27),
     "order": (1, 64),
+    "store": (1, 64),
+    "terminal": (1, 64),
 }
 PATH_PARAMS = {name: re.compile(pattern) for name, pattern in PATH_PATTERNS.items()}
 MAX_SEQ = 10**18 - 1  # a sequence number's cursor: up to 18 digits, inside Postgres's bigint

@@ -98,6 +98,19 @@ class Keys:
     def integration(self) -> str:
         return f"{self.tag(GLOBAL)}:integration"
 
+    # -- stores and their terminals ------------------------------------------------------------
+    def store(self, code: str) -> str:
+        """Hash of a store: name, time zone, status."""
+        return f"{self.tag(GLOBAL)}:store:{code}"
+
+    def store_terminals(self, code: str) -> str:
+        """Hash terminal code -> status (ACTIVE | BLOCKED) of a store's terminals."""
+        return f"{self.tag(GLOBAL)}:storeterms:{code}"
+
+    def stores(self) -> str:
+        """Set of every store's code."""
+        return f"{self.tag(GLOBAL)}:stores"
+
     # -- the customers' current accounts and orders (docs/credits.md) -------------------------
     # A customer's credits live under the tag of `shard_of(customer)`, so a credit hold's
     # script touches one slot and appends to that shard's stream.
