@@ -52,8 +52,9 @@ class Month:
         rollover: dict[str, Any] | None = None,
         billing: dict[str, Any] | None = None,
         tolerance: int = 0,
+        time_zone: str | None = None,
     ) -> dict[str, Any]:
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {} if time_zone is None else {"time_zone": time_zone}
         if rollover is not None:
             extra["rollover"] = rollover
         if billing is not None:

@@ -6,7 +6,9 @@ real API, stored by the real ledger writer, at the test's own times."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
@@ -25,6 +27,7 @@ from tests.test_reconciliation import (
     TUE,
     WED,
     Treasury,
+    at,
     bought_monday_returned_wednesday,
     closing_file,
     give_back,
@@ -306,3 +309,32 @@ async def test_the_closing_command_prints_the_returns(returned_at_another_store,
     assert f"CREDIT DEV-{ids['credit']}" in r.stdout
     r = await asyncio.to_thread(_invoke, ["--date", "2025-11-19", "--json"], env)
     assert json.loads(r.stdout)["totals"] == totals(1, 300, pool=(1, 1200), credit=(1, 800))
+
+
+# --- each store's own business day -------------------------------------------------------------------
+async def test_a_sale_at_23_30_in_manaus_is_on_that_store_s_business_day_in_its_closing(
+    seed: Terminal, svc, clock: Clock, ledger_url, ledger: asyncpg.Pool
+) -> None:
+    """Manaus is UTC−4: 23:30 there on Monday is 00:30 on Tuesday in São Paulo. The sale is
+    Monday's at the Manaus store (its closing, its reconciliation), while a São Paulo store's
+    sale at the same instant is Tuesday's."""
+    from gateway.stores import stores
+    from gateway.stores.schemas import StoreCreate
+
+    await stores.save(svc, "MAO01", StoreCreate(code="MAO01", name="LOJA MANAUS", time_zone="America/Manaus"))
+    manaus_2330 = datetime.datetime.combine(MON, datetime.time(23, 30), ZoneInfo("America/Manaus"))
+    clock.now = int(manaus_2330.timestamp() * 1000)
+    await sell(seed, svc, 2_345, "MAO-1", store="MAO01")
+    await sell(seed, svc, 1_000, "SP-1", store="LOJA01")
+    await writer.drain(svc, ledger_url)
+
+    async with ledger.acquire() as conn:
+        monday, tuesday = (await cash_closing(conn, MON)).as_dict(), (await cash_closing(conn, TUE)).as_dict()
+    assert [(t["store"], t["totals"]["sales_amount"]) for t in monday["terminals"]] == [("MAO01", 2_345)]
+    assert [(t["store"], t["totals"]["sales_amount"]) for t in tuesday["terminals"]] == [("LOJA01", 1_000)]
+
+    # the Manaus terminal's closing file says Monday: reconciled on Monday's run
+    treasury = Treasury(ledger)
+    await treasury.import_(closing_file(sale_line("MAO-1", 2_345, day=MON, store="MAO01")), now=at(TUE, 9))
+    report = await treasury.run(MON)
+    assert report.changed["RECONCILED"] == 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -495,3 +496,46 @@ async def test_a_participant_missing_from_redis_keeps_the_restoration_pending(mo
         await month.bill(D(2026, 11, 11))
     [dup] = await month.duplicatas("GONE")
     assert dup["restore"] == "PENDING"
+
+
+# -- the convênio's own time zone ----------------------------------------------------------------
+async def test_a_convenio_in_rio_branco_rolls_over_and_bills_on_its_own_days(month: Month) -> None:
+    """Rio Branco is UTC−5, two hours behind São Paulo: its 23:30 is 01:30 in São Paulo, and its
+    day ends at 02:00 there. Its rollover keeps the sales before its own 23:30 in the old month,
+    and its daily duplicata waits for its day to end, so the sale at 23:45 there is billed."""
+    acre = ZoneInfo("America/Rio_Branco")
+
+    def there(d: int, hh: int, mm: int = 0) -> datetime.datetime:
+        return datetime.datetime(2026, 11, d, hh, mm, tzinfo=acre)
+
+    month.at(there(2, 9))
+    billing = {"automatic": True, "period": "DAILY"}
+    await month.convenio("EMPAC", 10_000, rollover={"policy": "MONTHLY", "day": 30}, time_zone="America/Rio_Branco")
+    await month.convenio("EMPAD", 10_000, billing=billing, time_zone="America/Rio_Branco")
+    ana = await month.participant("EMPAC", "ANA", limit=1_000)
+    bia = await month.participant("EMPAD", "BIA", limit=1_000)
+
+    # the rollover of the 30th: at 23:30 in São Paulo it is 21:30 in Rio Branco, too early
+    month.at(there(30, 21, 30))
+    with pytest.raises(RuntimeError, match="America/Rio_Branco"):
+        await month.rollover(D(2026, 11, 30))
+    month.at(there(30, 23, 0))
+    await month.sell(ana, 300)  # the old month's, sold before 23:30 there
+    month.at(there(30, 23, 40))
+    await month.sell(ana, 100)  # after its 23:30: the new month's
+    done = await month.rollover(D(2026, 11, 30))
+    assert done.counts["convenios"] == 1 and not done.already_done
+    assert await month.balance("EMPAC", "ANA") == 900
+
+    # the daily duplicata of the 26th: at 01:00 in São Paulo on the 27th, Rio Branco is still on the 26th
+    month.at(there(26, 22, 0))
+    await month.sell(bia, 200)
+    month.at(there(26, 23, 0))
+    with pytest.raises(RuntimeError, match="America/Rio_Branco"):
+        await month.bill(D(2026, 11, 27))
+    month.at(there(26, 23, 45))
+    await month.sell(bia, 50)
+    month.at(there(27, 0, 5))
+    assert (await month.bill(D(2026, 11, 27))).counts["duplicatas"] == 1
+    [dup] = await month.duplicatas("EMPAD")
+    assert (dup["amount"], dup["period_start"], dup["period_end"]) == (250, "2026-11-26", "2026-11-27")

@@ -87,28 +87,38 @@ def iso_or_none(value: datetime.datetime | None) -> str | None:
 
 
 # -- the local calendar -------------------------------------------------------------------------
-def local_start(day: datetime.date) -> datetime.datetime:
+# A store's business days are its own zone's (a sale at 23:30 in Manaus is that day's, though it
+# is the next day in São Paulo); a convênio's rollover and billing periods are the convênio's
+# zone's. `tz` names the zone; None or '' is the retailer's default, America/Sao_Paulo.
+def local_start(day: datetime.date, tz: str | None = None) -> datetime.datetime:
     """The instant (UTC) a local day starts."""
-    return datetime.datetime.combine(day, datetime.time(0), LOCAL).astimezone(UTC)
+    return datetime.datetime.combine(day, datetime.time(0), zone(tz)).astimezone(UTC)
 
 
-def local_at(day: datetime.date, at: datetime.time) -> datetime.datetime:
+def local_at(day: datetime.date, at: datetime.time, tz: str | None = None) -> datetime.datetime:
     """The instant (UTC) of a local day's hour."""
-    return datetime.datetime.combine(day, at, LOCAL).astimezone(UTC)
+    return datetime.datetime.combine(day, at, zone(tz)).astimezone(UTC)
 
 
-def local_day(at: datetime.datetime) -> datetime.date:
+def local_day(at: datetime.datetime, tz: str | None = None) -> datetime.date:
     """The local (business) day of an instant."""
-    return at.astimezone(LOCAL).date()
+    return at.astimezone(zone(tz)).date()
 
 
-def local_today(now: datetime.datetime | None = None) -> datetime.date:
-    return local_day(now or datetime.datetime.now(UTC))
+def local_today(now: datetime.datetime | None = None, tz: str | None = None) -> datetime.date:
+    return local_day(now or datetime.datetime.now(UTC), tz)
 
 
-def day_bounds(day: datetime.date) -> tuple[datetime.datetime, datetime.datetime]:
+def day_bounds(day: datetime.date, tz: str | None = None) -> tuple[datetime.datetime, datetime.datetime]:
     """The instants (UTC) a local day starts and ends (exclusive)."""
-    return local_start(day), local_start(day + datetime.timedelta(days=1))
+    return local_start(day, tz), local_start(day + datetime.timedelta(days=1), tz)
+
+
+def any_zone_bounds(day: datetime.date) -> tuple[datetime.datetime, datetime.datetime]:
+    """From the first instant of `day` in any Brazilian zone to the last: what a query of every
+    store's business day `day` scans, before each row is held to its own store's zone."""
+    bounds = [day_bounds(day, name) for name in BRAZIL_ZONES]
+    return min(b[0] for b in bounds), max(b[1] for b in bounds)
 
 
 def parse_date(text: str, last_year: int = LAST_YEAR) -> datetime.date:

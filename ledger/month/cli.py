@@ -213,8 +213,10 @@ def duplicatas_restore(convenio: str | None, ledger_wait: float) -> None:
 def scheduler(once: bool, poll: float) -> None:
     """Run the month's jobs at their times until stopped: the MONTHLY rollover at 23:30, and at
     01:00 (America/Sao_Paulo) the nightly duplicatas, the overdue check and the reconciliation
-    of the day that ended. Every run is recorded (`convenio jobs`); a finished one is never run
-    again; a failed one is retried."""
+    of the day that ended. A convênio in a zone west of São Paulo is rolled over at 23:30 and
+    billed after midnight of its own zone: the run fails for it until then and is retried.
+    Every run is recorded (`convenio jobs`); a finished one is never run again; a failed one is
+    retried."""
     url = console.settings().database_url
 
     async def go(svc: Services) -> None:

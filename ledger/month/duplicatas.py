@@ -48,6 +48,11 @@ class TooEarly(ValueError):
     """A period asked for before it has closed."""
 
 
+class PeriodOpen(TooEarly):
+    """One convênio's period has not closed yet in its own time zone: the run fails for it, and
+    the scheduler's retry bills it once it has."""
+
+
 @dataclass(frozen=True)
 class Policy:
     """What a convênio's record says about billing and rollover."""
@@ -61,6 +66,7 @@ class Policy:
     payment_method: str
     due_days: int
     block_after_days: int
+    time_zone: str = "America/Sao_Paulo"  # its periods are local days of this zone
 
     @classmethod
     def of(cls, code: str, shared: bool, record: str | dict[str, Any]) -> Policy:
@@ -75,6 +81,7 @@ class Policy:
             payment_method=r.get("payment_method") or "BOLETO",
             due_days=int(r.get("billing_due_days") or 10),
             block_after_days=int(r.get("billing_block_after_days") or 5),
+            time_zone=r.get("time_zone") or "America/Sao_Paulo",
         )
 
 
@@ -130,7 +137,11 @@ async def bill(
 ) -> list[str]:
     """Bill one convênio's unbilled movements of [start, end) in one transaction; returns the
     new duplicatas' ids (none when there was nothing to bill)."""
-    lo, hi = local_start(start), local_start(end)
+    lo, hi = local_start(start, policy.time_zone), local_start(end, policy.time_zone)
+    if issued < hi:
+        # the period has not ended in the convênio's zone (a zone west of São Paulo at the
+        # nightly hour): billing it now would leave its last sales out of every duplicata
+        raise PeriodOpen(f"its period ends at {hi:%Y-%m-%d %H:%M} UTC ({policy.time_zone}); billed after that")
     by_participant = policy.in_participant_name
     # one snapshot for the totals and the items: a movement stored meanwhile is in neither
     async with conn.transaction(isolation="repeatable_read"):
@@ -145,7 +156,7 @@ async def bill(
             return []
         ids = [new_duplicata_id() for _ in groups]
         whos = [g["who"] for g in groups]
-        due = local_today(issued) + datetime.timedelta(days=policy.due_days)
+        due = local_today(issued, policy.time_zone) + datetime.timedelta(days=policy.due_days)
         restore = "PENDING" if policy.rollover == "ON_BILLING" else "NONE"
         await conn.execute(
             _INSERT,

@@ -1,5 +1,6 @@
-"""The MONTHLY rollover ("rotatividade do saldo"): on the convênio's day at 23:30
-(America/Sao_Paulo; a day past the month's end means its last day) every balance goes back
+"""The MONTHLY rollover ("rotatividade do saldo"): on the convênio's day at 23:30 in the
+convênio's time zone (America/Sao_Paulo by default; a day past the month's end means its last
+day; a run starts at 23:30 in São Paulo and a convênio further west waits for its own 23:30) every balance goes back
 to its limit: each participant's in individual mode, the shared pool's in shared mode.
 Pending holds survive it (their reserved amount is untouched).
 
@@ -50,7 +51,8 @@ async def due(conn: asyncpg.Connection, date: datetime.date, convenio: str | Non
     for r in rows:
         day = json.loads(r["record"]).get("rollover_day") or "1"
         if is_rollover_day(int(day), date):
-            out.append({"code": r["code"], "shared": r["shared"]})
+            zone = json.loads(r["record"]).get("time_zone") or "America/Sao_Paulo"
+            out.append({"code": r["code"], "shared": r["shared"], "time_zone": zone})
     return out
 
 
@@ -88,11 +90,16 @@ async def _roll(
     conn: asyncpg.Connection,
     c: dict[str, Any],
     date: datetime.date,
+    now: datetime.datetime,
     ledger_wait_s: float,
     progress: Progress | None,
 ) -> dict[str, int]:
     code, key = c["code"], date.isoformat()
-    cutoff = local_at(date, ROLLOVER_AT)
+    cutoff = local_at(date, ROLLOVER_AT, c["time_zone"])
+    if now < cutoff:
+        # 23:30 has not come in the convênio's zone (west of São Paulo): the run fails for it
+        # and the scheduler's retry rolls it over once it has
+        raise TooEarly(f"its rollover runs at {ROLLOVER_AT:%H:%M} in {c['time_zone']}, not before")
     busy = jobs.JobBusy(f"another rollover of {code} for {key} is in progress")
     async with locks.held(conn, Lock.ROLLOVER, f"{code}/{key}", busy=busy):
         counts = {"pools": 0, "changed": 0, "skipped": 0, "missing": 0, "rounds": 0}
@@ -101,7 +108,7 @@ async def _roll(
             # a later round reads the ledger after the writer stored the earlier rounds' own
             # events too (a million pools: a minute or so): it may wait longer
             await jobs.require_ledger(svc, ledger_wait_s if n == 0 else max(ledger_wait_s, LATER_ROUND_WAIT_S))
-            done = await balance_batch.already_done(conn, code, "RESET", key, local_start(date))
+            done = await balance_batch.already_done(conn, code, "RESET", key, local_start(date, c["time_zone"]))
             pools = await _pools(conn, code, c["shared"], cutoff)
             if counts["rounds"] == 0:
                 counts["pools"], counts["skipped"] = len(pools), len(done & {p[0] for p in pools})
@@ -155,7 +162,7 @@ async def run(
             # the date is the batch key: whatever ran for it before (this run's earlier attempt,
             # or a run for the whole day when this one is for one convênio) is not done again
             try:
-                done = await _roll(svc, conn, c, date, ledger_wait_s, progress)
+                done = await _roll(svc, conn, c, date, now, ledger_wait_s, progress)
             except (jobs.JobBusy, jobs.LedgerBehind):
                 raise
             except Exception as exc:  # one convênio's trouble does not stop the others'

@@ -1,6 +1,7 @@
 """The scheduler: one long-running process that runs the month's jobs at their local times.
 
-- 23:30 (America/Sao_Paulo): the MONTHLY rollover of the convênios whose day it is;
+- 23:30 (America/Sao_Paulo): the MONTHLY rollover of the convênios whose day it is (one in a
+  zone further west fails until its own 23:30 and is retried then, RETRY_AFTER);
 - 01:00: the nightly jobs: duplicata generation (DAILY: the day before; MONTHLY: the closed
   month, on the 1st), the overdue check (blocks and unblocks), and the reconciliation of the
   day that ended (with re-tries of what is unmatched within its look-back window).

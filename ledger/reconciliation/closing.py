@@ -6,8 +6,10 @@ has been reconciled.
 
 Read from the ledger's projection: a sale counts on the day it was committed, a reversal on the
 day it was reversed, at the sale's store and terminal; a return counts where and when it was
-taken (its own store, terminal and day, not the sale's). Days are America/Sao_Paulo's, so a
-sale reversed the next day shows in both days' closings, each on its own side. The net is what
+taken (its own store, terminal and day, not the sale's). Days are each store's business days, in
+the store's own time zone (America/Sao_Paulo for a store not registered), so a sale at 23:30 in
+Manaus is that day's there; a sale reversed the next day shows in both days' closings, each on
+its own side. The net is what
 the convênio is charged: sales less reversals less the returns given back to its pool; a return
 refunded as a DEVOLUCAO credit is shown but not taken off (the convênio still pays for the sale,
 the customer holds a store credit). Money is integer centavos.
@@ -22,37 +24,47 @@ from typing import Any
 
 import asyncpg
 
-from gateway.platform.clock import local_day
-from ledger.reconciliation.reconcile import STATES, day_bounds
+from gateway.platform.clock import any_zone_bounds
+from ledger.reconciliation.reconcile import STATES
 
+# The day of a row is its store's business day: the instant in the store's zone (a store not
+# registered counts in America/Sao_Paulo). $1 and $2 bound the day in every Brazilian zone, so
+# the index on the instant is used; $5 is the day itself.
 SALES = """
-SELECT store, terminal, convenio, participant, count(*)::int AS n, sum(committed_amount)::bigint AS amount
-FROM empenhos
-WHERE committed_at >= $1 AND committed_at < $2 AND status IN ('COMMITTED', 'REVERSED')
-  AND ($3::text IS NULL OR store = $3) AND ($4::text IS NULL OR terminal = $4)
-GROUP BY store, terminal, convenio, participant"""
+SELECT e.store, e.terminal, e.convenio, e.participant, count(*)::int AS n, sum(e.committed_amount)::bigint AS amount
+FROM empenhos e LEFT JOIN stores st ON st.code = e.store
+WHERE e.committed_at >= $1 AND e.committed_at < $2 AND e.status IN ('COMMITTED', 'REVERSED')
+  AND (e.committed_at AT TIME ZONE coalesce(st.time_zone, 'America/Sao_Paulo'))::date = $5
+  AND ($3::text IS NULL OR e.store = $3) AND ($4::text IS NULL OR e.terminal = $4)
+GROUP BY e.store, e.terminal, e.convenio, e.participant"""
 
 # a reversal gives back what the sale's returns left of it
 REVERSALS = """
-SELECT store, terminal, convenio, participant, count(*)::int AS n, sum(committed_amount - returned)::bigint AS amount
-FROM empenhos
-WHERE status = 'REVERSED' AND ended_at >= $1 AND ended_at < $2
-  AND ($3::text IS NULL OR store = $3) AND ($4::text IS NULL OR terminal = $4)
-GROUP BY store, terminal, convenio, participant"""
+SELECT e.store, e.terminal, e.convenio, e.participant, count(*)::int AS n,
+       sum(e.committed_amount - e.returned)::bigint AS amount
+FROM empenhos e LEFT JOIN stores st ON st.code = e.store
+WHERE e.status = 'REVERSED' AND e.ended_at >= $1 AND e.ended_at < $2
+  AND (e.ended_at AT TIME ZONE coalesce(st.time_zone, 'America/Sao_Paulo'))::date = $5
+  AND ($3::text IS NULL OR e.store = $3) AND ($4::text IS NULL OR e.terminal = $4)
+GROUP BY e.store, e.terminal, e.convenio, e.participant"""
 
-# the returns taken on the day, at the store and terminal that took them
+# the returns taken on the day, at the store and terminal that took them (its zone's day)
 RETURNS = """
 SELECT r.store, r.terminal, e.convenio, e.participant, r.refund, count(*)::int AS n, sum(r.amount)::bigint AS amount
-FROM empenho_returns r JOIN empenhos e ON e.id = r.empenho_id
+FROM empenho_returns r JOIN empenhos e ON e.id = r.empenho_id LEFT JOIN stores st ON st.code = r.store
 WHERE r.at >= $1 AND r.at < $2
+  AND (r.at AT TIME ZONE coalesce(st.time_zone, 'America/Sao_Paulo'))::date = $5
   AND ($3::text IS NULL OR r.store = $3) AND ($4::text IS NULL OR r.terminal = $4)
 GROUP BY r.store, r.terminal, e.convenio, e.participant, r.refund"""
 
 RETURN_LIST = """
 SELECT r.id, r.at, r.store, r.terminal, r.amount, r.refund, r.credit_reference, r.reason, r.empenho_id, e.coupon,
-       e.convenio, e.participant, e.store AS sale_store, e.terminal AS sale_terminal, e.committed_at
+       e.convenio, e.participant, e.store AS sale_store, e.terminal AS sale_terminal,
+       (e.committed_at AT TIME ZONE coalesce(ss.time_zone, 'America/Sao_Paulo'))::date AS sale_day
 FROM empenho_returns r JOIN empenhos e ON e.id = r.empenho_id
+     LEFT JOIN stores st ON st.code = r.store LEFT JOIN stores ss ON ss.code = e.store
 WHERE r.at >= $1 AND r.at < $2
+  AND (r.at AT TIME ZONE coalesce(st.time_zone, 'America/Sao_Paulo'))::date = $5
   AND ($3::text IS NULL OR r.store = $3) AND ($4::text IS NULL OR r.terminal = $4)
 ORDER BY r.at, r.id"""
 
@@ -226,7 +238,7 @@ async def cash_closing(
 ) -> Closing:
     """The closing of business day `on`, of every store and terminal or of those given: the
     sales and reversals of the terminals' sales, the returns the terminals took."""
-    start, end = day_bounds(on)
+    start, end = any_zone_bounds(on)
     by_terminal: dict[tuple[str, str], TerminalClosing] = {}
 
     def closing_of(row: asyncpg.Record) -> TerminalClosing:
@@ -235,17 +247,17 @@ async def cash_closing(
             by_terminal[key] = TerminalClosing(*key)
         return by_terminal[key]
 
-    for row in await conn.fetch(SALES, start, end, store, terminal):
+    for row in await conn.fetch(SALES, start, end, store, terminal, on):
         t = closing_of(row)
         part = Totals(sales=row["n"], sales_amount=row["amount"])
         for totals in (t.totals, t.convenios[row["convenio"]], t.participants[(row["convenio"], row["participant"])]):
             totals.add(part)
-    for row in await conn.fetch(REVERSALS, start, end, store, terminal):
+    for row in await conn.fetch(REVERSALS, start, end, store, terminal, on):
         t = closing_of(row)
         part = Totals(reversals=row["n"], reversals_amount=row["amount"])
         for totals in (t.totals, t.convenios[row["convenio"]], t.participants[(row["convenio"], row["participant"])]):
             totals.add(part)
-    for row in await conn.fetch(RETURNS, start, end, store, terminal):
+    for row in await conn.fetch(RETURNS, start, end, store, terminal, on):
         t = closing_of(row)
         if row["refund"] == "CREDIT":
             part = Totals(credit_returns=row["n"], credit_returns_amount=row["amount"])
@@ -253,7 +265,7 @@ async def cash_closing(
             part = Totals(pool_returns=row["n"], pool_returns_amount=row["amount"])
         for totals in (t.totals, t.convenios[row["convenio"]], t.participants[(row["convenio"], row["participant"])]):
             totals.add(part)
-    for row in await conn.fetch(RETURN_LIST, start, end, store, terminal):
+    for row in await conn.fetch(RETURN_LIST, start, end, store, terminal, on):
         closing_of(row).returns.append(
             ReturnTaken(
                 row["id"],
@@ -268,7 +280,7 @@ async def cash_closing(
                 row["participant"],
                 row["sale_store"],
                 row["sale_terminal"],
-                local_day(row["committed_at"]),
+                row["sale_day"],
             )
         )
     for row in await conn.fetch(RECONCILED, on, store, terminal):

@@ -10,7 +10,7 @@ line the header naming the columns (any order, names case-insensitive):
     LOJA01,PDV01,2025-11-17,CUPOM-000123,EMP001,CLI001,578
     LOJA02,PDV07,2025-11-19,CUPOM-000123,EMP001,CLI001,-1200,RETURN,R3-01KB...
 
-- date: the business day, YYYY-MM-DD (the day of the sale, or of the return, in America/Sao_Paulo)
+- date: the business day, YYYY-MM-DD (the day of the sale, or of the return, in its store's time zone)
 - amount: an integer number of centavos (578 is R$ 5,78); never a decimal
 - type (optional column; empty means SALE): SALE is matched against the ledger's sales,
   RETURN against its returns; ADJUSTMENT and INFO lines are informative ("Informativo"):
@@ -71,7 +71,7 @@ from typing import Any, ClassVar
 import asyncpg
 
 from gateway.platform import locks
-from gateway.platform.clock import LOCAL, day_bounds, local_day, local_today
+from gateway.platform.clock import LOCAL, any_zone_bounds, local_today
 from gateway.platform.locks import Lock
 from gateway.platform.money import brl
 from gateway.platform.progress import Progress, ticker
@@ -124,7 +124,9 @@ class BadFile(ReconciliationError):
 
 
 # --- days --------------------------------------------------------------------------------------
-business_day = local_day  # the day a sale counts on: its local date
+# The day a sale (or a return) counts on is its store's business day: the instant in the store's
+# time zone (America/Sao_Paulo for a store not registered), computed by Postgres from `stores`
+# (the queries below spell it out: SQL stays constant text).
 
 
 def _when(at: datetime.datetime) -> str:
@@ -448,14 +450,18 @@ class Return:
         return self.at
 
 
-SALE_COLUMNS = """SELECT id, store, terminal, coupon, convenio, participant, status, committed_amount, committed_at,
-       ended_at FROM empenhos"""
+SALE_COLUMNS = """SELECT e.id, e.store, e.terminal, e.coupon, e.convenio, e.participant, e.status,
+       e.committed_amount, e.committed_at, e.ended_at,
+       (e.committed_at AT TIME ZONE coalesce(st.time_zone, 'America/Sao_Paulo'))::date AS business_date
+FROM empenhos e LEFT JOIN stores st ON st.code = e.store"""
+# $1 and $2 bound the day in every Brazilian zone (the index on the instant), $3 is the day
 SALES_BETWEEN = (
     SALE_COLUMNS
     + """
-WHERE committed_at >= $1 AND committed_at < $2 AND status IN ('COMMITTED', 'REVERSED')"""
+WHERE e.committed_at >= $1 AND e.committed_at < $2 AND e.status IN ('COMMITTED', 'REVERSED')
+  AND (e.committed_at AT TIME ZONE coalesce(st.time_zone, 'America/Sao_Paulo'))::date = $3"""
 )
-SALES_BY_ID = SALE_COLUMNS + " WHERE id = ANY($1::text[]) AND status IN ('COMMITTED', 'REVERSED')"
+SALES_BY_ID = SALE_COLUMNS + " WHERE e.id = ANY($1::text[]) AND e.status IN ('COMMITTED', 'REVERSED')"
 
 
 def _sale(row: asyncpg.Record) -> Sale:
@@ -463,7 +469,7 @@ def _sale(row: asyncpg.Record) -> Sale:
         row["id"],
         row["store"],
         row["terminal"],
-        business_day(row["committed_at"]),
+        row["business_date"],
         row["coupon"] or "",
         row["convenio"],
         row["participant"],
@@ -475,8 +481,13 @@ def _sale(row: asyncpg.Record) -> Sale:
 
 
 RETURN_COLUMNS = """SELECT r.id, r.empenho_id, r.store, r.terminal, e.coupon, e.convenio, e.participant, r.amount,
-       r.refund, r.at FROM empenho_returns r JOIN empenhos e ON e.id = r.empenho_id"""
-RETURNS_BETWEEN = RETURN_COLUMNS + " WHERE r.at >= $1 AND r.at < $2"
+       r.refund, r.at, (r.at AT TIME ZONE coalesce(st.time_zone, 'America/Sao_Paulo'))::date AS business_date
+FROM empenho_returns r JOIN empenhos e ON e.id = r.empenho_id LEFT JOIN stores st ON st.code = r.store"""
+RETURNS_BETWEEN = (
+    RETURN_COLUMNS
+    + """
+WHERE r.at >= $1 AND r.at < $2 AND (r.at AT TIME ZONE coalesce(st.time_zone, 'America/Sao_Paulo'))::date = $3"""
+)
 RETURNS_BY_ID = RETURN_COLUMNS + " WHERE r.id = ANY($1::text[])"
 
 
@@ -486,7 +497,7 @@ def _return(row: asyncpg.Record) -> Return:
         row["empenho_id"],
         row["store"],
         row["terminal"],
-        business_day(row["at"]),
+        row["business_date"],
         row["coupon"] or "",
         row["convenio"],
         row["participant"],
@@ -903,7 +914,7 @@ WHERE business_date >= $1 AND business_date <= $2 GROUP BY state"""
 
 # --- what a run matches lines against: the ledger's sales, and its returns ------------------------
 async def _sales_of_day(conn: asyncpg.Connection, day: datetime.date) -> list[Item]:
-    return [_sale(row) for row in await conn.fetch(SALES_BETWEEN, *day_bounds(day))]
+    return [_sale(row) for row in await conn.fetch(SALES_BETWEEN, *any_zone_bounds(day), day)]
 
 
 async def _sales_by_id(conn: asyncpg.Connection, ids: list[str]) -> list[Item]:
@@ -919,7 +930,7 @@ async def _sales_ledger_side(conn: asyncpg.Connection, ids: list[str]) -> list[R
 
 
 async def _returns_of_day(conn: asyncpg.Connection, day: datetime.date) -> list[Item]:
-    return [_return(row) for row in await conn.fetch(RETURNS_BETWEEN, *day_bounds(day))]
+    return [_return(row) for row in await conn.fetch(RETURNS_BETWEEN, *any_zone_bounds(day), day)]
 
 
 async def _returns_by_id(conn: asyncpg.Connection, ids: list[str]) -> list[Item]:
@@ -1074,8 +1085,8 @@ async def _write(
 
 
 async def _reversed_after_reconciled(conn: asyncpg.Connection, report: RunReport, now: datetime.datetime) -> None:
-    start, _ = day_bounds(report.oldest)
-    _, end = day_bounds(report.date)
+    start, _ = any_zone_bounds(report.oldest)
+    _, end = any_zone_bounds(report.date)
     changes = []
     for before in map(_record, await conn.fetch(RECONCILED_THEN_REVERSED, start, end)):
         rows = await conn.fetch(SALES_BY_ID, [before.empenho_id])
