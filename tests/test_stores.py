@@ -266,3 +266,32 @@ def test_the_cli_registers_stores_and_lists_scoped_and_rotated_keys_never_the_ke
 def test_cli_store_create_refuses_an_unknown_time_zone(cli_env) -> None:  # noqa: F811
     done = convenio(cli_env, "store", "create", "L001", "--name", "X", "--time-zone", "Europe/Lisbon")
     assert done.returncode == 2 and "America/Manaus" in done.stderr
+
+
+# --- after Redis lost everything -------------------------------------------------------------------
+async def test_stores_terminals_and_scoped_keys_come_back_with_a_rebuild(
+    chain: dict[str, Checkout], svc: Services, backoffice: BackOffice, ledger_url: str
+) -> None:
+    from ledger.ops.rebuild import rebuild
+    from tests.test_rebuild_verify import lose_redis
+
+    old = chain["L001"]
+    token, _, _ = await apikeys.rotate(svc, apikeys.key_id(old.headers["Authorization"][7:]), grace_s=3600)
+    rotated = Checkout(chain["L002"], token, "L001", "PDV02")
+    body = rotated.sale(1_000, await rotated.proof())
+    first = await rotated.hold(1_000, body=body, idempotency_key="PDV02-000900")
+    assert first.status_code == 201, first.text
+    assert (await backoffice.update_convenio("EMP001", stores=["L001"])).status_code == 200
+    before = (await stores.listing(svc)).stores
+    await writer.drain(svc, ledger_url)
+    await lose_redis(svc)
+    async with asyncpg.create_pool(ledger_url, min_size=1, max_size=1) as pool, pool.acquire() as conn:
+        await rebuild(svc, conn)
+
+    assert (await stores.listing(svc)).stores == before
+    assert_error(await rotated.hold(1_000, store="L002"), 403, "STORE_NOT_ALLOWED")
+    # the old key is in its grace still, and shares the rotated key's idempotency scope
+    again = await old.hold(1_000, body=body, idempotency_key="PDV02-000900")
+    assert again.status_code == 201 and again.json() == first.json()
+    proof = await mint_proof(svc, "EMP001", "CLI001")
+    assert_error(await chain["L002"].hold(1_000, proof=proof), 422, "STORE_NOT_ACCEPTED")
