@@ -204,12 +204,11 @@ class Backlog:
             await svc.run(
                 "password_result",
                 [
-                    svc.keys.participant(conv, part),
-                    svc.keys.proof(conv, "x"),
-                    svc.keys.events(svc.keys.shard_of(conv)),
-                    svc.keys.password_checks(conv, part),
+                    svc.keys.password_lockout(part),
+                    svc.keys.password_checks(part),
+                    svc.keys.events(svc.keys.shard_of(part)),
                 ],
-                ["0", svc.now_ms(), svc.protocol(), 5, 900_000, 120_000, conv, part],
+                ["0", svc.now_ms(), svc.protocol(), 5, 900_000, 0, conv, part],
             )
         proof = None if rng.random() < 0.02 else await mint_proof(svc, conv, part)  # no proof: declined
         vehicle = None

@@ -236,14 +236,15 @@ async def mint_proof(svc: Services, convenio: str, participant: str) -> str:
     argon2's ~30 ms each: for tests that need hundreds of holds at once."""
     import secrets
 
-    from gateway.auth.password_check import CHECK_STALE_MS, result_call
+    from gateway.auth.password_check import CHECK_STALE_MS, result_call, store_proof
 
     proof = secrets.token_urlsafe(32)
     protocol = svc.protocol()
     # the check opened as password_attempt.lua opens it (it would also want a password hash)
-    checks = svc.keys.password_checks(convenio, participant)
+    checks = svc.keys.password_checks(participant)
     await svc.redis.zadd(checks, {protocol: svc.now_ms() + CHECK_STALE_MS})
-    keys, args = result_call(svc, convenio, participant, protocol, proof)
+    expires_at = await store_proof(svc, convenio, participant, proof)
+    keys, args = result_call(svc, convenio, participant, protocol, expires_at)
     closed = await svc.run("password_result", keys, args)
     assert closed["ok"], closed
     return proof

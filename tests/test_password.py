@@ -46,28 +46,13 @@ async def test_parallel_checks_of_the_right_password_never_lock_the_participant(
 
 async def test_checks_whose_verdict_never_came_are_not_failures(seed: Terminal, svc, clock: Clock) -> None:
     # a gateway worker killed (or Redis lost) between opening a check and recording its verdict
-    from gateway.auth.password_check import CHECK_STALE_MS
+    from gateway.auth.password_check import CHECK_STALE_MS, attempt_call, find
 
-    k, s = svc.keys, svc.settings
+    s = svc.settings
+    found = await find(svc, seed.convenio, seed.participant)
     for _ in range(s.password_max_failures):
-        opened = await svc.run(
-            "password_attempt",
-            [
-                k.convenio(seed.convenio),
-                k.participant(seed.convenio, seed.participant),
-                k.events(k.shard_of(seed.convenio)),
-                k.password_checks(seed.convenio, seed.participant),
-            ],
-            [
-                svc.now_ms(),
-                s.password_max_failures,
-                s.password_lock_s * 1000,
-                svc.protocol(),
-                seed.convenio,
-                seed.participant,
-                CHECK_STALE_MS,
-            ],
-        )
+        keys, args = attempt_call(svc, seed.convenio, seed.participant, svc.protocol(), found)
+        opened = await svc.run("password_attempt", keys, args)
         assert opened["ok"], opened
     busy = await seed.check_password()  # while they might still be running, the next one waits
     assert busy.status_code == 429 and busy.json()["error"]["code"] == "PASSWORD_CHECK_BUSY", busy.text
@@ -193,3 +178,113 @@ async def test_a_check_slower_than_the_stale_window_gives_no_proof_but_a_wrong_o
     assert (await seed.check_password(wrong)).json()["attempts_left"] == svc.settings.password_max_failures - 1
     monkeypatch.setattr(svc.passwords, "verify", real)
     assert (await seed.check_password()).json()["valid"] is True
+
+
+# -- one lockout per customer, across all their convênios -------------------------------------
+async def same_customer_in_three_convenios(seed: Terminal, backoffice) -> list[Terminal]:
+    """CLI001 of the worked example also buys on EMP002 and EMP003, with the same PIN."""
+    for code in ("EMP002", "EMP003"):
+        await backoffice.create_convenio(code, total_limit=20000)
+        await backoffice.add_participant(code, "CLI001", limit=5000, password=seed.password)
+    return [seed] + [seed.as_participant(code, "CLI001", seed.password) for code in ("EMP002", "EMP003")]
+
+
+def wrong_pin(seed: Terminal) -> str:
+    return "999999" if seed.password != "999999" else "888888"
+
+
+async def test_five_wrong_guesses_spread_over_three_convenios_lock_the_customer_on_all(
+    seed: Terminal, backoffice, svc, clock: Clock
+) -> None:
+    cards = await same_customer_in_three_convenios(seed, backoffice)
+    await backoffice.add_participant("EMP002", "CLI002", limit=5000, password="4321")
+    attempts = svc.settings.password_max_failures
+    answers = [await cards[n % 3].check_password(wrong_pin(seed)) for n in range(attempts)]
+    # one count for the customer, whichever convênio each guess named
+    assert [a.json()["attempts_left"] for a in answers] == list(range(attempts - 1, -1, -1))
+    for card in cards:  # even the right password, on any of them
+        error = assert_error(await card.check_password(), 423, "PASSWORD_LOCKED")
+        assert 0 < error["retry_after"] <= svc.settings.password_lock_s
+    # another customer of the same convênio is not locked out with CLI001
+    assert (await seed.as_participant("EMP002", "CLI002", "4321").check_password()).json()["valid"] is True
+    clock.advance(svc.settings.password_lock_s + 1)
+    for card in cards:
+        assert (await card.check_password()).json()["valid"] is True
+
+
+async def test_a_right_password_on_one_convenio_resets_the_customers_count(seed: Terminal, backoffice, svc) -> None:
+    emp001, emp002, emp003 = await same_customer_in_three_convenios(seed, backoffice)
+    for n in range(svc.settings.password_max_failures - 1):
+        await (emp001 if n % 2 else emp002).check_password(wrong_pin(seed))
+    assert (await emp003.check_password()).json()["valid"] is True
+    assert (await emp001.check_password(wrong_pin(seed))).json()["attempts_left"] == (
+        svc.settings.password_max_failures - 1
+    )
+
+
+async def test_checks_in_flight_on_different_convenios_count_together(
+    seed: Terminal, backoffice, svc, clock: Clock
+) -> None:
+    from gateway.auth.password_check import CHECK_STALE_MS, attempt_call, find
+
+    cards = await same_customer_in_three_convenios(seed, backoffice)
+    # checks opened on EMP001 and EMP002 whose verdicts are still being computed
+    for n in range(svc.settings.password_max_failures):
+        card = cards[n % 2]
+        found = await find(svc, card.convenio, card.participant)
+        keys, args = attempt_call(svc, card.convenio, card.participant, svc.protocol(), found)
+        assert (await svc.run("password_attempt", keys, args))["ok"]
+    # so a check on EMP003 must wait for them
+    busy = assert_error(await cards[2].check_password(), 429, "PASSWORD_CHECK_BUSY")
+    assert busy["retry_after"] >= 1
+    clock.advance(CHECK_STALE_MS / 1000 + 1)
+    assert (await cards[2].check_password()).json()["valid"] is True
+
+
+async def test_a_burst_of_guesses_over_three_convenios_cannot_exceed_the_customers_allowed_failures(
+    seed: Terminal, backoffice, svc
+) -> None:
+    cards = await same_customer_in_three_convenios(seed, backoffice)
+    answers = await asyncio.gather(*(cards[n % 3].check_password(wrong_pin(seed)) for n in range(21)))
+    verified = [a for a in answers if a.status_code == 200]
+    assert len(verified) == svc.settings.password_max_failures, [a.text for a in answers]
+    assert all(a.status_code in (423, 429) for a in answers if a.status_code != 200)
+    for card in cards:
+        assert_error(await card.check_password(), 423, "PASSWORD_LOCKED")
+
+
+async def test_a_new_password_from_the_back_office_lifts_the_customers_lock(
+    seed: Terminal, backoffice, svc, clock: Clock
+) -> None:
+    emp001, emp002, _ = await same_customer_in_three_convenios(seed, backoffice)
+    for _ in range(svc.settings.password_max_failures):
+        await emp001.check_password(wrong_pin(seed))
+    assert_error(await emp002.check_password(), 423, "PASSWORD_LOCKED")
+    clock.advance(1)
+    r = await backoffice.update_participant("EMP002", "CLI001", password="246810")
+    assert r.status_code == 200, r.text
+    assert (await emp002.check_password("246810")).json()["valid"] is True
+    assert (await emp001.check_password()).json()["valid"] is True  # the lock was the customer's
+
+
+async def test_a_checks_scripts_touch_only_the_customers_slot_and_stream(seed: Terminal, backoffice, svc) -> None:
+    # on a Redis Cluster a script's keys must share one hash slot: the customer's shard's tag,
+    # though EMP002's participant hash and the proof live under the convênio's
+    import re
+
+    from gateway.auth.password_check import Found, attempt_call, result_call
+
+    k = svc.keys
+    assert k.shard_of("EMP002") != k.shard_of("CLI001")  # else this proves nothing
+    customer_tag = f"{{s{k.shard_of('CLI001')}}}"
+    for keys, _ in (
+        attempt_call(svc, "EMP002", "CLI001", "P1", Found("")),
+        result_call(svc, "EMP002", "CLI001", "P1", 0),
+        result_call(svc, "EMP002", "CLI001", "P1", 1),
+    ):
+        assert {re.search(r"\{[^}]*\}", key).group(0) for key in keys} == {customer_tag}, keys
+        assert k.events(k.shard_of("CLI001")) in keys
+    emp002 = (await same_customer_in_three_convenios(seed, backoffice))[1]
+    await emp002.check_password(wrong_pin(seed))
+    last = await svc.redis.xrevrange(k.events(k.shard_of("CLI001")), count=1)
+    assert last[0][1][b"type"] == b"password.failed"

@@ -57,10 +57,6 @@ class Keys:
         """Hash plate -> JSON of the vehicle (description, last km)."""
         return f"{self.tag(self.shard_of(convenio))}:veh:{convenio}:{participant}"
 
-    def password_checks(self, convenio: str, participant: str) -> str:
-        """Sorted set of the participant's password checks in progress (protocol -> stale-after ms)."""
-        return f"{self.tag(self.shard_of(convenio))}:pwchecks:{convenio}:{participant}"
-
     def proof(self, convenio: str, proof_digest: str) -> str:
         return f"{self.tag(self.shard_of(convenio))}:proof:{proof_digest}"
 
@@ -110,6 +106,17 @@ class Keys:
     def stores(self) -> str:
         """Set of every store's code."""
         return f"{self.tag(GLOBAL)}:stores"
+
+    # -- a customer's password lockout (gateway/auth/password_check.py) ----------------------
+    # One count for all the customer's convênios, under the tag of `shard_of(customer)` as their
+    # credits are, so the scripts that open and close a check touch one slot.
+    def password_lockout(self, customer: str) -> str:
+        """Hash of the customer's password failures: failures, locked_until (ms), at (ms)."""
+        return f"{self.tag(self.shard_of(customer))}:pwlock:{customer}"
+
+    def password_checks(self, customer: str) -> str:
+        """Sorted set of the customer's password checks in progress (protocol -> stale-after ms)."""
+        return f"{self.tag(self.shard_of(customer))}:pwchecks:{customer}"
 
     # -- the customers' current accounts and orders (docs/credits.md) -------------------------
     # A customer's credits live under the tag of `shard_of(customer)`, so a credit hold's
