@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, get_route_path
 
+from gateway.audit import api as audit_api
 from gateway.auth import api as auth_api
 from gateway.auth.apikeys import ApiKeyCache
 from gateway.credits import api as credits_api
@@ -32,7 +33,7 @@ from gateway.orders import api as orders_api
 from gateway.platform import metrics
 from gateway.platform.config import Settings
 from gateway.platform.errors import ApiError, ErrorCode
-from gateway.platform.http import openapi, operations
+from gateway.platform.http import openapi, operations, tls
 from gateway.platform.http.edge import UNAVAILABLE, error_response, wrap
 from gateway.platform.http.endpoint import JSON, Endpoint
 from gateway.platform.http.fast_path import AllowedMethods, FastPath
@@ -62,6 +63,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *duplicatas_api.ENDPOINTS,
     *credits_api.ENDPOINTS,
     *orders_api.ENDPOINTS,
+    *audit_api.ENDPOINTS,
 )
 #: and those of the people on call, without a key
 OPERATIONS: tuple[Endpoint, ...] = operations.ENDPOINTS
@@ -99,7 +101,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await services.close()
 
     endpoints = ENDPOINTS + OPERATIONS
-    wrapped = [(ep, wrap(ep)) for ep in endpoints]
+    bind = tls.bind if settings.tls_client_ca else None  # keys held to the terminals' certificates
+    wrapped = [(ep, wrap(ep, bind)) for ep in endpoints]
     routes = [Route(ep.path, fn, methods=[ep.method], name=ep.name) for ep, fn in wrapped]
     spec = msgspec.json.encode(openapi.document(endpoints, VERSION))
 
@@ -135,14 +138,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Serve the gateway with uvicorn (what `convenio serve` starts, its settings in this
-    process's environment)."""
+    """Serve the gateway with uvicorn (what `convenio serve` starts, its settings, TLS's too, in
+    this process's environment)."""
     parser = argparse.ArgumentParser(prog="gateway.app", description="Serve the convênio gateway.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
+    settings = Settings.from_env()
     uvicorn.run(
         "gateway.app:create_app",
         factory=True,
@@ -150,8 +154,10 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port,
         workers=args.workers,
         loop="uvloop",
-        # httptools bounds no request head; this subclass refuses one past 24 KiB (431), see header_limit
-        http="gateway.platform.http.header_limit:HeadLimitedHttpToolsProtocol",
+        # httptools bounds no request head; this subclass refuses one past 24 KiB (431), see header_limit;
+        # with a client CA, its subclass also passes the client certificate's store to the app (tls)
+        http=tls.protocol(settings),
+        ssl_context_factory=tls.context_factory if settings.tls_cert else None,  # HTTPS, when set
         access_log=False,
         proxy_headers=False,  # no client address is used; uvicorn's middleware would cost every request
         log_level=args.log_level,

@@ -3,6 +3,7 @@ credits (finance's export and their drift check)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -37,15 +38,47 @@ def migrate() -> None:
     click.echo(f"{len(applied)} migration(s) applied; the database is up to date.", err=True)
 
 
+_PEM = click.Path(exists=True, dir_okay=False, resolve_path=True)
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
 @click.option("--log-level", default="info", show_default=True)
-def serve(host: str, port: int, workers: int, log_level: str) -> None:
-    """Run the gateway (HTTP API for terminals and back-office)."""
+@click.option(
+    "--tls-cert", type=_PEM, help="Serve HTTPS with this certificate (PEM, chain after it). [CONVENIO_TLS_CERT]"
+)
+@click.option("--tls-key", type=_PEM, help="Its private key (PEM), unless in --tls-cert's file. [CONVENIO_TLS_KEY]")
+@click.option(
+    "--tls-client-ca",
+    type=_PEM,
+    help="Require of every terminal a certificate this CA issued; a store's key then acts only through "
+    "its store's certificates (docs/tls.md). [CONVENIO_TLS_CLIENT_CA]",
+)
+def serve(
+    host: str,
+    port: int,
+    workers: int,
+    log_level: str,
+    tls_cert: str | None,
+    tls_key: str | None,
+    tls_client_ca: str | None,
+) -> None:
+    """Run the gateway (HTTP API for terminals and back-office), over HTTPS with --tls-cert."""
+    from gateway.platform.http import tls  # uvicorn's protocols: only serve needs them
+
     settings = console.settings()
     console.guard(settings.secret_pepper)  # fail here, clearly, not in every worker
+    given = {"tls_cert": tls_cert, "tls_key": tls_key, "tls_client_ca": tls_client_ca}
+    settings = dataclasses.replace(settings, **{name: value for name, value in given.items() if value})
+    if (settings.tls_key or settings.tls_client_ca) and not settings.tls_cert:
+        raise click.UsageError("--tls-key and --tls-client-ca need --tls-cert (or CONVENIO_TLS_CERT)")
+    if settings.tls_cert:
+        try:  # here, in one line, rather than in every worker
+            tls.server_context(settings)
+        except (OSError, ValueError) as exc:
+            console.fail(f"cannot load the TLS certificate, key or client CA: {exc}")
     # The server runs as this process, made anew with the settings in its environment: its
     # workers (uvicorn's processes, started from the factory's name) read them from there.
     env = {**os.environ, **settings.environment()}

@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from gateway.platform import metrics
 from gateway.platform.errors import ApiError, ErrorCode
-from gateway.platform.http.endpoint import JSON, Call, Endpoint
+from gateway.platform.http.endpoint import JSON, Call, Caller, Endpoint
 from gateway.platform.http.params import check_path, invalid, whole_number
 
 log = logging.getLogger("convenio.http")
@@ -91,8 +91,10 @@ def decode(decoder: msgspec.json.Decoder, raw: bytes) -> Any:
         raise invalid("body", "The body is not valid UTF-8.") from None
 
 
-def wrap(ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
-    """The Starlette endpoint for `ep`; the app's lifespan puts `services` and `apikeys` on its state."""
+def wrap(ep: Endpoint, bind: Callable[[Caller, Any], Caller] | None = None) -> Callable[[Request], Awaitable[Response]]:
+    """The Starlette endpoint for `ep`; the app's lifespan puts `services` and `apikeys` on its state.
+    `bind(key, scope)`, given when terminals present client certificates (gateway/platform/http/tls.py),
+    holds each authenticated key to the connection's certificate."""
     decoder = msgspec.json.Decoder(ep.request) if ep.request else None
     encoder = msgspec.json.Encoder()
     latency = metrics.LATENCY.labels(ep.name)
@@ -106,6 +108,8 @@ def wrap(ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
             key = None
             if not ep.public:
                 key = await state.apikeys.authenticate(request.headers.get("authorization"))
+                if bind is not None:
+                    key = bind(key, request.scope)
                 if not key.allows(ep.permissions):
                     raise ApiError(ErrorCode.FORBIDDEN)
             path = dict(request.path_params)
