@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from gateway.audit.redact import redact
 from gateway.platform.ids import new_protocol
 
 _INSERT = """
@@ -23,7 +24,8 @@ ON CONFLICT (protocol) DO NOTHING"""
 
 
 def _json(value: dict[str, Any] | None) -> str | None:
-    return None if value is None else msgspec.json.encode(value).decode()
+    # redacted here too: a caller's slip must not put a secret in the log
+    return None if value is None else msgspec.json.encode(redact(value)).decode()
 
 
 async def record(

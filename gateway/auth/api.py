@@ -7,7 +7,7 @@ from gateway.auth.password_check import verify_password
 from gateway.auth.permissions import Permission
 from gateway.auth.schemas import IntegrationKeySet, PasswordCheck, PasswordResult
 from gateway.platform.errors import ErrorCode
-from gateway.platform.http.endpoint import Call, Endpoint, Reply
+from gateway.platform.http.endpoint import Call, Endpoint, Reply, who
 from gateway.platform.http.schemas import Done
 
 E = ErrorCode
@@ -19,7 +19,7 @@ async def check_password(c: Call) -> Reply:
 
 
 async def put_integration_key(c: Call) -> Reply:
-    await integration.set_key(c.svc, c.body.integration_key, only_if_unset=False)
+    await integration.set_key(c.svc, c.body.integration_key, only_if_unset=False, by=who(c))
     return Reply(Done())
 
 

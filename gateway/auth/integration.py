@@ -16,11 +16,11 @@ def _digest(svc: Services, integration_key: str) -> str:
     return hmac.new(svc.settings.secret_pepper(), integration_key.encode(), hashlib.sha256).hexdigest()
 
 
-async def set_key(svc: Services, integration_key: str, only_if_unset: bool) -> bool:
+async def set_key(svc: Services, integration_key: str, only_if_unset: bool, by: str = "") -> bool:
     res = await svc.run(
         "integration_set",
         [svc.keys.integration(), svc.keys.events(GLOBAL)],
-        [svc.now_ms(), svc.protocol(), _digest(svc, integration_key), "1" if only_if_unset else "0"],
+        [svc.now_ms(), svc.protocol(), _digest(svc, integration_key), "1" if only_if_unset else "0", by],
     )
     return bool(res["r"]["set"])
 

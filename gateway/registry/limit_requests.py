@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from gateway.audit import log as audit
 from gateway.platform import locks
 from gateway.platform.clock import iso, iso_or_none, utc
 from gateway.platform.errors import ApiError, ErrorCode
@@ -157,7 +158,20 @@ async def create(svc: Services, convenio: str, participant: str, body: LimitRequ
             at,
         )
         await _step(conn, r, "PENDING", at, by, None, body.reason)
+        after = {"id": r["id"], "current_limit": current.limit, "suggested_limit": body.suggested_limit}
+        await audit.record(
+            conn,
+            actor=by,
+            action="limit_request.created",
+            target=_target(r),
+            after={**after, "urgent": body.urgent},
+            at=at,
+        )
     return _view(r)
+
+
+def _target(r: asyncpg.Record) -> str:
+    return f"participant {r['convenio']}/{r['participant']}"
 
 
 async def get(svc: Services, request_id: str) -> LimitRequestView:
@@ -220,6 +234,15 @@ async def approve(svc: Services, request_id: str, body: LimitRequestApprove, by:
             if done is None:  # cannot happen under the lock; never write a step for it
                 raise ApiError(ErrorCode.LIMIT_REQUEST_DECIDED)
             await _step(conn, done, "APPROVED", at, by, limit, body.reason or "")
+            await audit.record(
+                conn,
+                actor=by,
+                action="limit_request.approved",
+                target=_target(done),
+                before={"id": request_id, "status": "PENDING", "suggested_limit": r["suggested_limit"]},
+                after={"id": request_id, "status": "APPROVED", "limit": limit, "reason": body.reason or ""},
+                at=at,
+            )
         return _view(done)
 
     return await _locked(svc, request_id, decide)
@@ -241,6 +264,15 @@ async def reject(svc: Services, request_id: str, body: LimitRequestReject, by: s
             if done is None:
                 raise ApiError(ErrorCode.LIMIT_REQUEST_DECIDED)
             await _step(conn, done, "REJECTED", at, by, None, body.reason)
+            await audit.record(
+                conn,
+                actor=by,
+                action="limit_request.rejected",
+                target=_target(done),
+                before={"id": request_id, "status": "PENDING", "suggested_limit": r["suggested_limit"]},
+                after={"id": request_id, "status": "REJECTED", "reason": body.reason},
+                at=at,
+            )
         return _view(done)
 
     return await _locked(svc, request_id, decide)

@@ -24,7 +24,9 @@ def _vehicle_view(v: dict[str, Any]) -> VehicleView:
     return view
 
 
-async def save_vehicle(svc: Services, convenio: str, participant: str, body: VehicleSave) -> tuple[bool, VehicleView]:
+async def save_vehicle(
+    svc: Services, convenio: str, participant: str, body: VehicleSave, by: str = ""
+) -> tuple[bool, VehicleView]:
     k = svc.keys
     res = await svc.run(
         "vehicle_save",
@@ -34,18 +36,18 @@ async def save_vehicle(svc: Services, convenio: str, participant: str, body: Veh
             k.vehicles(convenio, participant),
             k.events(k.shard_of(convenio)),
         ],
-        [svc.now_ms(), svc.protocol(), convenio, participant, body.plate.upper(), body.description],
+        [svc.now_ms(), svc.protocol(), convenio, participant, body.plate.upper(), body.description, by],
     )
     v = checked(res)
     return bool(v.pop("created")), _vehicle_view(v)
 
 
-async def delete_vehicle(svc: Services, convenio: str, participant: str, plate: str) -> None:
+async def delete_vehicle(svc: Services, convenio: str, participant: str, plate: str, by: str = "") -> None:
     k = svc.keys
     res = await svc.run(
         "vehicle_delete",
         [k.vehicles(convenio, participant), k.events(k.shard_of(convenio))],
-        [svc.now_ms(), svc.protocol(), convenio, participant, plate.upper()],
+        [svc.now_ms(), svc.protocol(), convenio, participant, plate.upper(), by],
     )
     checked(res)
 

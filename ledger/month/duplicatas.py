@@ -26,6 +26,7 @@ from typing import Any
 
 import asyncpg
 
+from gateway.audit import log as audit
 from gateway.platform import locks
 from gateway.platform.clock import iso, iso_or_none, local_start, local_today
 from gateway.platform.ids import new_duplicata_id
@@ -336,19 +337,30 @@ async def settle(
     the convênio is unblocked once nothing overdue is left. Settling again answers the same
     (and finishes a restoration an earlier attempt left half-way)."""
     now = now or datetime.datetime.now(datetime.UTC)
-    row = await conn.fetchrow(
-        """UPDATE duplicatas d
-           SET status = 'PAID', paid_at = $2, paid_by = $3, paid_note = nullif($4, ''),
-               restore = CASE WHEN c.record->>'rollover_policy' = 'ON_SETTLEMENT' AND d.restore = 'NONE'
-                              THEN 'PENDING' ELSE d.restore END
-           FROM convenios c
-           WHERE d.id = $1 AND d.status = 'OPEN' AND c.code = d.convenio
-           RETURNING d.convenio""",
-        dup_id,
-        now,
-        by or jobs.operator(),
-        note,
-    )
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            """UPDATE duplicatas d
+               SET status = 'PAID', paid_at = $2, paid_by = $3, paid_note = nullif($4, ''),
+                   restore = CASE WHEN c.record->>'rollover_policy' = 'ON_SETTLEMENT' AND d.restore = 'NONE'
+                                  THEN 'PENDING' ELSE d.restore END
+               FROM convenios c
+               WHERE d.id = $1 AND d.status = 'OPEN' AND c.code = d.convenio
+               RETURNING d.convenio, d.amount""",
+            dup_id,
+            now,
+            by or jobs.operator(),
+            note,
+        )
+        if row is not None:  # settled now, not a repeat: audited with it, in its transaction
+            await audit.record(
+                conn,
+                actor=by or jobs.operator(),
+                action="duplicata.settled",
+                target=f"duplicata {dup_id}",
+                before={"status": "OPEN", "convenio": row["convenio"], "amount": row["amount"]},
+                after={"status": "PAID", "note": note},
+                at=now,
+            )
     if row is None and not await conn.fetchval("SELECT convenio FROM duplicatas WHERE id = $1", dup_id):
         raise UnknownDuplicata(dup_id)
     view = await get(conn, dup_id)

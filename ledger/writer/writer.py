@@ -40,6 +40,7 @@ from gateway.platform.redis.keys import LEDGER_GROUP
 from gateway.platform.services import Services
 from gateway.platform.streams import ledger_lag
 from ledger.writer.apikeys import ApiKeysFold
+from ledger.writer.audit import AuditFold
 from ledger.writer.convenios import ConveniosFold
 from ledger.writer.credits import CreditFold
 from ledger.writer.decisions import DecisionFold
@@ -51,7 +52,14 @@ log = logging.getLogger("convenio.ledger")
 GROUP = LEDGER_GROUP
 APPLICATION = "convenio-ledger"
 #: every projection, in the order a batch writes them (a later one's rows may refer to an earlier one's)
-PROJECTIONS: tuple[type[Projection], ...] = (ConveniosFold, ApiKeysFold, CreditFold, DecisionFold, HistoryFold)
+PROJECTIONS: tuple[type[Projection], ...] = (
+    ConveniosFold,
+    ApiKeysFold,
+    CreditFold,
+    DecisionFold,
+    HistoryFold,
+    AuditFold,
+)
 INSERT = """INSERT INTO journal (protocol, shard, stream_id, type, at, data)
             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[])
             ON CONFLICT (protocol) DO NOTHING

@@ -1,0 +1,1 @@
+"""The operators' side of the audit log: reading it from the command line."""
