@@ -7,8 +7,10 @@ from __future__ import annotations
 import click
 
 from gateway.platform.config import Settings
+from ledger.audit import cli as audit_cli
 from ledger.month import cli as month_cli
 from ledger.ops import cli as ops_cli
+from ledger.privacy import cli as privacy_cli
 from ledger.reconciliation import cli as reconciliation_cli
 from ledger.writer import cli as writer_cli
 
@@ -28,6 +30,8 @@ for command in (
     *writer_cli.COMMANDS,
     *month_cli.COMMANDS,
     *reconciliation_cli.COMMANDS,
+    *audit_cli.COMMANDS,
+    *privacy_cli.COMMANDS,
 ):
     main.add_command(command)
 

@@ -107,6 +107,7 @@ def settings(redis_url: str, shared_ledger_url: str) -> Settings:
         key_prefix=f"t{os.getpid()}x{next(_prefixes)}",
         shards=4,
         pepper=b"test-pepper",
+        data_key=b"test-data-key",
         password_threads=2,
         sweep_interval_ms=3_600_000,  # tests sweep by hand, with their own clock
         apikey_cache_s=0,

@@ -64,6 +64,7 @@ FEATURES: dict[str, set[str]] = {
         "convenio_update",
         "participant_create",
         "participant_list",
+        "participant_search",
         "movement_list",
         "participant_get",
         "participant_update",
@@ -98,6 +99,7 @@ FEATURES: dict[str, set[str]] = {
         "credit_movements",
     },
     "stores": {"store_create", "store_list", "store_get", "store_update", "terminal_save"},
+    "audit": {"audit_list"},
 }
 #: declared, yet not provoked here: (endpoint, or "*" for every one) -> why
 UNPROVOKED: dict[tuple[str, ErrorCode], str] = {
@@ -260,6 +262,7 @@ async def test_with_the_ledger_down_every_endpoint_that_reads_it_says_so(
             ("POST", f"/v1/empenhos/E1-{none}/returns", {"amount": 100, "store": "LOJA01", "terminal": "PDV01"}),
             ("POST", f"/v1/empenhos/E1-{none}/cancel", {}),  # a sale Redis forgot: reversed from the ledger
             ("GET", "/v1/convenios/EMP001/movements", None),
+            ("POST", "/v1/participants/search", {"document": "529.982.247-25"}),
             ("POST", who + "/limit-requests", {"suggested_limit": 20_000, "reason": "promoção"}),
             ("GET", who + "/limit-requests", None),
             ("GET", f"/v1/limit-requests/L{none}", None),
@@ -276,6 +279,7 @@ async def test_with_the_ledger_down_every_endpoint_that_reads_it_says_so(
             ("GET", "/v1/orders/PED-0001", None),
             ("POST", "/v1/orders/status", {"orders": [{"order": "PED-0001", "status": "PF"}]}),
             ("GET", "/v1/credits/movements", None),
+            ("GET", "/v1/audit", None),
         ]
         for method, url, body in calls:
             r = await client.request(method, url, json=body, headers={**h, "Idempotency-Key": f"down-{url}"})
@@ -319,7 +323,7 @@ async def test_the_checkout_s_declines_are_declared(
     assert locked["retry_after"] > 0
     # as many checks in progress as failures allowed: one more must wait
     await office.add_participant("EMP001", "BUSY", limit=0, password="4321")
-    checks = svc.keys.password_checks("EMP001", "BUSY")
+    checks = svc.keys.password_checks("BUSY")
     await svc.redis.zadd(checks, {f"P{n}": clock.now + 60_000 for n in range(svc.settings.password_max_failures)})
     assert_error(await t.check_password(password="4321", participant="BUSY"), 429, "PASSWORD_CHECK_BUSY")
     # a check that took longer than a check may (an overloaded machine): no proof, check again
@@ -590,3 +594,14 @@ async def test_the_stores_refusals_are_declared(backoffice: BackOffice, spec: di
     assert_error(await client.put("/v1/stores/L404/terminals/PDV01", headers=h), 404, "UNKNOWN_STORE")
     assert (await client.put("/v1/stores/L001/terminals/PDV01", headers=h)).status_code == 200
     answers.check(spec, FEATURES["stores"])
+
+
+# --- the audit log ----------------------------------------------------------------------------------
+async def test_the_audit_log_s_refusals_are_declared(backoffice: BackOffice, spec: dict[str, Any]) -> None:
+    """A filter that is no instant, or holds a control character: the log answers nothing else."""
+    client, h = backoffice.client, backoffice.headers
+    answers = Answers(client)
+    assert (await client.get("/v1/audit", params={"action": "apikey."}, headers=h)).status_code == 200
+    assert_error(await client.get("/v1/audit", params={"from": "ontem"}, headers=h), 422, "INVALID_REQUEST", "from")
+    assert_error(await client.get("/v1/audit", params={"target": "a\x01"}, headers=h), 422, "INVALID_REQUEST", "target")
+    answers.check(spec, FEATURES["audit"])

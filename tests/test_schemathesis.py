@@ -45,6 +45,7 @@ from schemathesis.specs.openapi.checks import negative_data_rejection, positive_
 from gateway.app import ENDPOINTS, OPERATIONS, create_app
 from gateway.auth import apikeys
 from gateway.auth.permissions import Permission
+from gateway.platform import documents
 from gateway.platform.config import Settings
 from gateway.platform.errors import ERRORS, ErrorCode
 from ledger.ops import demo
@@ -215,9 +216,15 @@ def ordered_period(query: dict[str, Any]) -> dict[str, Any]:
 
 def keep_the_rules(operation: str, body: Any) -> Any:
     """A credit expires in the future (before 2200); a store sale names its store; no order status
-    both commits and cancels."""
+    both commits and cancels; a document is a CPF or CNPJ whose check digits match."""
     if not isinstance(body, dict):
         return body
+    document = body.get("document")
+    if isinstance(document, str) and document:
+        try:
+            documents.checked(document)
+        except documents.InvalidDocument:
+            body = {**body, "document": "529.982.247-25"}
     if operation == "POST /v1/participants/{participant}/credits":
         expires = body.get("expires_at")
         if isinstance(expires, str):

@@ -6,15 +6,18 @@
 --    total limit (LIMIT_ALLOCATION_EXCEEDED).
 -- 3. The balance starts equal to the limit; a limit change moves it by the same difference.
 --    A new password hash resets the failure count and any lock.
--- 4. Append participant.created / participant.updated (the password hash is carried only
+-- 4. A document arrives only as doc_digest, doc_sealed and doc_masked (never in clear); an
+--    empty value removes the field (no document), and any legacy clear `document` goes.
+--    pw_hash "" (a privacy erasure) removes the password: no password set any more.
+-- 5. Append participant.created / participant.updated (the password hash is carried only
 --    when it changed, so Postgres can rebuild Redis; never a password).
 --
 -- KEYS[1] convênio hash   KEYS[2] participant hash   KEYS[3] convênio's member set
 -- KEYS[4] event stream
 -- ARGV[1] "create" | "update"   ARGV[2] now (ms)   ARGV[3] protocol
 -- ARGV[4] convênio code   ARGV[5] participant code
--- ARGV[6] JSON object of the fields given, every value a string: name, document, limit,
---         status, pw_hash, w_order, w_day, w_month
+-- ARGV[6] JSON object of the fields given, every value a string: name, doc_digest,
+--         doc_sealed, doc_masked, limit, status, pw_hash, w_order, w_day, w_month
 -- ARGV[7] who (the API key id, or an operator)   ARGV[8] why (free text)
 --
 -- Returns JSON {ok=true, r=<record without password fields, with both codes>} or {ok=false, code, x}.
@@ -48,6 +51,15 @@ end
 -- every check passed: write
 local pw_hash = f.pw_hash
 f.pw_hash = nil
+local pw_cleared = pw_hash == ''
+if pw_cleared then pw_hash = nil end
+for _, name in ipairs({'doc_digest', 'doc_sealed', 'doc_masked'}) do
+  if f[name] == '' then
+    f[name] = nil
+    redis.call('HDEL', key, name)
+  end
+end
+redis.call('HDEL', key, 'document')
 hset_table(key, f)
 if create then
   -- the codes live in the key's name only: a million participants, 40 bytes each saved
@@ -62,6 +74,9 @@ if individual and diff ~= 0 then allocated = redis.call('HINCRBY', conv_key, 'al
 if pw_hash then
   redis.call('HSET', key, 'pw_hash', pw_hash, 'pw_failures', 0, 'pw_locked_until', 0,
              'pw_changed_at', now)
+elseif pw_cleared then
+  redis.call('HDEL', key, 'pw_hash', 'pw_changed_at')
+  redis.call('HSET', key, 'pw_failures', 0, 'pw_locked_until', 0)
 end
 redis.call('HSET', key, 'updated_at', now)
 
@@ -69,9 +84,9 @@ local record = hgetall(key)
 record.pw_hash, record.pw_failures, record.pw_locked_until = nil, nil, nil
 record.convenio, record.participant = convenio, participant
 local changed = f
-changed.password_changed = pw_hash ~= nil
+changed.password_changed = pw_hash ~= nil or pw_cleared
 emit(stream, create and 'participant.created' or 'participant.updated', protocol, now,
      {convenio = convenio, participant = participant, record = record, changed = changed,
       previous_limit = old_limit, pw_hash = pw_hash, convenio_allocated = allocated,
-      previous_status = old_status, by = by, reason = reason})
+      previous_status = old_status, by = by, reason = reason, pw_cleared = pw_cleared})
 return ok(record)

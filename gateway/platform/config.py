@@ -26,6 +26,20 @@ class MissingPepper(RuntimeError):
     pass
 
 
+def _data_key() -> bytes:
+    """CONVENIO_DATA_KEY, or the contents of CONVENIO_DATA_KEY_FILE; empty when neither is set."""
+    raw = os.environ.get("CONVENIO_DATA_KEY")
+    path = os.environ.get("CONVENIO_DATA_KEY_FILE")
+    if not raw and path:
+        with open(path, encoding="utf-8") as fh:
+            raw = fh.read().strip()
+    return (raw or "").encode()
+
+
+class MissingDataKey(RuntimeError):
+    pass
+
+
 @dataclass(frozen=True)
 class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -33,6 +47,7 @@ class Settings:
     key_prefix: str = "cv"
     shards: int = 16
     pepper: bytes = field(default=b"", repr=False)
+    data_key: bytes = field(default=b"", repr=False)
     hold_ttl_s: int = 15 * 60
     proof_ttl_s: int = 120
     idempotency_ttl_s: int = 24 * 3600
@@ -44,6 +59,10 @@ class Settings:
     sweep_interval_ms: int = 1000
     redis_timeout_ms: int = 2000
     ledger_lag_max: int = 100_000
+    # HTTPS served by the gateway itself (docs/tls.md): PEM files; empty serves plain HTTP
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""  # set: every terminal presents a certificate this CA issued
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -56,11 +75,13 @@ class Settings:
         values.update(overrides)
         if "pepper" not in values:
             values["pepper"] = _pepper()
+        if "data_key" not in values:
+            values["data_key"] = _data_key()
         return cls(**values)  # type: ignore[arg-type]
 
     def environment(self) -> dict[str, str]:
-        """These settings as the environment variables `from_env` reads (the pepper excepted:
-        it reaches a process only from its own environment or file)."""
+        """These settings as the environment variables `from_env` reads (the pepper and the data
+        key excepted: they reach a process only from its own environment or file)."""
         return {var: str(getattr(self, name)) for name, var in ENVIRONMENT.items()}
 
     def secret_pepper(self) -> bytes:
@@ -72,6 +93,16 @@ class Settings:
                 "that keys participant password hashes. `./run` creates one under .data/."
             )
         return self.pepper
+
+    def secret_data_key(self) -> bytes:
+        """The key of personal data (participants' documents: their lookup digest and sealed
+        copy); kept outside both databases, like the pepper, so neither dump reveals a document."""
+        if not self.data_key:
+            raise MissingDataKey(
+                "CONVENIO_DATA_KEY (or CONVENIO_DATA_KEY_FILE) must be set: the server-side secret "
+                "that seals participants' CPF/CNPJ. Losing it loses every stored document."
+            )
+        return self.data_key
 
 
 #: each setting and the environment variable it is read from
@@ -91,4 +122,7 @@ ENVIRONMENT = {
     "sweep_interval_ms": "CONVENIO_SWEEP_INTERVAL_MS",
     "redis_timeout_ms": "CONVENIO_REDIS_TIMEOUT_MS",
     "ledger_lag_max": "CONVENIO_LEDGER_LAG_MAX",
+    "tls_cert": "CONVENIO_TLS_CERT",
+    "tls_key": "CONVENIO_TLS_KEY",
+    "tls_client_ca": "CONVENIO_TLS_CLIENT_CA",
 }

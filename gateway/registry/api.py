@@ -24,6 +24,8 @@ from gateway.registry.schemas import (
     MovementList,
     ParticipantCreate,
     ParticipantList,
+    ParticipantMatches,
+    ParticipantSearch,
     ParticipantUpdate,
     ParticipantView,
     VehicleList,
@@ -68,13 +70,17 @@ async def list_participants(c: Call) -> Reply:
     return Reply(await participants.list_participants(c.svc, c.path["convenio"], after, params.page_size(c)))
 
 
+async def search_participants(c: Call) -> Reply:
+    return Reply(await participants.search(c.svc, c.body.document))
+
+
 async def save_vehicle(c: Call) -> Reply:
-    created, view = await vehicles.save_vehicle(c.svc, c.path["convenio"], c.path["participant"], c.body)
+    created, view = await vehicles.save_vehicle(c.svc, c.path["convenio"], c.path["participant"], c.body, by=who(c))
     return Reply(view, 201 if created else 200)
 
 
 async def delete_vehicle(c: Call) -> Reply:
-    await vehicles.delete_vehicle(c.svc, c.path["convenio"], c.path["participant"], c.path["plate"])
+    await vehicles.delete_vehicle(c.svc, c.path["convenio"], c.path["participant"], c.path["plate"], by=who(c))
     return Reply(Done())
 
 
@@ -237,6 +243,20 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             Param("after", "Return codes after this one (from next_after).", {"type": "string"}),
             params.page_size_param(),
         ),
+    ),
+    Endpoint(
+        "POST",
+        "/v1/participants/search",
+        "participant_search",
+        "Find a customer by CPF or CNPJ, in every convênio they take part in. A POST, so that the document "
+        "travels in the body and no proxy or access log in front of the gateway records it in a URL. "
+        "Reads the ledger: a participant added moments ago is found once the ledger has it.",
+        search_participants,
+        ParticipantMatches,
+        permissions=READ_REGISTRY,
+        request=ParticipantSearch,
+        tag="back-office",
+        errors=(E.LEDGER_UNAVAILABLE,),
     ),
     Endpoint(
         "GET",

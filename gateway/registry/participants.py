@@ -1,16 +1,33 @@
 """Participants of a convênio: created and updated through participant_save.lua (the allocation
 rule, a limit change moving the balance by the same difference, a new password hash), read
-straight from their hashes, listed a page at a time."""
+straight from their hashes, listed a page at a time, found by their document. A document reaches
+the script only as its digest, sealed copy and mask (gateway/platform/documents.py)."""
 
 from __future__ import annotations
 
+import logging
+
 import msgspec
 
+from gateway.platform import documents
 from gateway.platform.clock import rfc3339
+from gateway.platform.config import MissingDataKey
 from gateway.platform.errors import ApiError, ErrorCode
 from gateway.platform.services import Services
 from gateway.registry.convenios import checked, window_fields, windows_view
-from gateway.registry.schemas import ParticipantCreate, ParticipantList, ParticipantUpdate, ParticipantView
+from gateway.registry.schemas import (
+    ParticipantCreate,
+    ParticipantList,
+    ParticipantMatches,
+    ParticipantUpdate,
+    ParticipantView,
+)
+
+log = logging.getLogger("convenio.registry")
+
+#: the participants holding a document, from the ledger's projection (at most one per convênio)
+BY_DIGEST = """
+SELECT convenio, participant FROM participants WHERE document_digest = $1 ORDER BY convenio, participant LIMIT 1000"""
 
 
 def _participant_view(convenio: str, code: str, r: dict[str, str]) -> ParticipantView:
@@ -18,7 +35,7 @@ def _participant_view(convenio: str, code: str, r: dict[str, str]) -> Participan
         convenio=convenio,
         code=code,
         name=r.get("name", ""),
-        document=r.get("document", ""),
+        document=r.get("doc_masked", ""),
         limit=int(r.get("limit", 0)),
         balance=int(r.get("balance", 0)),
         reserved=int(r.get("reserved", 0)),
@@ -43,10 +60,12 @@ async def save_participant(
     k = svc.keys
     create = isinstance(body, ParticipantCreate)
     f: dict[str, str] = {}
-    for name in ("name", "document", "status"):
+    for name in ("name", "status"):
         value = getattr(body, name)
         if value is not None:
             f[name] = value
+    if body.document is not None:
+        f.update(document_fields(svc, body.document))
     if body.limit is not None:
         f["limit"] = str(body.limit)
     if body.windows is not None:
@@ -74,6 +93,30 @@ async def save_participant(
     return _participant_view(convenio, code, record)
 
 
+def checked_document(raw: str) -> str:
+    """The normalized document, or 422 INVALID_REQUEST naming `document` (never its value)."""
+    try:
+        return documents.checked(raw)
+    except documents.InvalidDocument as exc:
+        raise ApiError(ErrorCode.INVALID_REQUEST, f"`document` is {exc}.", field="document") from None
+
+
+def _sealer(svc: Services) -> documents.Sealer:
+    try:
+        return documents.sealer(svc.settings)
+    except MissingDataKey as exc:  # a deployment without the key takes no document, saying why
+        log.error("%s", exc)
+        raise ApiError(ErrorCode.SERVICE_UNAVAILABLE, "Documents cannot be stored or searched: " + str(exc)) from None
+
+
+def document_fields(svc: Services, raw: str) -> dict[str, str]:
+    """What the participant's hash keeps of a document: digest, sealed copy and mask ("" clears)."""
+    if raw == "":
+        return dict.fromkeys(documents.FIELDS, "")
+    doc = checked_document(raw)
+    return _sealer(svc).fields(doc)
+
+
 async def get_participant(svc: Services, convenio: str, code: str) -> ParticipantView:
     raw = await svc.redis.hgetall(svc.keys.participant(convenio, code))
     if not raw:
@@ -99,3 +142,39 @@ async def list_participants(svc: Services, convenio: str, after: str, limit: int
     ]
     more = len(page) == limit and page and codes[-1] != page[-1]
     return ParticipantList(participants=views, next_after=page[-1] if more else None)
+
+
+async def search(svc: Services, raw: str) -> ParticipantMatches:
+    """The customer with this document in every convênio: found by digest in the ledger's
+    projection, then read live from Redis (and skipped where Redis says the document changed)."""
+    doc = checked_document(raw)
+    digest = _sealer(svc).digest(doc)
+    rows = await svc.ledger.fetch(BY_DIGEST, digest)
+    async with svc.redis.pipeline(transaction=False) as pipe:
+        for r in rows:
+            pipe.hgetall(svc.keys.participant(r["convenio"], r["participant"]))
+        found = await pipe.execute()
+    views = []
+    for r, raw_hash in zip(rows, found, strict=True):
+        record = {k.decode(): v.decode() for k, v in raw_hash.items()}
+        if record.get("doc_digest") == digest:
+            views.append(_participant_view(r["convenio"], r["participant"], record))
+    return ParticipantMatches(participants=views)
+
+
+async def erase_personal(svc: Services, convenio: str, code: str, pseudonym: str, by: str) -> bool:
+    """Replace the participant's name by a pseudonym and remove its document and password hash
+    (one participant.updated event, whose record holds neither); False when Redis has no such
+    participant. The amounts stay as they are."""
+    k = svc.keys
+    fields = {"name": pseudonym, "pw_hash": "", **dict.fromkeys(documents.FIELDS, "")}
+    res = await svc.run(
+        "participant_save",
+        [k.convenio(convenio), k.participant(convenio, code), k.members(convenio), k.events(k.shard_of(convenio))],
+        ["update", svc.now_ms(), svc.protocol(), convenio, code, msgspec.json.encode(fields), by, "privacy erasure"],
+    )
+    if not res.get("ok"):
+        if res.get("code") in (ErrorCode.UNKNOWN_PARTICIPANT, ErrorCode.UNKNOWN_CONVENIO):
+            return False
+        checked(res)
+    return True

@@ -101,12 +101,21 @@ class ConvenioView(Struct):
 
 
 Password = Annotated[str, Meta(min_length=4, max_length=128)]
+Document = Annotated[
+    str,
+    Meta(
+        max_length=32,
+        pattern=PLAIN,
+        description="CPF or CNPJ (numeric or alphanumeric), with or without punctuation, checked by its "
+        'check digits; "" for none. Stored sealed: never shown again in clear (see `convenio privacy export`).',
+    ),
+]
 
 
 class ParticipantCreate(Frozen):
     code: Code
     name: Annotated[str, Meta(min_length=1, max_length=128, pattern=PLAIN)]
-    document: Annotated[str, Meta(max_length=32, pattern=PLAIN)] = ""
+    document: Document = ""
     limit: Money = 0
     password: Password | None = None
     status: Status = "ACTIVE"
@@ -115,7 +124,7 @@ class ParticipantCreate(Frozen):
 
 class ParticipantUpdate(Frozen):
     name: Annotated[str, Meta(min_length=1, max_length=128, pattern=PLAIN)] | None = None
-    document: Annotated[str, Meta(max_length=32, pattern=PLAIN)] | None = None
+    document: Document | None = None
     limit: Money | None = None
     password: Password | None = None
     status: Status | None = None
@@ -127,7 +136,7 @@ class ParticipantView(Struct):
     convenio: str
     code: str
     name: str
-    document: str
+    document: Annotated[str, Meta(description='The document masked, e.g. "***.456.789-**"; "" for none.')]
     limit: int
     balance: SignedMoney
     reserved: int
@@ -141,6 +150,18 @@ class ParticipantView(Struct):
 class ParticipantList(Struct):
     participants: list[ParticipantView]
     next_after: str | None
+
+
+class ParticipantSearch(Frozen):
+    document: Annotated[
+        str, Meta(min_length=1, max_length=32, pattern=PLAIN, description="CPF or CNPJ, with or without punctuation.")
+    ]
+
+
+class ParticipantMatches(Struct):
+    """The customer with this document, once per convênio they take part in."""
+
+    participants: list[ParticipantView]
 
 
 class VehicleSave(Frozen):

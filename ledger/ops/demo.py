@@ -3,7 +3,8 @@
 Convênio EMP001 "EMPRESA CONVENIO 001" (individual limits, tolerance R$ 10,00) with
 participant CLI001 "CLIENTE 001" (limit R$ 100,00). Its password, integration key and API key
 are derived from the server's pepper, so loading the same codes again changes nothing and
-prints the same credentials: a script can always start from the example.
+prints the same credentials: a script can always start from the example. Its CPF (a valid one,
+made up) is stored only where a personal-data key is configured (CONVENIO_DATA_KEY).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from gateway.platform.services import Services
 from gateway.registry import convenios, participants
 from gateway.registry.schemas import Billing, ConvenioCreate, ParticipantCreate, Rollover
 
+#: made up, with valid check digits
+DEMO_CPF = "529.982.247-25"
 TERMINAL_PERMISSIONS = frozenset(
     {Permission.LIMIT_QUERY, Permission.PASSWORD_CHECK, Permission.EMPENHO, Permission.EMPENHO_CANCEL}
 )
@@ -56,7 +59,11 @@ async def load(svc: Services, convenio: str = "EMP001", participant: str = "CLI0
             convenio,
             participant,
             ParticipantCreate(
-                code=participant, name="CLIENTE 001", document="000.000.001-91", limit=10_000, password=password
+                code=participant,
+                name="CLIENTE 001",
+                document=DEMO_CPF if svc.settings.data_key else "",
+                limit=10_000,
+                password=password,
             ),
         )
     except ApiError as exc:

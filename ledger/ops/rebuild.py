@@ -170,18 +170,23 @@ async def rebuild(
         done.add("convênios")
     say("convênios", done.counts.get("convênios", 0))
 
+    locks: dict[str, int] = {}  # customer -> until when a password lock still runs (ms)
     async with conn.transaction():  # a cursor needs one; it streams a million rows in pages
         async for r in conn.cursor("SELECT * FROM participants"):
             c, code = r["convenio"], r["participant"]
             fields = dict(json.loads(r["record"]))
             fields.pop("convenio", None), fields.pop("participant", None)  # the key names them
+            fields.pop("document", None)  # a clear document from before 013 never goes back to Redis
             for counter in WINDOW_COUNTERS:  # a window's spending so far is not in the record: it restarts
                 fields.pop(counter, None)
-            fields.update(balance=r["balance"], reserved=r["reserved"], pw_failures=0)
+            fields.update(balance=r["balance"], reserved=r["reserved"])
             if r["pw_hash"]:
                 fields["pw_hash"] = r["pw_hash"]
+            # a lock holds every convênio of the customer (gateway/auth/password_check.py); the
+            # count of failures is transient and starts again
             locked = to_ms(r["pw_locked_until"])
-            fields["pw_locked_until"] = locked if locked > now else 0
+            if locked > now:
+                locks[code] = max(locks.get(code, 0), locked)
             w.pipe.hset(k.participant(c, code), mapping=fields)
             await w.step()
             w.pipe.sadd(k.members(c), code)
@@ -190,6 +195,11 @@ async def rebuild(
             w.pipe.evalsha(pconv_add, 1, index, code, c)
             await w.step()
             done.add("participants")
+    for code, locked in locks.items():
+        w.pipe.hset(k.password_lockout(code), mapping={"failures": 0, "locked_until": locked, "at": now})
+        await w.step()
+        w.pipe.pexpire(k.password_lockout(code), locked - now)
+        await w.step()
     say("participants", done.counts.get("participants", 0))
 
     for r in await conn.fetch("SELECT * FROM vehicles"):

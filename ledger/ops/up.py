@@ -21,9 +21,10 @@ from ledger.ops import embedded
 CLI = [sys.executable, "-m", "ledger.cli"]
 
 
-def _pepper(data_dir: Path) -> str:
-    """The pepper kept beside the private servers' data (made on the first start)."""
-    path = data_dir / "pepper"
+def _pepper(data_dir: Path, name: str = "pepper") -> str:
+    """The pepper (or the data key) kept beside the private servers' data (made on the first
+    start); a production deployment keeps both apart from the databases and their backups."""
+    path = data_dir / name
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
         path.write_text(secrets.token_urlsafe(32))
@@ -61,6 +62,8 @@ def up(host: str, port: int, workers: int, data_dir: Path, env: dict[str, str]) 
             click.echo(f"started private Postgres at {pg.url} (data in {pg.data_dir})", err=True)
         if not env.get("CONVENIO_PEPPER") and not env.get("CONVENIO_PEPPER_FILE"):
             env["CONVENIO_PEPPER"] = _pepper(data_dir)
+        if not env.get("CONVENIO_DATA_KEY") and not env.get("CONVENIO_DATA_KEY_FILE"):
+            env["CONVENIO_DATA_KEY"] = _pepper(data_dir, "data_key")
         subprocess.run([*CLI, "migrate"], check=True, env=env)
         # Redis came back empty but the ledger remembers: restore before anything else writes
         subprocess.run([*CLI, "rebuild", "--if-empty"], check=True, env=env, stdout=subprocess.DEVNULL)
@@ -74,6 +77,7 @@ def up(host: str, port: int, workers: int, data_dir: Path, env: dict[str, str]) 
             f"PASSWORD={demo_data['password']} INTEGRATION_KEY={demo_data['integration_key']} "
             f"REDIS_URL={env['REDIS_URL']} DATABASE_URL={env['DATABASE_URL']}"
             + (f" CONVENIO_PEPPER_FILE={data_dir / 'pepper'}" if (data_dir / "pepper").exists() else "")
+            + (f" CONVENIO_DATA_KEY_FILE={data_dir / 'data_key'}" if (data_dir / "data_key").exists() else "")
             + "\n",
             err=True,
         )

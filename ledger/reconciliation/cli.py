@@ -104,8 +104,9 @@ def import_(file: Path, by: str, as_json: bool) -> None:
 @json_option
 def run_(day: datetime.date | None, window: int, by: str, as_json: bool) -> None:
     """Match the open records with the ledger's committed sales and its returns, as of a business
-    day (each sale on its store's business day, in the store's time zone): records not matched are tried again by later runs for the window's
-    days, then FAIL. Running the same run again changes nothing."""
+    day (each sale on its store's business day, in the store's time zone): records not matched
+    are tried again by later runs for the window's days, then FAIL. Running the same run again
+    changes nothing."""
     now = datetime.datetime.now(datetime.UTC)
     on = day or local_today(now)
     if on > local_today(now):

@@ -140,7 +140,9 @@ class ConveniosFold(Projection):
         key = (d["convenio"], d["participant"])
         row = {
             "name": r.get("name", ""),
-            "document": r.get("document", ""),
+            "document_digest": r.get("doc_digest") or None,
+            "document_sealed": r.get("doc_sealed") or None,
+            "document_masked": r.get("doc_masked", ""),
             "status": r["status"],
             "limit": int(r.get("limit") or 0),
             "balance": int(r.get("balance") or 0),
@@ -152,6 +154,8 @@ class ConveniosFold(Projection):
         self.participants.put(key, row, full=True)
         if d.get("pw_hash"):  # a new password also clears any lock
             self.participants.put(key, {"pw_hash": d["pw_hash"], "pw_locked_until": None})
+        elif d.get("pw_cleared"):  # erased with the person's other data
+            self.participants.put(key, {"pw_hash": None, "pw_locked_until": None})
         if "convenio_allocated" in d:
             self.convenios.put((d["convenio"],), {"allocated": int(d["convenio_allocated"])})
         delta = row["limit"] - int(d.get("previous_limit") or 0)

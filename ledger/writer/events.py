@@ -60,25 +60,26 @@ def answer_of(d: dict[str, Any]) -> dict[str, Any]:
 
 
 CONVENIOS, API_KEYS, CREDITS, DECISIONS, HISTORY = "convenios", "api_keys", "credits", "decisions", "history"
+AUDIT = "audit"
 
 #: every event type the scripts emit -> the projections that fold it (() : the journal only)
 CATALOGUE: dict[str, tuple[str, ...]] = {
     # the registry (convenio_save, convenio_standing, participant_save, vehicle_*)
-    "convenio.created": (CONVENIOS, DECISIONS, HISTORY),
-    "convenio.updated": (CONVENIOS, DECISIONS, HISTORY),
-    "participant.created": (CONVENIOS, DECISIONS, HISTORY),
-    "participant.updated": (CONVENIOS, DECISIONS, HISTORY),
-    "vehicle.saved": (CONVENIOS, DECISIONS),
-    "vehicle.deleted": (CONVENIOS, DECISIONS),
+    "convenio.created": (CONVENIOS, DECISIONS, HISTORY, AUDIT),
+    "convenio.updated": (CONVENIOS, DECISIONS, HISTORY, AUDIT),
+    "participant.created": (CONVENIOS, DECISIONS, HISTORY, AUDIT),
+    "participant.updated": (CONVENIOS, DECISIONS, HISTORY, AUDIT),
+    "vehicle.saved": (CONVENIOS, DECISIONS, AUDIT),
+    "vehicle.deleted": (CONVENIOS, DECISIONS, AUDIT),
     # API keys and the integration key (apikey_create, apikey_revoke, integration_set)
-    "apikey.created": (API_KEYS, DECISIONS),
-    "apikey.revoked": (API_KEYS, DECISIONS),
-    "apikey.rotated": (API_KEYS, DECISIONS),
+    "apikey.created": (API_KEYS, DECISIONS, AUDIT),
+    "apikey.revoked": (API_KEYS, DECISIONS, AUDIT),
+    "apikey.rotated": (API_KEYS, DECISIONS, AUDIT),
     # stores and their terminals (store_save, terminal_save)
-    "store.saved": (API_KEYS,),
-    "terminal.saved": (API_KEYS,),
-    "integration.key_set": (API_KEYS, DECISIONS),
-    # password checks (password_attempt, password_result)
+    "store.saved": (API_KEYS, AUDIT),
+    "terminal.saved": (API_KEYS, AUDIT),
+    "integration.key_set": (API_KEYS, DECISIONS, AUDIT),
+    # password checks (password_attempt, password_result), on the stream of the customer's shard
     "password.verified": (DECISIONS,),
     "password.failed": (DECISIONS,),
     "password.locked": (CONVENIOS, DECISIONS),
@@ -99,7 +100,7 @@ CATALOGUE: dict[str, tuple[str, ...]] = {
     "balance.rolled_over": (CONVENIOS,),
     "balance.restored": (CONVENIOS,),
     # customer credits and credit holds (credit_*)
-    "credit.created": (CREDITS, DECISIONS),
+    "credit.created": (CREDITS, DECISIONS, AUDIT),
     "credit.held": (CREDITS, DECISIONS),
     "credit.declined": (DECISIONS,),
     "credit.committed": (CREDITS, DECISIONS),
@@ -112,6 +113,6 @@ CATALOGUE: dict[str, tuple[str, ...]] = {
     "credit.returned": (CREDITS, DECISIONS),
     "credit.return_declined": (DECISIONS,),
     # the ERP's order statuses (order_status_set, order_status_record)
-    "order.status_params_set": (CREDITS,),
+    "order.status_params_set": (CREDITS, AUDIT),
     "order.status_processed": (CREDITS,),
 }
