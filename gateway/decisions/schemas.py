@@ -1,10 +1,10 @@
-"""The body of a decision read back from the decision log."""
+"""The bodies of the decision log read back: one decision, and a page of them."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from msgspec import UNSET, UnsetType
+from msgspec import UNSET, Meta, UnsetType
 
 from gateway.platform.errors import ErrorCode
 from gateway.platform.http.schemas import Out, Timestamp
@@ -24,3 +24,10 @@ class DecisionView(Out):
     convenio: str | UnsetType = UNSET
     participant: str | UnsetType = UNSET
     empenho: str | UnsetType = UNSET
+
+
+class DecisionPage(Out):
+    """The decisions that match, newest first."""
+
+    decisions: list[DecisionView]
+    next_after: Annotated[str, Meta(description="Pass as `after` for the next page (a protocol).")] | UnsetType = UNSET

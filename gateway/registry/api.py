@@ -4,6 +4,8 @@ permission 603 or 1748 (or the admin's 9000); writing the admin's."""
 
 from __future__ import annotations
 
+import re
+
 from gateway.auth.permissions import ADMIN, MOVEMENTS_READ, READ_REGISTRY
 from gateway.platform.errors import ErrorCode
 from gateway.platform.http import params
@@ -13,6 +15,7 @@ from gateway.platform.ids import LIMIT_REQUEST_ID
 from gateway.registry import convenios, history, limit_requests, movements, participants, vehicles
 from gateway.registry.schemas import (
     ConvenioCreate,
+    ConvenioPage,
     ConvenioUpdate,
     ConvenioView,
     HistoryPage,
@@ -25,6 +28,7 @@ from gateway.registry.schemas import (
     ParticipantCreate,
     ParticipantList,
     ParticipantMatches,
+    ParticipantPage,
     ParticipantSearch,
     ParticipantUpdate,
     ParticipantView,
@@ -36,6 +40,11 @@ from gateway.registry.schemas import (
 E = ErrorCode
 PARTICIPANT = "/v1/convenios/{convenio}/participants/{participant}"
 REQUEST_STATUSES = ("PENDING", "APPROVED", "REJECTED")
+#: a page of a listing by code continues after a code; of participants, after "PARTICIPANT/CONVENIO"
+_CODE = r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}"
+CONVENIO_CURSOR = re.compile(rf"^{_CODE}$")
+PARTICIPANT_CURSOR = re.compile(rf"^({_CODE})/({_CODE})$")
+_Q = "Only those whose code or name contains this text, case and accents aside."
 
 
 # --- convênios, participants, vehicles ---------------------------------------------------------
@@ -49,6 +58,31 @@ async def update_convenio(c: Call) -> Reply:
 
 async def get_convenio(c: Call) -> Reply:
     return Reply(await convenios.get_convenio(c.svc, c.path["convenio"]))
+
+
+async def list_convenios(c: Call) -> Reply:
+    page = await convenios.list_convenios(
+        c.svc,
+        q=params.text(c, "q"),
+        status=params.choice(c, "status", convenios.STATUSES),
+        order=params.choice(c, "order", convenios.ORDERS) or "code",
+        after=params.after_match(c, CONVENIO_CURSOR),
+        limit=params.page_size(c),
+    )
+    return Reply(page)
+
+
+async def find_participants(c: Call) -> Reply:
+    after = params.after_match(c, PARTICIPANT_CURSOR)
+    page = await convenios.find_participants(
+        c.svc,
+        q=params.text(c, "q"),
+        convenio=params.code(c, "convenio"),
+        status=params.choice(c, "status", convenios.STATUSES),
+        after=tuple(after.split("/", 1)) if after else None,  # type: ignore[arg-type]
+        limit=params.page_size(c),
+    )
+    return Reply(page)
 
 
 async def create_participant(c: Call) -> Reply:
@@ -109,6 +143,12 @@ async def list_requests(c: Call) -> Reply:
         c.svc, c.path["convenio"], c.path["participant"], status, after, params.page_size(c)
     )
     return Reply(page)
+
+
+async def worklist(c: Call) -> Reply:
+    status = params.choice(c, "status", REQUEST_STATUSES) or "PENDING"
+    after = params.after_match(c, LIMIT_REQUEST_ID)
+    return Reply(await limit_requests.worklist(c.svc, status, after, params.page_size(c)))
 
 
 async def get_request(c: Call) -> Reply:
@@ -194,6 +234,26 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         "GET",
+        "/v1/convenios",
+        "convenio_list",
+        "List and search the convênios (CRM > Cadastros > Convênios): by code or newest first, a page at a "
+        "time, each as GET /v1/convenios/{convenio} shows it. Filters read the ledger (a convênio created "
+        "moments ago appears once the ledger has it); balances are Redis's, live.",
+        list_convenios,
+        ConvenioPage,
+        permissions=READ_REGISTRY,
+        tag="back-office",
+        errors=(E.LEDGER_UNAVAILABLE,),
+        query=(
+            params.text_param("q", _Q),
+            params.choice_param("status", convenios.STATUSES, "Only the convênios in this status."),
+            params.choice_param("order", convenios.ORDERS, "By code (the default), or newest first."),
+            params.after_match_param(CONVENIO_CURSOR, "Continue after this convênio (the previous page's next_after)."),
+            params.page_size_param(),
+        ),
+    ),
+    Endpoint(
+        "GET",
         "/v1/convenios/{convenio}",
         "convenio_get",
         "A convênio's registry record.",
@@ -241,6 +301,28 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         errors=(E.UNKNOWN_CONVENIO,),
         query=(
             Param("after", "Return codes after this one (from next_after).", {"type": "string"}),
+            params.page_size_param(),
+        ),
+    ),
+    Endpoint(
+        "GET",
+        "/v1/participants",
+        "participant_find",
+        "Search the participants of every convênio (or of one) by code or name, by participant code then "
+        "convênio, a page at a time. A CPF or CNPJ is searched with POST /v1/participants/search, never in "
+        "a URL. Filters read the ledger; each record shown is Redis's, live.",
+        find_participants,
+        ParticipantPage,
+        permissions=READ_REGISTRY,
+        tag="back-office",
+        errors=(E.UNKNOWN_CONVENIO, E.LEDGER_UNAVAILABLE),
+        query=(
+            params.text_param("q", _Q),
+            params.code_param("convenio", "Only this convênio's participants."),
+            params.choice_param("status", convenios.STATUSES, "Only the participants in this status."),
+            params.after_match_param(
+                PARTICIPANT_CURSOR, 'Continue after this "PARTICIPANT/CONVENIO" (the previous page\'s next_after).'
+            ),
             params.page_size_param(),
         ),
     ),
@@ -364,6 +446,23 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         errors=(E.UNKNOWN_CONVENIO, E.UNKNOWN_PARTICIPANT, E.LEDGER_UNAVAILABLE),
         query=(
             params.choice_param("status", REQUEST_STATUSES, "Only the requests in this status."),
+            params.after_match_param(LIMIT_REQUEST_ID, "Continue after this request (the previous page's next_after)."),
+            params.page_size_param(),
+        ),
+    ),
+    Endpoint(
+        "GET",
+        "/v1/limit-requests",
+        "limit_request_worklist",
+        "Every participant's limit requests in one worklist, pending ones by default: urgent (Emergencial) "
+        "first, then oldest first, a page at a time.",
+        worklist,
+        LimitRequestList,
+        permissions=READ_REGISTRY,
+        tag="back-office",
+        errors=(E.LEDGER_UNAVAILABLE,),
+        query=(
+            params.choice_param("status", REQUEST_STATUSES, "The requests in this status (default PENDING)."),
             params.after_match_param(LIMIT_REQUEST_ID, "Continue after this request (the previous page's next_after)."),
             params.page_size_param(),
         ),

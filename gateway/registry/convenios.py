@@ -4,6 +4,7 @@ into Lua as strings."""
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 import msgspec
@@ -11,7 +12,56 @@ import msgspec
 from gateway.platform.clock import rfc3339
 from gateway.platform.errors import ApiError, ErrorCode
 from gateway.platform.services import Services
-from gateway.registry.schemas import Billing, ConvenioCreate, ConvenioUpdate, ConvenioView, Rollover, Windows
+from gateway.registry.schemas import (
+    Billing,
+    ConvenioCreate,
+    ConvenioPage,
+    ConvenioUpdate,
+    ConvenioView,
+    ParticipantPage,
+    Rollover,
+    Windows,
+)
+
+#: the statuses a convênio or participant may be in (the system sets BLOCKED_OVERDUE)
+STATUSES = ("ACTIVE", "BLOCKED", "BLOCKED_CREDIT", "BLOCKED_OVERDUE")
+#: how the convênios are listed: by code, or newest first
+ORDERS = ("code", "newest")
+
+# A search matches the code or the name, case and accents aside: the name is folded in SQL the way
+# `folded` folds the text searched (Postgres's lower() alone leaves accented capitals under a C
+# locale, and unaccent is an extension a deployment may not have). Filters read the ledger's
+# projection; the records shown are then read live from Redis (see _live).
+_BY_CODE = """
+SELECT code, record::text AS record FROM convenios
+WHERE ($1::text IS NULL OR lower(code) LIKE $1 ESCAPE '\\'
+       OR lower(translate(name, 'ÁÀÂÃÄÅáàâãäåÉÈÊËéèêëÍÌÎÏíìîïÓÒÔÕÖóòôõöÚÙÛÜúùûüÇçÑñ',
+                                'AAAAAAaaaaaaEEEEeeeeIIIIiiiiOOOOOoooooUUUUuuuuCcNn')) LIKE $1 ESCAPE '\\')
+  AND ($2::text IS NULL OR status = $2)
+  AND ($3::text IS NULL OR code > $3)
+ORDER BY code
+LIMIT $4"""
+# newest first; a page continues after the previous page's last code in that order
+_NEWEST = """
+SELECT code, record::text AS record FROM convenios
+WHERE ($1::text IS NULL OR lower(code) LIKE $1 ESCAPE '\\'
+       OR lower(translate(name, 'ÁÀÂÃÄÅáàâãäåÉÈÊËéèêëÍÌÎÏíìîïÓÒÔÕÖóòôõöÚÙÛÜúùûüÇçÑñ',
+                                'AAAAAAaaaaaaEEEEeeeeIIIIiiiiOOOOOoooooUUUUuuuuCcNn')) LIKE $1 ESCAPE '\\')
+  AND ($2::text IS NULL OR status = $2)
+  AND ($3::text IS NULL OR (created_at, code) < (SELECT created_at, code FROM convenios WHERE code = $3))
+ORDER BY created_at DESC, code DESC
+LIMIT $4"""
+# by participant code, then convênio: a customer's places in several convênios come together
+_PARTICIPANTS = """
+SELECT convenio, participant, record::text AS record FROM participants
+WHERE ($1::text IS NULL OR lower(participant) LIKE $1 ESCAPE '\\'
+       OR lower(translate(name, 'ÁÀÂÃÄÅáàâãäåÉÈÊËéèêëÍÌÎÏíìîïÓÒÔÕÖóòôõöÚÙÛÜúùûüÇçÑñ',
+                                'AAAAAAaaaaaaEEEEeeeeIIIIiiiiOOOOOoooooUUUUuuuuCcNn')) LIKE $1 ESCAPE '\\')
+  AND ($2::text IS NULL OR convenio = $2)
+  AND ($3::text IS NULL OR status = $3)
+  AND ($4::text IS NULL OR (participant, convenio) > ($4::text, $5::text))
+ORDER BY participant, convenio
+LIMIT $6"""
 
 
 def flag(value: bool) -> str:
@@ -139,3 +189,91 @@ async def get_convenio(svc: Services, code: str) -> ConvenioView:
     if not raw:
         raise ApiError(ErrorCode.UNKNOWN_CONVENIO)
     return _convenio_view({k.decode(): v.decode() for k, v in raw.items()})
+
+
+# --- the back office's lists -------------------------------------------------------------------
+def folded(text: str) -> str:
+    """Text as a search compares it: lower case, without accents."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).lower()
+
+
+def contains(q: str | None) -> str | None:
+    """The LIKE pattern of "contains q" (folded), its own % and _ taken literally."""
+    if q is None:
+        return None
+    escaped = folded(q).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _decoded(raw: dict[bytes, bytes]) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+def _from_ledger(record: str) -> dict[str, str]:
+    return {k: v if isinstance(v, str) else str(v) for k, v in msgspec.json.decode(record).items()}
+
+
+async def _live(svc: Services, keys: list[str], records: list[str]) -> list[dict[str, str]]:
+    """Each record as Redis holds it now (the balance and what is reserved change with every
+    sale), in one round trip; the ledger's copy where Redis has none (a rebuild pending)."""
+    async with svc.redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.hgetall(key)
+        found = await pipe.execute()
+    return [_decoded(raw) if raw else _from_ledger(rec) for raw, rec in zip(found, records, strict=True)]
+
+
+async def list_convenios(
+    svc: Services,
+    q: str | None = None,
+    status: str | None = None,
+    order: str = "code",
+    after: str | None = None,
+    limit: int = 100,
+) -> ConvenioPage:
+    """The convênios whose code or name contains q (case and accents aside), in this status, by
+    code or newest first, a page at a time (`after`: the previous page's next_after). Found in
+    the ledger's projection, so one created moments ago appears once the ledger has it."""
+    if order == "newest":
+        rows = await svc.ledger.fetch(_NEWEST, contains(q), status, after, limit + 1)
+    else:
+        rows = await svc.ledger.fetch(_BY_CODE, contains(q), status, after, limit + 1)
+    page_rows = rows[:limit]
+    records = await _live(svc, [svc.keys.convenio(r["code"]) for r in page_rows], [r["record"] for r in page_rows])
+    views = [_convenio_view({"code": r["code"], **record}) for r, record in zip(page_rows, records, strict=True)]
+    page = ConvenioPage(convenios=views)
+    if len(rows) > limit:
+        page.next_after = views[-1].code
+    return page
+
+
+async def find_participants(
+    svc: Services,
+    q: str | None = None,
+    convenio: str | None = None,
+    status: str | None = None,
+    after: tuple[str, str] | None = None,
+    limit: int = 100,
+) -> ParticipantPage:
+    """Participants of every convênio (or of one) whose code or name contains q (case and accents
+    aside), in this status, by participant code then convênio, a page at a time (`after`: the
+    (participant, convênio) the previous page ended with; over HTTP, its next_after). A document
+    is searched with participants.search, never here: it would travel in a URL."""
+    # participants imports this module for the shared fields; imported here so that either loads first
+    from gateway.registry.participants import _participant_view as participant_view
+
+    if convenio is not None and not await svc.redis.exists(svc.keys.convenio(convenio)):
+        raise ApiError(ErrorCode.UNKNOWN_CONVENIO)
+    last, last_convenio = after or (None, None)
+    rows = await svc.ledger.fetch(_PARTICIPANTS, contains(q), convenio, status, last, last_convenio, limit + 1)
+    page_rows = rows[:limit]
+    keys = [svc.keys.participant(r["convenio"], r["participant"]) for r in page_rows]
+    records = await _live(svc, keys, [r["record"] for r in page_rows])
+    views = [
+        participant_view(r["convenio"], r["participant"], record) for r, record in zip(page_rows, records, strict=True)
+    ]
+    page = ParticipantPage(participants=views)
+    if len(rows) > limit:
+        page.next_after = f"{views[-1].code}/{views[-1].convenio}"
+    return page

@@ -68,6 +68,15 @@ WHERE convenio = $1 AND participant = $2 AND ($3::text IS NULL OR status = $3)
                            (SELECT status = 'PENDING', urgent, requested_at, id FROM limit_requests WHERE id = $4))
 ORDER BY status = 'PENDING' DESC, urgent DESC, requested_at DESC, id DESC
 LIMIT $5"""
+# every participant's requests in one worklist: urgent first, then oldest first (who waits longest
+# is served first); a page continues after the previous page's last id in that order
+_WORKLIST = """
+SELECT * FROM limit_requests
+WHERE status = $1
+  AND ($2::text IS NULL OR (NOT urgent, requested_at, id) >
+                           (SELECT NOT urgent, requested_at, id FROM limit_requests WHERE id = $2))
+ORDER BY urgent DESC, requested_at, id
+LIMIT $3"""
 _APPROVING = "UPDATE limit_requests SET approving_limit = $2 WHERE id = $1 AND status = 'PENDING'"
 _APPROVED = """
 UPDATE limit_requests
@@ -186,6 +195,18 @@ async def listing(
 ) -> LimitRequestList:
     await participants.get_participant(svc, convenio, participant)
     rows = await svc.ledger.fetch(_LIST, convenio, participant, status, after, limit + 1)
+    page = LimitRequestList(requests=[_view(r) for r in rows[:limit]])
+    if len(rows) > limit:
+        page.next_after = page.requests[-1].id
+    return page
+
+
+async def worklist(
+    svc: Services, status: str = "PENDING", after: str | None = None, limit: int = 100
+) -> LimitRequestList:
+    """The requests in this status of every participant of every convênio, urgent first, then
+    oldest first: the back office's queue of requests to decide."""
+    rows = await svc.ledger.fetch(_WORKLIST, status, after, limit + 1)
     page = LimitRequestList(requests=[_view(r) for r in rows[:limit]])
     if len(rows) > limit:
         page.next_after = page.requests[-1].id

@@ -100,6 +100,13 @@ class ConvenioView(Struct):
     time_zone: str = "America/Sao_Paulo"
 
 
+class ConvenioPage(Out):
+    """A page of the convênios found, each as GET /v1/convenios/{convenio} shows it."""
+
+    convenios: list[ConvenioView]
+    next_after: Annotated[str, Meta(description="Pass as `after` for the next page.")] | UnsetType = UNSET
+
+
 Password = Annotated[str, Meta(min_length=4, max_length=128)]
 Document = Annotated[
     str,
@@ -150,6 +157,13 @@ class ParticipantView(Struct):
 class ParticipantList(Struct):
     participants: list[ParticipantView]
     next_after: str | None
+
+
+class ParticipantPage(Out):
+    """A page of the participants found across convênios, by participant code then convênio."""
+
+    participants: list[ParticipantView]
+    next_after: Annotated[str, Meta(description="Pass as `after` for the next page.")] | UnsetType = UNSET
 
 
 class ParticipantSearch(Frozen):

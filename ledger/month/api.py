@@ -1,9 +1,10 @@
 """The back office's window on the duplicatas (collection bills): a convênio's, one with its lines,
-and settlement (quitação), which may give the amount back to the balances."""
+and settlement (quitação), which may give the amount back to the balances; and on the month's batch
+runs (job_runs), which the scheduler records."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -12,6 +13,7 @@ from gateway.platform.clock import utc
 from gateway.platform.errors import ApiError, ErrorCode
 from gateway.platform.http import params
 from gateway.platform.http.endpoint import Call, Endpoint, Link, Reply
+from gateway.platform.http.schemas import Out, Timestamp
 from ledger.month import duplicatas, jobs
 from ledger.month.schemas import DuplicataList, DuplicataView, SettleRequest
 
@@ -57,6 +59,31 @@ async def settle_duplicata(c: Call) -> Reply:
         except RuntimeError as exc:  # settled, but the balances could not all be given back yet
             raise ApiError(ErrorCode.SERVICE_UNAVAILABLE, f"Settled; giving the balance back failed: {exc}.") from None
     return Reply(_view(view))
+
+
+class JobRun(Out):
+    """A batch run: one per (job, key), e.g. ("reconcile", "2025-11-18")."""
+
+    job: str
+    key: str
+    outcome: Literal["RUNNING", "DONE", "FAILED"]
+    attempts: int
+    started_at: Timestamp
+    counts: dict[str, Any]
+    ended_at: Timestamp | None = None
+    error: str | None = None
+    run_by: str | None = None
+
+
+class JobRunList(Out):
+    runs: list[JobRun]
+
+
+async def list_job_runs(c: Call) -> Reply:
+    job = params.code(c, "job")
+    async with c.svc.ledger.connection() as conn:
+        runs = await jobs.list_runs(conn, job, params.page_size(c))
+    return Reply(msgspec.convert({"runs": runs}, JobRunList))
 
 
 ENDPOINTS: tuple[Endpoint, ...] = (
@@ -105,5 +132,21 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         body_optional=True,
         tag="back-office",
         errors=(E.UNKNOWN_DUPLICATA, E.LEDGER_UNAVAILABLE),
+    ),
+    Endpoint(
+        "GET",
+        "/v1/jobs",
+        "job_run_list",
+        "The batch runs the scheduler (or an operator) made: one per job and key (rollover, duplicatas, "
+        "overdue, reconcile, ...), newest first, with its outcome, attempts and counts.",
+        list_job_runs,
+        JobRunList,
+        permissions=READ_REGISTRY,
+        tag="back-office",
+        errors=(E.LEDGER_UNAVAILABLE,),
+        query=(
+            params.code_param("job", "Only this job's runs (rollover, duplicatas, overdue, reconcile, ...)."),
+            params.page_size_param("How many, 1 to 1000 (default 100)."),
+        ),
     ),
 )

@@ -9,6 +9,7 @@ cannot be undone), 2 usage, 3 Postgres unavailable.
 from __future__ import annotations
 
 import datetime
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -89,6 +90,65 @@ def import_(file: Path, by: str, as_json: bool) -> None:
         f"({brl(done.sales_amount)}){returns}, {done.informative} informative"
     )
     click.echo("run `convenio reconcile run` to match them with the ledger", err=True)
+
+
+@reconcile.command("watch")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, writable=True, path_type=Path))
+@click.option("--poll", default=30.0, show_default=True, type=click.FloatRange(min=0.1), help="Seconds between looks.")
+@click.option("--once", is_flag=True, help="Look once, import what is there, and exit (for cron).")
+@by_option
+def watch(directory: Path, poll: float, once: bool, by: str) -> None:
+    """Import every closing file dropped in DIRECTORY (*.csv), once each, so that nobody imports by
+    hand: an imported file moves to DIRECTORY/imported/, a refused one to DIRECTORY/refused/, each
+    with a .log beside it saying what happened. Write a file elsewhere (or under another suffix)
+    and rename it into DIRECTORY, so that it is never read half written. While Postgres is
+    unreachable the files stay where they are and the next look tries again; the nightly
+    `reconcile` job matches what was imported."""
+    while True:
+        for path in sorted(p for p in directory.glob("*.csv") if p.is_file()):
+            try:
+                _import_dropped(path, by)
+            except SystemExit:  # Postgres unreachable (said on stderr): the file waits for the next look
+                if once:
+                    raise
+        if once:
+            return
+        time.sleep(poll)
+
+
+def _import_dropped(path: Path, by: str) -> None:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        click.echo(f"cannot read {path}: {exc.strerror}; trying again at the next look", err=True)
+        return
+    now = datetime.datetime.now(datetime.UTC)
+    try:
+        done = console.call_postgres(lambda conn: rec.import_file(conn, path.name, data, by, now))
+    except rec.BadFile as exc:
+        lines = [f"line {p.line}: {p.message}" for p in exc.problems]
+        _move(path, "refused", "\n".join([f"{now.isoformat()} {exc}", *lines]) + "\n")
+        click.echo(f"refused {path.name}: {exc}", err=True)
+        return
+    what = (
+        f"was imported before as file {done.file_id}: nothing changed"
+        if done.already
+        else f"imported as file {done.file_id}: {done.lines} line(s), {done.sales} sale(s) ({brl(done.sales_amount)}), "
+        f"{done.returns} return(s), {done.informative} informative"
+    )
+    _move(path, "imported", f"{now.isoformat()} {path.name} {what} (by {by})\n")
+    click.echo(f"{path.name} {what}")
+
+
+def _move(path: Path, into: str, log: str) -> None:
+    """The file into DIRECTORY/<into>/ (a name taken there gets the time appended), its .log beside it."""
+    folder = path.parent / into
+    folder.mkdir(exist_ok=True)
+    target = folder / path.name
+    if target.exists():
+        target = folder / f"{path.stem}-{time.strftime('%Y%m%d%H%M%S')}-{time.monotonic_ns()}{path.suffix}"
+    path.replace(target)
+    target.with_name(target.name + ".log").write_text(log, encoding="utf-8")
 
 
 @reconcile.command("run")

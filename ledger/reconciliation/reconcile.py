@@ -74,7 +74,7 @@ from gateway.platform import locks
 from gateway.platform.clock import LOCAL, any_zone_bounds, local_today
 from gateway.platform.locks import Lock
 from gateway.platform.money import brl
-from gateway.platform.progress import Progress, ticker
+from gateway.platform.progress import Progress, Tick, ticker
 
 #: the business day of a sale is its date here
 DEFAULT_WINDOW = 3  # days
@@ -104,6 +104,22 @@ NO_RETURN = "no return of this id in the ledger"
 
 class ReconciliationError(Exception):
     """An operator's request that cannot be done; the message says why."""
+
+
+class UnknownRecord(ReconciliationError):
+    """No reconciliation record with this id."""
+
+
+class NotUndoable(ReconciliationError):
+    """The record is in a state whose reconciliation cannot be undone."""
+
+
+class UnknownConvenio(ReconciliationError):
+    """No convênio of this code, nor any receivable movement of it."""
+
+
+class ClosingConflict(ReconciliationError):
+    """A closing was posted before for this store, terminal and day with other lines."""
 
 
 @dataclass(frozen=True)
@@ -1004,7 +1020,7 @@ async def _reconcile(
 ) -> None:
     """The open lines of one type against the ledger's items of their days, then the ledger's
     side: each item of the window a line reported, or not."""
-    on, oldest, by = report.date, report.oldest, report.by
+    on, oldest = report.date, report.oldest
     open_file = [_record(r) for r in await conn.fetch(OPEN_FILE, oldest, on, kind.type)]
     open_ledger = [_record(r) for r in await conn.fetch(OPEN_LEDGER, oldest, on, kind.type)]
     days = {oldest + datetime.timedelta(days=i) for i in range(report.window + 1)}
@@ -1021,7 +1037,24 @@ async def _reconcile(
         report.ledger_returns = len(in_window)
     label = f"reconciling {on}" + ("" if kind.type == SALE else f": {kind.noun}s")
     step = ticker(progress, label, len(open_file) + len(in_window) + len(open_ledger))
+    await _both_sides(conn, kind, report, now, open_file, open_ledger, items, in_window, step)
 
+
+async def _both_sides(
+    conn: asyncpg.Connection,
+    kind: Kind,
+    report: RunReport,
+    now: datetime.datetime,
+    open_file: list[Record],
+    open_ledger: list[Record],
+    items: dict[str, Item],
+    in_window: list[Item],
+    step: Tick,
+) -> None:
+    """The open lines against the items (sales or returns) of their days, then the ledger's side:
+    the ledger-side records of `open_ledger` and of the lines changed follow them, and each item
+    of `in_window` no line holds and no record has yet gets its ledger-side record."""
+    on, by = report.date, report.by
     # the file's side: each open line against the items of its day
     claims = {r.ref: r for r in await kind.claims(conn, list(items))}
     matched = _match(open_file, items.values(), claims, kind)
@@ -1228,14 +1261,12 @@ async def undo(
         await locks.for_transaction(conn, Lock.RECONCILE)  # imports, runs and undos one at a time
         row = await conn.fetchrow(RECORD_FOR_UPDATE, record_id)
         if row is None:
-            raise ReconciliationError(f"no reconciliation record {record_id}")
+            raise UnknownRecord(f"no reconciliation record {record_id}")
         rec = _record(row)
         if rec.state == INFORMATIVE:
-            raise ReconciliationError(f"record {rec.id} is INFORMATIVE: it is never reconciled, so nothing to undo")
+            raise NotUndoable(f"record {rec.id} is INFORMATIVE: it is never reconciled, so nothing to undo")
         if rec.state not in (RECONCILED, DIVERGENT):
-            raise ReconciliationError(
-                f"record {rec.id} is {rec.state}: only a RECONCILED or DIVERGENT record can be undone"
-            )
+            raise NotUndoable(f"record {rec.id} is {rec.state}: only a RECONCILED or DIVERGENT record can be undone")
         target = rec
         if rec.origin == "LEDGER" and rec.partner is not None:
             target = _record(await conn.fetchrow(RECORD_FOR_UPDATE, rec.partner))
@@ -1293,7 +1324,7 @@ async def records(
 async def record(conn: asyncpg.Connection, record_id: int) -> Record:
     row = await conn.fetchrow(RECORD_BY_ID, record_id)
     if row is None:
-        raise ReconciliationError(f"no reconciliation record {record_id}")
+        raise UnknownRecord(f"no reconciliation record {record_id}")
     return _record(row)
 
 
@@ -1323,7 +1354,7 @@ FROM receivable_movements GROUP BY convenio ORDER BY convenio"""
 async def receivables(conn: asyncpg.Connection, convenio: str) -> dict[str, Any]:
     """The convênio's financial account: every movement, oldest first, with the balance after it."""
     if not await conn.fetchval(KNOWN_CONVENIO, convenio):
-        raise ReconciliationError(f"no convênio {convenio}")
+        raise UnknownConvenio(f"no convênio {convenio}")
     movements = [
         {
             "seq": r["seq"],
@@ -1351,3 +1382,152 @@ async def receivables(conn: asyncpg.Connection, convenio: str) -> dict[str, Any]
 async def receivable_balances(conn: asyncpg.Connection) -> list[dict[str, Any]]:
     """Each convênio's receivable balance and number of movements."""
     return [dict(r) for r in await conn.fetch(BALANCES)]
+
+
+# --- a paged listing, for the HTTP API ------------------------------------------------------------
+PAGE = (
+    RECORDS
+    + """
+WHERE ($1::text IS NULL OR r.convenio = $1) AND ($2::text IS NULL OR r.state = $2)
+  AND ($3::date IS NULL OR r.business_date >= $3) AND ($4::date IS NULL OR r.business_date <= $4)
+  AND ($5::text IS NULL OR r.store = $5) AND ($6::text IS NULL OR r.terminal = $6)
+  AND ($7::bigint IS NULL OR r.id > $7)
+ORDER BY r.id
+LIMIT $8"""
+)
+
+
+async def page(
+    conn: asyncpg.Connection,
+    *,
+    convenio: str | None = None,
+    state: str | None = None,
+    start: datetime.date | None = None,
+    end: datetime.date | None = None,
+    store: str | None = None,
+    terminal: str | None = None,
+    after: int | None = None,
+    limit: int = 100,
+) -> tuple[list[Record], int | None]:
+    """The records that pass every filter given (business days from `start` to `end`, both
+    included), in id order after `after`, at most `limit`; and the id to continue after, if more."""
+    if state is not None and state not in STATES:
+        raise ReconciliationError(f"unknown state {state!r}: one of {', '.join(STATES)}")
+    rows = await conn.fetch(PAGE, convenio, state, start, end, store, terminal, after, limit + 1)
+    found = [_record(r) for r in rows[:limit]]
+    return found, (found[-1].id if len(rows) > limit else None)
+
+
+# --- a run of selected records ("Conciliar" on 1 or N records) --------------------------------------
+SELECTED = RECORDS + " WHERE r.id = ANY($1::bigint[]) ORDER BY r.id"
+SELECTED_FOR_UPDATE = SELECTED + " FOR UPDATE OF r"
+MAX_SELECTED = 1000
+TRIED = (NOT_RECONCILED, DIVERGENT)
+
+
+async def run_selected(
+    conn: asyncpg.Connection, record_ids: Sequence[int], by: str = "system", now: datetime.datetime | None = None
+) -> tuple[RunReport, list[Record], list[Record]]:
+    """Reconcile the selected records only: each NOT_RECONCILED or DIVERGENT line against the
+    ledger's items (sales or returns) of its day, as a run would, and the ledger-side records of
+    those items follow it; a selected ledger-side record follows whatever line holds its item.
+    Nothing outside the selection is tried, no ledger-side record is made and none becomes FAILED:
+    the runs of the look-back window do that. Returns the report, the selected records after the
+    run, and those that were in no state to try (RECONCILED, INFORMATIVE, FAILED), left as they are.
+    Running it again changes nothing."""
+    if not record_ids:
+        raise ReconciliationError("select at least one record")
+    if len(set(record_ids)) > MAX_SELECTED:
+        raise ReconciliationError(f"select at most {MAX_SELECTED} records at a time")
+    now = now or datetime.datetime.now(datetime.UTC)
+    ids = sorted(set(record_ids))
+    report = RunReport(local_today(now), 0, by)
+    async with conn.transaction():
+        await locks.for_transaction(conn, Lock.RECONCILE)  # imports, runs and undos one at a time
+        chosen = [_record(r) for r in await conn.fetch(SELECTED_FOR_UPDATE, ids)]
+        unknown = sorted(set(ids) - {r.id for r in chosen})
+        if unknown:
+            raise UnknownRecord(f"no reconciliation record {', '.join(map(str, unknown))}")
+        tried = [r for r in chosen if r.state in TRIED]
+        for kind in (SALES, RETURNS):
+            open_file = [r for r in tried if r.origin == "FILE" and r.type == kind.type]
+            mine = [r for r in tried if r.origin == "LEDGER" and r.type == kind.type]
+            if not open_file and not mine:
+                continue
+            items: dict[str, Item] = {}
+            for day in sorted({r.business_date for r in open_file + mine}):
+                for item in await kind.of_day(conn, day):
+                    items[item.id] = item
+            keys = {r.key for r in open_file}
+            near = [s.id for s in items.values() if s.key in keys]  # the items the lines may take
+            known = {r.id for r in mine}
+            open_ledger = mine + [
+                r for r in await kind.ledger_side(conn, near) if r.id not in known and r.state != FAILED
+            ]
+            report.file_records += len(open_file)
+            await _both_sides(conn, kind, report, now, open_file, open_ledger, items, [], ticker(None, "", 0))
+        after = [_record(r) for r in await conn.fetch(SELECTED, ids)]
+    report.window_states = dict(Counter(r.state for r in after))
+    return report, after, [r for r in chosen if r.state not in TRIED]
+
+
+# --- closings posted by a terminal or the store's system ----------------------------------------------
+@dataclass(frozen=True)
+class PostedLine:
+    """A line of a posted closing: a closing file's line without its store, terminal and day."""
+
+    coupon: str
+    convenio: str
+    participant: str
+    amount: int
+    type: str = SALE
+    return_id: str = ""
+
+
+POSTED_BY_NAME = "SELECT sha256 FROM closing_files WHERE name = $1"
+
+
+def posted_name(store: str, terminal: str, day: datetime.date) -> str:
+    """The file name a posted closing is kept under: with "/" in it, which no uploaded file's
+    name has, so that only the post of the same store, terminal and day is known by it."""
+    return f"closing {store}/{terminal}/{day.isoformat()}"
+
+
+def posted_csv(store: str, terminal: str, day: datetime.date, lines: Sequence[PostedLine]) -> bytes:
+    """The closing file a post stands for, in its one canonical form: the same post gives the
+    same bytes, so the same file (its SHA-256) and nothing imported twice."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS + OPTIONAL_COLUMNS)
+    for x in lines:
+        row = (store, terminal, day.isoformat(), x.coupon, x.convenio, x.participant, x.amount, x.type, x.return_id)
+        writer.writerow(row)
+    return out.getvalue().encode()
+
+
+async def post_closing(
+    conn: asyncpg.Connection,
+    store: str,
+    terminal: str,
+    day: datetime.date,
+    lines: Sequence[PostedLine],
+    by: str,
+    now: datetime.datetime,
+) -> Imported:
+    """Import a terminal's closing of a day as a closing file (origin FILE, a file id of its own):
+    runs reconcile it like any imported file. Posting the same lines again changes nothing and
+    answers the same file; other lines for the same store, terminal and day are ClosingConflict
+    (a correction is a file the back office imports). BadFile names the bad lines (line 2 is the
+    first posted line, as in the file it stands for)."""
+    name = posted_name(store, terminal, day)
+    data = posted_csv(store, terminal, day, lines)
+    parse(data)  # a bad post is refused as such, whatever was posted before
+    digest = hashlib.sha256(data).hexdigest()
+    async with conn.transaction():
+        await locks.for_transaction(conn, Lock.RECONCILE)  # the check and the import, one at a time
+        if any(row["sha256"] != digest for row in await conn.fetch(POSTED_BY_NAME, name)):
+            raise ClosingConflict(
+                f"the closing of {store} {terminal} on {day.isoformat()} was posted before with other lines; "
+                "a correction is imported as a closing file"
+            )
+        return await import_file(conn, name, data, by, now)

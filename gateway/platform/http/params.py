@@ -24,6 +24,18 @@ CODE = CODE_PATTERN
 #: a credit hold's id may be anything else; one of neither is unknown (404)
 _NOT_IN_ID = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000/"
 #: what each path parameter must look like (/openapi.json publishes the same patterns)
+#: a day between the years 1900 and 2199 (clock.FIRST_YEAR, clock.LAST_YEAR) that the calendar has
+_YEAR = "(?:19[0-9]{2}|2[01][0-9]{2})"
+_LEAP = "(?:(?:19|20|21)(?:0[48]|[2468][048]|[13579][26])|2000)"
+DATE_PATTERN = (
+    f"(?:{_YEAR}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
+    f"|02-(?:0[1-9]|1[0-9]|2[0-8]))|{_LEAP}-02-29)"
+)
+#: an RFC 3339 instant on such a day: seconds, up to 9 digits of fraction, Z or an offset
+INSTANT_PATTERN = (
+    f"{DATE_PATTERN}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]{{1,9}})?"
+    "(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+)
 PATH_PATTERNS: dict[str, str] = {
     "convenio": CODE,
     "participant": CODE,
@@ -35,6 +47,7 @@ PATH_PATTERNS: dict[str, str] = {
     "order": ORDER_PATTERN,
     "store": CODE,
     "terminal": CODE,
+    "date": f"^{DATE_PATTERN}(?!\n)$",  # a business day (a terminal's closing)
 }
 #: their lengths, for a validator that counts characters (a pattern's {1,64} counts UTF-16 units in ECMA-262)
 PATH_LENGTHS: dict[str, tuple[int, int]] = {
@@ -48,22 +61,11 @@ PATH_LENGTHS: dict[str, tuple[int, int]] = {
     "order": (1, 64),
     "store": (1, 64),
     "terminal": (1, 64),
+    "date": (10, 10),
 }
 PATH_PARAMS = {name: re.compile(pattern) for name, pattern in PATH_PATTERNS.items()}
 MAX_SEQ = 10**18 - 1  # a sequence number's cursor: up to 18 digits, inside Postgres's bigint
 _WHOLE = re.compile(r"^[0-9]{1,18}$")  # str.isdigit() also accepts "²", which int() refuses
-#: a day between the years 1900 and 2199 (clock.FIRST_YEAR, clock.LAST_YEAR) that the calendar has
-_YEAR = "(?:19[0-9]{2}|2[01][0-9]{2})"
-_LEAP = "(?:(?:19|20|21)(?:0[48]|[2468][048]|[13579][26])|2000)"
-DATE_PATTERN = (
-    f"(?:{_YEAR}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
-    f"|02-(?:0[1-9]|1[0-9]|2[0-8]))|{_LEAP}-02-29)"
-)
-#: an RFC 3339 instant on such a day: seconds, up to 9 digits of fraction, Z or an offset
-INSTANT_PATTERN = (
-    f"{DATE_PATTERN}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]{{1,9}})?"
-    "(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
-)
 _DATE = re.compile(DATE_PATTERN)
 _INSTANT = re.compile(INSTANT_PATTERN)
 
@@ -114,6 +116,21 @@ def instant_param(name: str, description: str) -> Param:
 def day_param(name: str, description: str) -> Param:
     schema = {"type": "string", "pattern": f"^{DATE_PATTERN}(?!\\n)$", "examples": ["2026-11-01"]}
     return Param(name, description, schema)
+
+
+def text_pattern(max_length: int) -> str:
+    """Free text of 1 to max_length characters, none of them a control character."""
+    return rf"^[^\x00-\x1f\x7f]{{1,{max_length}}}(?!\n)$"
+
+
+def text_param(name: str, description: str, max_length: int = 100) -> Param:
+    schema = {"type": "string", "minLength": 1, "maxLength": max_length, "pattern": text_pattern(max_length)}
+    return Param(name, description, schema)
+
+
+def matching_param(name: str, pattern: re.Pattern[str], description: str) -> Param:
+    """A query parameter that must fit `pattern` (written as PATH_PATTERNS are, for both dialects)."""
+    return Param(name, description, {"type": "string", "pattern": pattern.pattern})
 
 
 def invalid(field_name: str, message: str) -> ApiError:
@@ -199,3 +216,19 @@ def day(c: Call, name: str) -> datetime.date | None:
         raise invalid(
             name, f"`{name}` must be a date (2026-11-01) between the years {clock.FIRST_YEAR} and {clock.LAST_YEAR}."
         ) from None
+
+
+def text(c: Call, name: str, max_length: int = 100) -> str | None:
+    """A query parameter of free text (a search): bounded, and no control character in it."""
+    raw = c.request.query_params.get(name)
+    if raw is not None and not (1 <= len(raw) <= max_length and re.fullmatch(text_pattern(max_length), raw)):
+        raise invalid(name, f"`{name}` must be 1 to {max_length} characters, none of them a control character.")
+    return raw
+
+
+def matching(c: Call, name: str, pattern: re.Pattern[str], what: str) -> str | None:
+    """A query parameter that must fit `pattern`; `what` says what it must be, for the 422."""
+    raw = c.request.query_params.get(name)
+    if raw is not None and not pattern.fullmatch(raw):
+        raise invalid(name, f"`{name}` must be {what}.")
+    return raw
