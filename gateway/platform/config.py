@@ -54,6 +54,8 @@ class Settings:
     final_empenho_ttl_s: int = 7 * 24 * 3600
     password_max_failures: int = 5
     password_lock_s: int = 15 * 60
+    #: a back-office session ends after this long unused (each page it serves restarts the count)
+    session_ttl_s: int = 8 * 3600
     password_threads: int = max(1, os.cpu_count() or 1)
     apikey_cache_s: int = 5
     sweep_interval_ms: int = 1000
@@ -117,6 +119,7 @@ ENVIRONMENT = {
     "final_empenho_ttl_s": "CONVENIO_FINAL_EMPENHO_TTL",
     "password_max_failures": "CONVENIO_PASSWORD_MAX_FAILURES",
     "password_lock_s": "CONVENIO_PASSWORD_LOCK",
+    "session_ttl_s": "CONVENIO_SESSION_TTL",
     "password_threads": "CONVENIO_PASSWORD_THREADS",
     "apikey_cache_s": "CONVENIO_APIKEY_CACHE",
     "sweep_interval_ms": "CONVENIO_SWEEP_INTERVAL_MS",

@@ -118,6 +118,19 @@ class Keys:
         """Sorted set of the customer's password checks in progress (protocol -> stale-after ms)."""
         return f"{self.tag(self.shard_of(customer))}:pwchecks:{customer}"
 
+    # -- back-office operators (gateway/operators): their login failures and sessions ----------
+    def operator_lockout(self, login: str) -> str:
+        """Hash of a login's failed attempts: failures, locked_until (ms)."""
+        return f"{self.tag(GLOBAL)}:oplock:{login}"
+
+    def operator_session(self, token_digest: str) -> str:
+        """Hash of one back-office session, under the SHA-256 of its cookie's token."""
+        return f"{self.tag(GLOBAL)}:opsess:{token_digest}"
+
+    def operator_sessions(self, login: str) -> str:
+        """Set of the token digests of an operator's sessions, to end them all at once."""
+        return f"{self.tag(GLOBAL)}:opsessions:{login}"
+
     # -- the customers' current accounts and orders (docs/credits.md) -------------------------
     # A customer's credits live under the tag of `shard_of(customer)`, so a credit hold's
     # script touches one slot and appends to that shard's stream.
