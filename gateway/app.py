@@ -20,11 +20,12 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route, get_route_path
+from starlette.routing import Mount, Route, get_route_path
 
 from gateway.audit import api as audit_api
 from gateway.auth import api as auth_api
 from gateway.auth.apikeys import ApiKeyCache
+from gateway.backoffice import routes as backoffice
 from gateway.credits import api as credits_api
 from gateway.decisions import api as decisions_api
 from gateway.holds import api as holds_api
@@ -44,6 +45,7 @@ from gateway.returns import api as returns_api
 from gateway.returns import refunds
 from gateway.stores import api as stores_api
 from ledger.month import api as duplicatas_api
+from ledger.reconciliation import api as reconciliation_api
 
 log = logging.getLogger("convenio.app")
 
@@ -61,6 +63,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *registry_api.ENDPOINTS,
     *stores_api.ENDPOINTS,
     *duplicatas_api.ENDPOINTS,
+    *reconciliation_api.ENDPOINTS,
     *credits_api.ENDPOINTS,
     *orders_api.ENDPOINTS,
     *audit_api.ENDPOINTS,
@@ -115,6 +118,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     documents = [Route("/openapi.json", openapi_json), Route("/metrics", metrics_text)]  # GET (and HEAD) only
     routes += documents
+    routes.append(Mount("/backoffice", routes=backoffice.routes()))  # operators' pages: sessions, not keys
     allowed = AllowedMethods([(ep.method, ep.path) for ep in endpoints] + [("GET", r.path) for r in documents])
 
     async def http_error(request: Request, exc: Exception) -> Response:

@@ -14,6 +14,8 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ "$servers" = 1 ]; then
   command -v redis-server >/dev/null || need+=(redis-server)
   compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need+=(postgresql)
+  # the back office's browser tests drive Debian's Chromium (Playwright never downloads one)
+  [ -x /usr/bin/chromium ] || need+=(chromium)
 fi
 if ((${#need[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -27,6 +27,7 @@ VALID_PATH = {
     "request": "L01ARZ3NDEKTSV4RRFFQ69G5FAV",
     "store": "LOJA01",
     "terminal": "PDV01",
+    "date": "2025-11-17",
 }
 
 

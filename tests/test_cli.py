@@ -128,6 +128,7 @@ def test_up_runs_the_product_and_ctrl_c_stops_everything(tmp_path_factory) -> No
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=60)
     log = proc.stderr.read()
+    assert "/backoffice  login: admin  first password: " in log  # the back office, and who logs in first
     pg_data = log.split("(data in ")[1].split(")")[0]
     try:
         for folder in (str(data), pg_data):

@@ -65,6 +65,8 @@ FEATURES: dict[str, set[str]] = {
         "participant_create",
         "participant_list",
         "participant_search",
+        "convenio_list",
+        "participant_find",
         "movement_list",
         "participant_get",
         "participant_update",
@@ -83,6 +85,7 @@ FEATURES: dict[str, set[str]] = {
         "limit_request_get",
         "limit_request_approve",
         "limit_request_reject",
+        "limit_request_worklist",
     },
     "credits": {
         "credit_create",
@@ -100,6 +103,19 @@ FEATURES: dict[str, set[str]] = {
     },
     "stores": {"store_create", "store_list", "store_get", "store_update", "terminal_save"},
     "audit": {"audit_list"},
+    "reconciliation": {
+        "reconciliation_file_upload",
+        "reconciliation_run",
+        "reconciliation_record_list",
+        "reconciliation_record_get",
+        "reconciliation_record_undo",
+        "cash_closing",
+        "receivable_list",
+        "receivable_get",
+        "closing_post",
+        "job_run_list",
+    },
+    "back-office lists": {"decision_list"},
 }
 #: declared, yet not provoked here: (endpoint, or "*" for every one) -> why
 UNPROVOKED: dict[tuple[str, ErrorCode], str] = {
@@ -107,6 +123,7 @@ UNPROVOKED: dict[tuple[str, ErrorCode], str] = {
     ("order_status_params_get", E.INVALID_REQUEST): "it reads nothing but the key; listed like every keyed "
     "operation's refusals",
     ("store_list", E.INVALID_REQUEST): "it reads nothing but the key, like order_status_params_get",
+    ("receivable_list", E.INVALID_REQUEST): "it reads nothing but the key, like order_status_params_get",
 }
 
 
@@ -223,9 +240,10 @@ async def test_the_edge_refusals_of_every_endpoint_are_declared(
             assert_error(r, 422, "INVALID_REQUEST", param)
         elif ep.request is not None:  # a body that is not JSON
             assert_error(await client.request(ep.method, url, content=b"{", headers=full), 422, "INVALID_REQUEST")
-        elif ep.query:  # a query parameter out of its range
-            r = await client.request(ep.method, url, params={"limit": "0"}, headers=full)
-            assert_error(r, 422, "INVALID_REQUEST", "limit")
+        elif ep.query:  # a query parameter out of its range (the page size, where there is one)
+            name = "limit" if any(q.name == "limit" for q in ep.query) else ep.query[0].name
+            r = await client.request(ep.method, url, params={name: "0"}, headers=full)
+            assert_error(r, 422, "INVALID_REQUEST", name)
 
     # Redis unreachable: the key cannot be looked up, and /readyz says so
     reachable, svc.redis = svc.redis, Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_timeout=1)
@@ -280,6 +298,20 @@ async def test_with_the_ledger_down_every_endpoint_that_reads_it_says_so(
             ("POST", "/v1/orders/status", {"orders": [{"order": "PED-0001", "status": "PF"}]}),
             ("GET", "/v1/credits/movements", None),
             ("GET", "/v1/audit", None),
+            ("POST", "/v1/reconciliation/files", {"name": "f.csv", "content": "x"}),
+            ("POST", "/v1/reconciliation/runs", {}),
+            ("GET", "/v1/reconciliation/records", None),
+            ("GET", "/v1/reconciliation/records/1", None),
+            ("POST", "/v1/reconciliation/records/1/undo", {}),
+            ("GET", "/v1/cash-closing", None),
+            ("GET", "/v1/receivables", None),
+            ("GET", "/v1/convenios/EMP001/receivables", None),
+            ("PUT", "/v1/stores/LOJA01/terminals/PDV01/closings/2025-11-17", {"lines": []}),
+            ("GET", "/v1/jobs", None),
+            ("GET", "/v1/convenios", None),
+            ("GET", "/v1/participants", None),
+            ("GET", "/v1/decisions", None),
+            ("GET", "/v1/limit-requests", None),
         ]
         for method, url, body in calls:
             r = await client.request(method, url, json=body, headers={**h, "Idempotency-Key": f"down-{url}"})
@@ -442,6 +474,8 @@ async def test_the_registry_s_refusals_are_declared(backoffice: BackOffice, spec
         assert_error(await office.add_vehicle(convenio, participant, "ABC1D23"), 404, code)
     r = await client.delete("/v1/convenios/REG01/participants/ANA/vehicles/ABC1D23", headers=h)
     assert_error(r, 404, "UNKNOWN_VEHICLE")
+    r = await client.get("/v1/participants", params={"convenio": "REG404"}, headers=h)
+    assert_error(r, 404, "UNKNOWN_CONVENIO")
     for method, url in (("GET", "/v1/duplicatas/D" + "0" * 26), ("POST", "/v1/duplicatas/D" + "0" * 26 + "/settle")):
         assert_error(await client.request(method, url, headers=h), 404, "UNKNOWN_DUPLICATA")
     answers.check(spec, FEATURES["registry"])
@@ -605,3 +639,61 @@ async def test_the_audit_log_s_refusals_are_declared(backoffice: BackOffice, spe
     assert_error(await client.get("/v1/audit", params={"from": "ontem"}, headers=h), 422, "INVALID_REQUEST", "from")
     assert_error(await client.get("/v1/audit", params={"target": "a\x01"}, headers=h), 422, "INVALID_REQUEST", "target")
     answers.check(spec, FEATURES["audit"])
+
+
+# --- the back office's lists ---------------------------------------------------------------------------
+async def test_the_back_office_lists_refusals_are_declared(
+    backoffice: BackOffice, svc: Services, spec: dict[str, Any]
+) -> None:
+    """A key scoped to a store asking for another store's decisions."""
+    client = backoffice.client
+    answers = Answers(client)
+    token, _ = await apikeys.create(svc, frozenset({Permission.CONVENIOS_READ}), name="gerente", store="LOJA02")
+    r = await client.get("/v1/decisions", params={"store": "LOJA01"}, headers={"Authorization": f"Bearer {token}"})
+    assert_error(r, 403, "STORE_NOT_ALLOWED", "store")
+    answers.check(spec, FEATURES["back-office lists"])
+
+
+# --- the reconciliation ------------------------------------------------------------------------------
+async def test_the_reconciliation_s_refusals_are_declared(
+    backoffice: BackOffice, svc: Services, ledger_url: str, spec: dict[str, Any]
+) -> None:
+    """A closing file or a posted closing with a bad line, a record that is not there or cannot be
+    undone, a convênio without a receivable, a closing posted twice with other lines or for another
+    store than the key's."""
+    client, h = backoffice.client, backoffice.headers
+    answers = Answers(client)
+    bad = {"name": "ruim.csv", "content": "store,terminal,date,coupon,convenio,participant,amount\nL,T,x,C,E,P,1\n"}
+    r = await client.post("/v1/reconciliation/files", json=bad, headers=h)
+    assert_error(r, 422, "RECONCILIATION_FILE_INVALID")
+    good = {
+        "name": "ok.csv",
+        "content": "store,terminal,date,coupon,convenio,participant,amount\nL,T,2025-11-17,C,E,P,1\n",
+    }
+    assert (await client.post("/v1/reconciliation/files", json=good, headers=h)).status_code == 201
+    [record] = (await client.get("/v1/reconciliation/records", params={"state": "NOT_RECONCILED"}, headers=h)).json()[
+        "records"
+    ]
+    assert_error(
+        await client.post(f"/v1/reconciliation/records/{record['id']}/undo", headers=h),
+        409,
+        "RECONCILIATION_NOT_UNDOABLE",
+    )
+    for method, url in (("GET", "/v1/reconciliation/records/999999"), ("POST", "/v1/reconciliation/records/x/undo")):
+        assert_error(await client.request(method, url, headers=h), 404, "UNKNOWN_RECONCILIATION_RECORD")
+    r = await client.post("/v1/reconciliation/runs", json={"records": [999999]}, headers=h)
+    assert_error(r, 404, "UNKNOWN_RECONCILIATION_RECORD")
+    assert_error(await client.get("/v1/convenios/EMP404/receivables", headers=h), 404, "UNKNOWN_CONVENIO")
+    url = "/v1/stores/LOJA01/terminals/PDV01/closings/2025-11-17"
+    line = {"coupon": "C", "convenio": "EMP001", "participant": "CLI001", "amount": 100}
+    assert (await client.put(url, json={"lines": [line]}, headers=h)).status_code == 200
+    assert_error(
+        await client.put(url, json={"lines": [{**line, "amount": 0}]}, headers=h), 422, "RECONCILIATION_FILE_INVALID"
+    )
+    assert_error(await client.put(url, json={"lines": [{**line, "amount": 1}]}, headers=h), 409, "CLOSING_CONFLICT")
+    scoped, _ = await apikeys.create(svc, frozenset({Permission.EMPENHO}), "PDV", store="L001")
+    r = await client.put(url, json={"lines": [line]}, headers={"Authorization": f"Bearer {scoped}"})
+    assert_error(r, 403, "STORE_NOT_ALLOWED")
+    for url in ("/v1/cash-closing", "/v1/receivables", "/v1/jobs"):
+        assert (await client.get(url, headers=h)).status_code == 200
+    answers.check(spec, FEATURES["reconciliation"])

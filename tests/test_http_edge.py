@@ -39,6 +39,7 @@ from gateway.registry.schemas import (
 from gateway.returns.schemas import CreditReturnRequest, ReturnRequest
 from gateway.stores.schemas import StoreCreate, StoreUpdate, TerminalSave
 from ledger.month.schemas import SettleRequest
+from ledger.reconciliation.api import ClosingPost, FileUpload, RunRequest, UndoRequest
 from tests.checkout import VALID_PATH, BackOffice, Terminal, assert_error
 
 DROP = object()  # marks a field to leave out of a body
@@ -389,6 +390,8 @@ async def test_an_unknown_path_is_404_not_found(seed: Terminal, path: str) -> No
         ("GET", "/v1/empenhos/E1-01ARZ3NDEKTSV4RRFFQ69G5FAV/commit"),
         ("PUT", "/v1/convenios/EMP001/participants/CLI001/limit"),
         ("POST", "/v1/participants/CLI001/convenios"),
+        ("DELETE", "/v1/convenios"),  # GET lists, POST creates
+        ("POST", "/v1/decisions"),
         ("GET", "/v1/integration/key"),
         ("POST", "/healthz"),
         ("POST", "/openapi.json"),
@@ -461,6 +464,10 @@ TEMPLATES: dict[type, dict[str, Any]] = {
     LimitRequestCreate: {"suggested_limit": 15_000, "reason": "aumento de salário", "urgent": True},
     LimitRequestApprove: {"limit": 20_000, "reason": "cotado pela análise"},
     LimitRequestReject: {"reason": "renda insuficiente"},
+    FileUpload: {"name": "fechamento.csv", "content": "store,terminal,date,coupon,convenio,participant,amount\n"},
+    RunRequest: {"date": "2025-11-17", "window": 3},
+    UndoRequest: {"note": "conferir"},
+    ClosingPost: {"lines": [{"coupon": "C-1", "convenio": "EMP001", "participant": "CLI001", "amount": 578}]},
 }
 GARBAGE_VALUES: list[Any] = [
     None,

@@ -7,15 +7,9 @@ certificate of the CA never completes the handshake."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime
-import os
-import signal
-import socket
 import ssl
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +29,8 @@ from gateway.platform.http.tls import ClientCert, client_cert
 from gateway.platform.services import Services
 from gateway.stores import stores
 from gateway.stores.schemas import StoreCreate
-from ledger.ops import embedded
 from tests.checkout import Terminal, assert_error
-from tests.conftest import _prefixes
+from tests.served import module_settings, serving
 
 CLI = [sys.executable, "-m", "ledger.cli"]
 CHECKOUT = frozenset({3183, 3184, 3185, 3186})
@@ -99,42 +92,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 @pytest.fixture(scope="module")
 def settings(redis_url: str, shared_ledger_url: str) -> Settings:
-    """As conftest's, with one key prefix for the module: its servers and each test's services share it."""
-    return Settings(
-        redis_url=redis_url,
-        database_url=shared_ledger_url,
-        key_prefix=f"t{os.getpid()}x{next(_prefixes)}tls",
-        shards=4,
-        pepper=b"test-pepper",
-        data_key=b"test-data-key",
-        password_threads=2,
-        sweep_interval_ms=3_600_000,
-        apikey_cache_s=0,
-    )
-
-
-@contextlib.contextmanager
-def serving(settings: Settings, *flags: str) -> Iterator[int]:
-    """`convenio serve` with these flags on a free port, until the block ends; yields the port."""
-    port = embedded.free_port()
-    secrets = {"CONVENIO_PEPPER": settings.pepper.decode(), "CONVENIO_DATA_KEY": settings.data_key.decode()}
-    env = {**os.environ, **settings.environment(), **secrets}
-    proc = subprocess.Popen(
-        [*CLI, "serve", "--port", str(port), "--log-level", "warning", *flags],
-        env=env,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:  # uvicorn listens once the app has started
-            assert proc.poll() is None, "the gateway exited (its log is above)"
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            assert time.monotonic() < deadline, "the gateway did not come up"
-            time.sleep(0.1)
-        yield port
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=20)
+    return module_settings(redis_url, shared_ledger_url, "tls")
 
 
 @pytest.fixture(scope="module")

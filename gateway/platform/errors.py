@@ -40,6 +40,13 @@ class ErrorCode(enum.StrEnum):
     PASSWORD_CHECK_BUSY = "PASSWORD_CHECK_BUSY"
     PASSWORD_CHECK_TIMEOUT = "PASSWORD_CHECK_TIMEOUT"
     PASSWORD_NOT_SET = "PASSWORD_NOT_SET"
+    # back-office operators (people) and their sessions
+    OPERATOR_EXISTS = "OPERATOR_EXISTS"
+    OPERATOR_LOGIN_FAILED = "OPERATOR_LOGIN_FAILED"
+    OPERATOR_LOCKED = "OPERATOR_LOCKED"
+    UNKNOWN_OPERATOR = "UNKNOWN_OPERATOR"
+    SESSION_REQUIRED = "SESSION_REQUIRED"
+    CSRF_INVALID = "CSRF_INVALID"
     # empenho decisions
     INSUFFICIENT_LIMIT = "INSUFFICIENT_LIMIT"
     PARTICIPANT_BLOCKED = "PARTICIPANT_BLOCKED"
@@ -75,6 +82,11 @@ class ErrorCode(enum.StrEnum):
     # the ledger
     UNKNOWN_PROTOCOL = "UNKNOWN_PROTOCOL"
     UNKNOWN_DUPLICATA = "UNKNOWN_DUPLICATA"
+    # reconciliation of the closings
+    RECONCILIATION_FILE_INVALID = "RECONCILIATION_FILE_INVALID"
+    UNKNOWN_RECONCILIATION_RECORD = "UNKNOWN_RECONCILIATION_RECORD"
+    RECONCILIATION_NOT_UNDOABLE = "RECONCILIATION_NOT_UNDOABLE"
+    CLOSING_CONFLICT = "CLOSING_CONFLICT"
     # service health
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     LEDGER_UNAVAILABLE = "LEDGER_UNAVAILABLE"
@@ -119,6 +131,12 @@ ERRORS: dict[ErrorCode, tuple[int, str]] = {
         "Other password checks of this participant are in progress; try again in a moment.",
     ),
     ErrorCode.PASSWORD_NOT_SET: (422, "This participant has no password set."),
+    ErrorCode.OPERATOR_EXISTS: (409, "An operator with this login already exists."),
+    ErrorCode.OPERATOR_LOGIN_FAILED: (401, "Wrong login or password."),
+    ErrorCode.OPERATOR_LOCKED: (423, "Too many failed logins; try again later (`retry_after` seconds)."),
+    ErrorCode.UNKNOWN_OPERATOR: (404, "No operator with this login."),
+    ErrorCode.SESSION_REQUIRED: (401, "Log in to the back office first (the session is missing or has expired)."),
+    ErrorCode.CSRF_INVALID: (403, "The form is stale or came from elsewhere; reload the page and try again."),
     ErrorCode.INSUFFICIENT_LIMIT: (422, "The amount is more than the available limit."),
     ErrorCode.PARTICIPANT_BLOCKED: (422, "The participant is blocked."),
     ErrorCode.CONVENIO_BLOCKED: (422, "The convênio is blocked."),
@@ -169,6 +187,19 @@ ERRORS: dict[ErrorCode, tuple[int, str]] = {
         "No decision with this protocol in the ledger (a decision reaches it within moments).",
     ),
     ErrorCode.UNKNOWN_DUPLICATA: (404, "No duplicata with this id."),
+    ErrorCode.RECONCILIATION_FILE_INVALID: (
+        422,
+        "The closing was refused whole, nothing imported: `problems` names every bad line.",
+    ),
+    ErrorCode.UNKNOWN_RECONCILIATION_RECORD: (404, "No reconciliation record with this id."),
+    ErrorCode.RECONCILIATION_NOT_UNDOABLE: (
+        409,
+        "Only a RECONCILED or DIVERGENT record's reconciliation can be undone; the message says what it is.",
+    ),
+    ErrorCode.CLOSING_CONFLICT: (
+        409,
+        "A closing with other lines was posted for this store, terminal and day; a correction is imported as a file.",
+    ),
     ErrorCode.LEDGER_UNAVAILABLE: (503, "The ledger database is not reachable; retry shortly."),
     ErrorCode.SERVICE_UNAVAILABLE: (503, "A backing service is unavailable; retry shortly."),
     ErrorCode.INTERNAL_ERROR: (

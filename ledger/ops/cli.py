@@ -273,7 +273,7 @@ def demo(convenio: str, participant: str) -> None:
 def verify(wait_s: float, as_json: bool) -> None:
     """Compare Redis with Postgres, and the journal with both, per convênio and participant,
     to the centavo. Exit 0: no drift; 1: drift (every difference printed); 3: a service is down."""
-    report = console.call_ledger(lambda svc, conn: checks.verify(svc, conn, wait_s))
+    report = console.call_ledger(lambda svc, conn: checks.recorded(svc, conn, wait_s, by=console.operator()))
     if as_json:
         click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
     else:

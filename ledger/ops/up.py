@@ -32,6 +32,27 @@ def _pepper(data_dir: Path, name: str = "pepper") -> str:
     return path.read_text().strip()
 
 
+FIRST_OPERATOR = "admin"
+ALL_PERMISSIONS = "603,1748,3183,3184,3185,3186,3187,9000,9010"
+
+
+def _first_operator(env: dict[str, str]) -> str:
+    """The first operator of a new install: created with every permission on the first start,
+    its first password printed once (to be changed at the first login)."""
+    made = subprocess.run(
+        [*CLI, "operator", "create", FIRST_OPERATOR, "--permissions", ALL_PERMISSIONS, "--by", "convenio up"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if made.returncode == 0:
+        return f"login: {FIRST_OPERATOR}  first password: {made.stdout.strip()}  (changed at the first login)"
+    return (
+        f"login: {FIRST_OPERATOR} (made on an earlier start; a new first password: "
+        f"convenio operator reset-password {FIRST_OPERATOR})"
+    )
+
+
 def up(host: str, port: int, workers: int, data_dir: Path, env: dict[str, str]) -> None:
     """Run everything; `env` is the environment the children get (REDIS_URL and DATABASE_URL
     in it when servers are configured)."""
@@ -70,6 +91,7 @@ def up(host: str, port: int, workers: int, data_dir: Path, env: dict[str, str]) 
         loaded = subprocess.run([*CLI, "demo"], check=True, env=env, capture_output=True, text=True).stdout
         click.echo(loaded.strip())
         demo_data = json.loads(loaded)
+        office = _first_operator(env)
         click.echo(
             f"\nGateway on http://{host}:{port}  (OpenAPI: /openapi.json). Ctrl-C stops everything.\n"
             "For the README's curl walk-through, paste in another shell:\n"
@@ -78,7 +100,8 @@ def up(host: str, port: int, workers: int, data_dir: Path, env: dict[str, str]) 
             f"REDIS_URL={env['REDIS_URL']} DATABASE_URL={env['DATABASE_URL']}"
             + (f" CONVENIO_PEPPER_FILE={data_dir / 'pepper'}" if (data_dir / "pepper").exists() else "")
             + (f" CONVENIO_DATA_KEY_FILE={data_dir / 'data_key'}" if (data_dir / "data_key").exists() else "")
-            + "\n",
+            + "\n"
+            + f"\nBack office (Retaguarda) on http://{host}:{port}/backoffice  {office}\n",
             err=True,
         )
         children.append(

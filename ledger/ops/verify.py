@@ -13,6 +13,8 @@ an event still on its way to Postgres would show as a difference.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime
 import json
 import time
 from collections import defaultdict
@@ -25,6 +27,7 @@ from gateway.platform.money import brl
 from gateway.platform.services import Services
 from gateway.platform.streams import ledger_lag
 from gateway.returns.refunds import BATCH, GRACE_S, INTERVAL_S, UNREFUNDED
+from ledger.month import jobs
 
 #: the fields compared, in the order they are reported
 FIELDS = ("exists", "status", "limit", "balance", "reserved", "pending_count", "pending_amount")
@@ -298,3 +301,24 @@ async def credit_drift(svc: Services, conn: asyncpg.Connection) -> list[str]:
             f" {r['credit_reference']} (the gateway workers make it within {int(INTERVAL_S)} s)"
         )
     return lines
+
+
+async def recorded(svc: Services, conn: asyncpg.Connection, wait_s: float, by: str = "") -> Report:
+    """verify, recorded as a run of the job `verify` (keyed by its start, to the second): what the
+    back office's dashboard shows as the last verify. A drift is a FAILED run with its count."""
+    now = datetime.datetime.now(datetime.UTC)
+    report: Report | None = None
+    with contextlib.suppress(Drift):
+        async with jobs.job_run(conn, "verify", now.strftime("%Y-%m-%dT%H:%M:%SZ"), now, by) as run:
+            report = await verify(svc, conn, wait_s)
+            run.counts.update(
+                differences=len(report.differences), convenios=report.convenios, participants=report.participants
+            )
+            if report.drift:
+                raise Drift(f"{len(report.differences)} difference(s)")
+    assert report is not None
+    return report
+
+
+class Drift(RuntimeError):
+    """What fails a recorded verify run: Redis, the projections and the journal disagree."""
