@@ -694,6 +694,14 @@ async def test_the_reconciliation_s_refusals_are_declared(
     scoped, _ = await apikeys.create(svc, frozenset({Permission.EMPENHO}), "PDV", store="L001")
     r = await client.put(url, json={"lines": [line]}, headers={"Authorization": f"Bearer {scoped}"})
     assert_error(r, 403, "STORE_NOT_ALLOWED")
+    # a store's reader sees its own store's records and closing, never another's
+    reader, _ = await apikeys.create(svc, frozenset({Permission.SALES_READ}), "gerente L001", store="L001")
+    mine = {"Authorization": f"Bearer {reader}"}
+    for url in ("/v1/reconciliation/records", "/v1/cash-closing"):
+        assert_error(await client.get(url, params={"store": "L"}, headers=mine), 403, "STORE_NOT_ALLOWED")
+        assert (await client.get(url, headers=mine)).status_code == 200
+    r = await client.get(f"/v1/reconciliation/records/{record['id']}", headers=mine)  # a record of store L
+    assert_error(r, 403, "STORE_NOT_ALLOWED")
     for url in ("/v1/cash-closing", "/v1/receivables", "/v1/jobs"):
         assert (await client.get(url, headers=h)).status_code == 200
     answers.check(spec, FEATURES["reconciliation"])

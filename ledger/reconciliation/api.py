@@ -356,11 +356,26 @@ async def run_reconciliation(c: Call) -> Reply:
     return Reply(msgspec.convert(report.as_dict(), RunView))
 
 
+def _own_store(c: Call) -> tuple[str | None, str | None]:
+    """The store and terminal filters: a key scoped to a store reads only its own (naming another
+    is STORE_NOT_ALLOWED); an unscoped key what it asks for."""
+    store, terminal = params.code(c, "store"), params.code(c, "terminal")
+    key = c.key
+    if key is None or key.store is None:
+        return store, terminal
+    if (store is not None and store != key.store) or (
+        key.terminal is not None and terminal is not None and terminal != key.terminal
+    ):
+        raise ApiError(E.STORE_NOT_ALLOWED)
+    return key.store, key.terminal or terminal
+
+
 async def list_records(c: Call) -> Reply:
     state = params.choice(c, "state", rec.STATES)
     on, start, end = params.day(c, "date"), params.day(c, "from"), params.day(c, "to")
     if on is not None:  # one day, within from..to when they are given too
         start, end = max(on, start or on), min(on, end or on)
+    store, terminal = _own_store(c)
     async with c.svc.ledger.connection() as conn:
         found, after = await rec.page(
             conn,
@@ -368,8 +383,8 @@ async def list_records(c: Call) -> Reply:
             state=state,
             start=start,
             end=end,
-            store=params.code(c, "store"),
-            terminal=params.code(c, "terminal"),
+            store=store,
+            terminal=terminal,
             after=params.after_seq(c),
             limit=params.page_size(c),
         )
@@ -383,6 +398,8 @@ async def get_record(c: Call) -> Reply:
             record, rows = await rec.history(conn, record_id)
         except rec.UnknownRecord:
             raise ApiError(E.UNKNOWN_RECONCILIATION_RECORD) from None
+    if not scope.owns(c.key, record.store, record.terminal):
+        raise ApiError(E.STORE_NOT_ALLOWED)
     return Reply(RecordHistory(_record(record), [msgspec.convert(h, HistoryEntry) for h in rows]))
 
 
@@ -401,7 +418,7 @@ async def undo_record(c: Call) -> Reply:
 
 async def get_cash_closing(c: Call) -> Reply:
     on = params.day(c, "date") or local_today(_now(c))
-    store, terminal = params.code(c, "store"), params.code(c, "terminal")
+    store, terminal = _own_store(c)
     async with c.svc.ledger.connection() as conn:
         report = await cash_closing(conn, on, store, terminal)
     return Reply(msgspec.convert(report.as_dict(), CashClosingView))
@@ -497,7 +514,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         RecordList,
         permissions=MOVEMENTS_READ,
         tag="back-office",
-        errors=(E.LEDGER_UNAVAILABLE,),
+        errors=(E.STORE_NOT_ALLOWED, E.LEDGER_UNAVAILABLE),
         query=_FILTERS,
         links=(Link("first", "reconciliation_record_get", _RECORD),),
     ),
@@ -510,7 +527,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         RecordHistory,
         permissions=MOVEMENTS_READ,
         tag="back-office",
-        errors=(E.UNKNOWN_RECONCILIATION_RECORD, E.LEDGER_UNAVAILABLE),
+        errors=(E.UNKNOWN_RECONCILIATION_RECORD, E.STORE_NOT_ALLOWED, E.LEDGER_UNAVAILABLE),
         links=(Link("undo", "reconciliation_record_undo", (("id", "$response.body#/record/id"),)),),
     ),
     Endpoint(
@@ -539,7 +556,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         CashClosingView,
         permissions=MOVEMENTS_READ,
         tag="back-office",
-        errors=(E.LEDGER_UNAVAILABLE,),
+        errors=(E.STORE_NOT_ALLOWED, E.LEDGER_UNAVAILABLE),
         query=(
             params.day_param("date", "The business day (default today, America/Sao_Paulo)."),
             params.code_param("store", "Only this store."),
