@@ -801,6 +801,15 @@ def test_every_header_declares_its_keys_and_args_one_by_one() -> None:
     assert not failures, "headers that do not say what the script takes:\n  " + "\n  ".join(failures)
 
 
+def test_every_script_starts_with_the_lua_shebang() -> None:
+    """`#!lua` on the first line: Redis 7 takes the script's flags from it (and a cluster holds a
+    shebang script to its declared keys); an include never comes before it."""
+    missing = [n for n in scripts.names() if not (LUA_DIR / f"{n}.lua").read_text("utf-8").startswith("#!lua\n")]
+    assert not missing, f"scripts without `#!lua` on their first line: {missing}"
+    lib = [p.name for p in (LUA_DIR / "lib").glob("*.lua") if p.read_text("utf-8").startswith("#!")]
+    assert not lib, f"an included fragment must not carry a shebang (it lands mid-script): {lib}"
+
+
 def test_the_header_parser_refuses_a_gap() -> None:
     head = "-- x.lua: what it does.\n--\n-- KEYS[1] a   KEYS[2] b\n-- ARGV[1] c   ARGV[2] d\n"
     assert parse_signature(head + "return 1") == Signature(2, 2)

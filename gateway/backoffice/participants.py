@@ -38,7 +38,7 @@ async def search(s: Screen) -> Response:
     if q and _looks_like_document(q):
         found = (await participants.search(s.svc, q)).participants
     elif q:
-        found = (await convenios.find_participants(s.svc, q=q[:100], limit=50)).participants
+        found = (await participants.find_participants(s.svc, q=q[:100], limit=50)).participants
     return s.render("participantes.html", q=q, found=found)
 
 

@@ -1,3 +1,4 @@
+#!lua
 -- apikey_create.lua: register an API key by the SHA-256 digest of its secret, unscoped or scoped
 -- to one store (and optionally one terminal).
 -- Registering the same digest again changes nothing (so `convenio demo` can repeat).

@@ -1,3 +1,4 @@
+#!lua
 -- apikey_revoke.lua: revoke an API key; it is refused from then on (gateways cache a key for
 -- at most CONVENIO_APIKEY_CACHE seconds).
 --

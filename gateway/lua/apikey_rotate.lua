@@ -1,3 +1,4 @@
+#!lua
 -- apikey_rotate.lua: replace an API key by a new one with the same permissions, name and scope;
 -- the old one keeps working until ARGV[6] (the grace period the operator chose), so terminals
 -- can switch without a gap. The new key inherits the old one's lineage: an Idempotency-Key sent

@@ -1,3 +1,4 @@
+#!lua
 -- balance_batch.lua: the month's batches change balances here, through Redis like every sale,
 -- so a rollover and a hold at the same instant cannot race (each is one atomic script).
 --

@@ -1,3 +1,4 @@
+#!lua
 -- convenio_save.lua: create a convênio, or update some of its fields.
 --
 -- 1. create: the code must be new (CONVENIO_EXISTS); update: it must exist (UNKNOWN_CONVENIO).

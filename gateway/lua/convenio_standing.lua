@@ -1,3 +1,4 @@
+#!lua
 -- convenio_standing.lua: the system blocks a convênio for overdue duplicatas, and unblocks
 -- it once they are settled, without touching a block an operator set by hand.
 --

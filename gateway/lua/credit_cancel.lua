@@ -1,3 +1,4 @@
+#!lua
 -- credit_cancel.lua: void a PENDING credit hold (CANCELLED: every part back to its credit) or
 -- reverse a COMMITTED one (REVERSED, the order was returned: what each committed part has not
 -- given back by a return goes back to the credit it came from; a credit expired meanwhile gets

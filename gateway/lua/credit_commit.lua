@@ -1,3 +1,4 @@
+#!lua
 -- credit_commit.lua: post a PENDING credit hold: the credits it took are debited for good, all
 -- of the hold or less; what is not committed goes back to the credits, last-picked first.
 --

@@ -1,3 +1,4 @@
+#!lua
 -- credit_create.lua: register a credit in a customer's current account, under a
 -- reference that names it for good.
 --

@@ -1,3 +1,4 @@
+#!lua
 -- credit_expire.lua: release a PENDING credit hold whose time ran out (called by the sweeper,
 -- gateway/holds/sweeper.py): every part goes back to its credit.
 --

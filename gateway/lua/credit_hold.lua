@@ -1,3 +1,4 @@
+#!lua
 -- credit_hold.lua: an order pays with the customer's credits: hold the amount over as many
 -- credits as it needs, or decline.
 --

@@ -1,3 +1,4 @@
+#!lua
 -- credit_hold_return.lua: a return (devolução) of part of a COMMITTED credit hold, at any time
 -- after the commit: each centavo back to the credit it came from, last-picked first. A credit
 -- that has expired meanwhile gets its share back but stays EXPIRED (it is not revived): that

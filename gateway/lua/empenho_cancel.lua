@@ -1,3 +1,4 @@
+#!lua
 -- empenho_cancel.lua: void a PENDING empenho (CANCELLED, hold released) or reverse a COMMITTED one
 -- (REVERSED, the committed amount returns to the balance).
 --

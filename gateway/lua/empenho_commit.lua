@@ -1,3 +1,4 @@
+#!lua
 -- empenho_commit.lua: post a PENDING empenho: debit the committed amount (all or part of the hold)
 -- from the balance and release the hold.
 --

@@ -1,3 +1,4 @@
+#!lua
 -- empenho_expire.lua: release a PENDING empenho whose time ran out (called by the sweeper).
 --
 -- 1. Gone or no longer PENDING -> drop it from the expiry index, nothing else.

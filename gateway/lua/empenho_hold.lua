@@ -1,3 +1,4 @@
+#!lua
 -- empenho_hold.lua: place an empenho (authorization hold) for one sale, or decline it.
 --
 -- 1. An idempotency record for this key exists: same fingerprint -> replay its answer,

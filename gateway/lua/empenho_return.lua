@@ -1,3 +1,4 @@
+#!lua
 -- empenho_return.lua: a return (devolução) of part of a COMMITTED empenho, at any time after
 -- the commit: back to the empenho's pool (POOL), or recorded for the caller to refund as the
 -- customer's DEVOLUCAO credit (CREDIT: the pool keeps the sale).

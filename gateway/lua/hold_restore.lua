@@ -1,3 +1,4 @@
+#!lua
 -- hold_restore.lua: put a final hold Redis has forgotten back from the ledger's record, so that
 -- the script acting on it next (a cancel, reversing what is left of a sale) decides against it.
 -- Only when Redis holds no record: one another call put back meanwhile, or changed since, is

@@ -1,3 +1,4 @@
+#!lua
 -- integration_set.lua: set the integration key (the retailer's "palavra chave" the password
 -- check must carry), stored only as an HMAC keyed with the server's pepper.
 --

@@ -1,3 +1,4 @@
+#!lua
 -- ledger_trim.lua: drop a stream's entries that the ledger writers have stored.
 --
 -- Everything below the group's oldest pending entry (or, with none pending, below its last

@@ -1,3 +1,4 @@
+#!lua
 -- limit.lua: read what a participant may spend, as one consistent snapshot (no writes).
 --
 -- KEYS[1] convênio hash   KEYS[2] participant hash

@@ -1,3 +1,4 @@
+#!lua
 -- order_status_record.lua: keep what processing one order status did (the report a re-post
 -- of the same order and status answers again), and append order.status_processed.
 --

@@ -1,3 +1,4 @@
+#!lua
 -- order_status_set.lua: set the ERP's order-status parameters: which order
 -- statuses commit an order's holds (processamovimento), which cancel them (inativamovimento),
 -- and whether processing changes the convênio balance (alterasaldo).

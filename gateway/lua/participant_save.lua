@@ -1,3 +1,4 @@
+#!lua
 -- participant_save.lua: add a participant to a convênio, or update some of its fields.
 --
 -- 1. The convênio must exist (UNKNOWN_CONVENIO); create: the participant must be new

@@ -1,3 +1,4 @@
+#!lua
 -- password_attempt.lua: open one password check. Failures count per customer (the participant
 -- code), across all the convênios the customer takes part in: this script touches only the
 -- customer's keys, under the tag of the customer's shard, and appends to that shard's stream.

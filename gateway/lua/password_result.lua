@@ -1,3 +1,4 @@
+#!lua
 -- password_result.lua: close a password check opened by password_attempt.lua, on the customer's
 -- keys only (the tag of the customer's shard, and that shard's stream).
 --

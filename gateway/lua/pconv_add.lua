@@ -1,3 +1,4 @@
+#!lua
 -- pconv_add.lua: note that a participant code belongs to one more convênio, in the
 -- cross-convênio index (GET /v1/participants/{p}/convenios).
 --

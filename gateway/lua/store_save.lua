@@ -1,3 +1,4 @@
+#!lua
 -- store_save.lua: register a store, or change its name, time zone or status.
 --
 -- 1. create: the code must be new (STORE_EXISTS);

@@ -1,3 +1,4 @@
+#!lua
 -- terminal_save.lua: register a store's terminal (a checkout, PDV), or block or unblock it.
 --
 -- 1. The store must exist (UNKNOWN_STORE).

@@ -1,3 +1,4 @@
+#!lua
 -- vehicle_delete.lua: remove a participant's vehicle.
 --
 -- KEYS[1] participant vehicles hash   KEYS[2] event stream

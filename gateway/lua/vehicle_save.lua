@@ -1,3 +1,4 @@
+#!lua
 -- vehicle_save.lua: register a participant's vehicle by plate, or update its description.
 -- The last odometer reading (kept by empenho_commit.lua) survives an update.
 --

@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import re
 import secrets
-from dataclasses import dataclass
 
 import asyncpg
 from redis.asyncio.client import Pipeline
@@ -32,6 +31,7 @@ from gateway.operators.queries import (
     SET_PASSWORD,
     SET_STATUS,
     STATUS_FOR_UPDATE,
+    Operator,
     codes,
     permissions_of,
 )
@@ -48,14 +48,6 @@ LOCK_S = 15 * 60
 MIN_PASSWORD = 10
 #: longer is refused unchecked: the HMAC makes any length cost the same, but no one types this
 MAX_PASSWORD = 1024
-
-
-@dataclass(frozen=True)
-class Operator:
-    login: str
-    permissions: frozenset[Permission]
-    must_change_password: bool
-    status: str
 
 
 def _operator(row: asyncpg.Record) -> Operator:

@@ -1,9 +1,20 @@
 """The operators' SQL (table `operators`, sql/015_operators.sql): constants with $n parameters;
-and how their permission codes are kept as text, there and in a session's record."""
+an operator as read from it, and how their permission codes are kept as text, there and in a
+session's record."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from gateway.auth.permissions import Permission
+
+
+@dataclass(frozen=True)
+class Operator:
+    login: str
+    permissions: frozenset[Permission]
+    must_change_password: bool
+    status: str
 
 
 def codes(permissions: frozenset[Permission]) -> str:

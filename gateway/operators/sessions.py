@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gateway.auth.permissions import Permission
-from gateway.operators.queries import STATUS, codes, permissions_of
+from gateway.operators.queries import STATUS, Operator, codes, permissions_of
 from gateway.platform.digests import digest
 from gateway.platform.errors import ApiError, ErrorCode
 from gateway.platform.services import Services
-
-if TYPE_CHECKING:
-    from gateway.operators.operators import Operator
 
 COOKIE_NAME = "cv_session"
 COOKIE_PATH = "/backoffice"

@@ -74,7 +74,7 @@ async def list_convenios(c: Call) -> Reply:
 
 async def find_participants(c: Call) -> Reply:
     after = params.after_match(c, PARTICIPANT_CURSOR)
-    page = await convenios.find_participants(
+    page = await participants.find_participants(
         c.svc,
         q=params.text(c, "q"),
         convenio=params.code(c, "convenio"),

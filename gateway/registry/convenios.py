@@ -18,7 +18,6 @@ from gateway.registry.schemas import (
     ConvenioPage,
     ConvenioUpdate,
     ConvenioView,
-    ParticipantPage,
     Rollover,
     Windows,
 )
@@ -52,16 +51,6 @@ WHERE ($1::text IS NULL OR lower(code) LIKE $1 ESCAPE '\\'
 ORDER BY created_at DESC, code DESC
 LIMIT $4"""
 # by participant code, then convênio: a customer's places in several convênios come together
-_PARTICIPANTS = """
-SELECT convenio, participant, record::text AS record FROM participants
-WHERE ($1::text IS NULL OR lower(participant) LIKE $1 ESCAPE '\\'
-       OR lower(translate(name, 'ÁÀÂÃÄÅáàâãäåÉÈÊËéèêëÍÌÎÏíìîïÓÒÔÕÖóòôõöÚÙÛÜúùûüÇçÑñ',
-                                'AAAAAAaaaaaaEEEEeeeeIIIIiiiiOOOOOoooooUUUUuuuuCcNn')) LIKE $1 ESCAPE '\\')
-  AND ($2::text IS NULL OR convenio = $2)
-  AND ($3::text IS NULL OR status = $3)
-  AND ($4::text IS NULL OR (participant, convenio) > ($4::text, $5::text))
-ORDER BY participant, convenio
-LIMIT $6"""
 
 
 def flag(value: bool) -> str:
@@ -214,7 +203,7 @@ def _from_ledger(record: str) -> dict[str, str]:
     return {k: v if isinstance(v, str) else str(v) for k, v in msgspec.json.decode(record).items()}
 
 
-async def _live(svc: Services, keys: list[str], records: list[str]) -> list[dict[str, str]]:
+async def live(svc: Services, keys: list[str], records: list[str]) -> list[dict[str, str]]:
     """Each record as Redis holds it now (the balance and what is reserved change with every
     sale), in one round trip; the ledger's copy where Redis has none (a rebuild pending)."""
     async with svc.redis.pipeline(transaction=False) as pipe:
@@ -240,40 +229,9 @@ async def list_convenios(
     else:
         rows = await svc.ledger.fetch(_BY_CODE, contains(q), status, after, limit + 1)
     page_rows = rows[:limit]
-    records = await _live(svc, [svc.keys.convenio(r["code"]) for r in page_rows], [r["record"] for r in page_rows])
+    records = await live(svc, [svc.keys.convenio(r["code"]) for r in page_rows], [r["record"] for r in page_rows])
     views = [_convenio_view({"code": r["code"], **record}) for r, record in zip(page_rows, records, strict=True)]
     page = ConvenioPage(convenios=views)
     if len(rows) > limit:
         page.next_after = views[-1].code
-    return page
-
-
-async def find_participants(
-    svc: Services,
-    q: str | None = None,
-    convenio: str | None = None,
-    status: str | None = None,
-    after: tuple[str, str] | None = None,
-    limit: int = 100,
-) -> ParticipantPage:
-    """Participants of every convênio (or of one) whose code or name contains q (case and accents
-    aside), in this status, by participant code then convênio, a page at a time (`after`: the
-    (participant, convênio) the previous page ended with; over HTTP, its next_after). A document
-    is searched with participants.search, never here: it would travel in a URL."""
-    # participants imports this module for the shared fields; imported here so that either loads first
-    from gateway.registry.participants import _participant_view as participant_view
-
-    if convenio is not None and not await svc.redis.exists(svc.keys.convenio(convenio)):
-        raise ApiError(ErrorCode.UNKNOWN_CONVENIO)
-    last, last_convenio = after or (None, None)
-    rows = await svc.ledger.fetch(_PARTICIPANTS, contains(q), convenio, status, last, last_convenio, limit + 1)
-    page_rows = rows[:limit]
-    keys = [svc.keys.participant(r["convenio"], r["participant"]) for r in page_rows]
-    records = await _live(svc, keys, [r["record"] for r in page_rows])
-    views = [
-        participant_view(r["convenio"], r["participant"], record) for r, record in zip(page_rows, records, strict=True)
-    ]
-    page = ParticipantPage(participants=views)
-    if len(rows) > limit:
-        page.next_after = f"{views[-1].code}/{views[-1].convenio}"
     return page

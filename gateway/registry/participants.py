@@ -14,11 +14,13 @@ from gateway.platform.clock import rfc3339
 from gateway.platform.config import MissingDataKey
 from gateway.platform.errors import ApiError, ErrorCode
 from gateway.platform.services import Services
+from gateway.registry import convenios
 from gateway.registry.convenios import checked, window_fields, windows_view
 from gateway.registry.schemas import (
     ParticipantCreate,
     ParticipantList,
     ParticipantMatches,
+    ParticipantPage,
     ParticipantUpdate,
     ParticipantView,
 )
@@ -178,3 +180,43 @@ async def erase_personal(svc: Services, convenio: str, code: str, pseudonym: str
             return False
         checked(res)
     return True
+
+
+_FOUND = """
+SELECT convenio, participant, record::text AS record FROM participants
+WHERE ($1::text IS NULL OR lower(participant) LIKE $1 ESCAPE '\\'
+       OR lower(translate(name, 'ÁÀÂÃÄÅáàâãäåÉÈÊËéèêëÍÌÎÏíìîïÓÒÔÕÖóòôõöÚÙÛÜúùûüÇçÑñ',
+                                'AAAAAAaaaaaaEEEEeeeeIIIIiiiiOOOOOoooooUUUUuuuuCcNn')) LIKE $1 ESCAPE '\\')
+  AND ($2::text IS NULL OR convenio = $2)
+  AND ($3::text IS NULL OR status = $3)
+  AND ($4::text IS NULL OR (participant, convenio) > ($4::text, $5::text))
+ORDER BY participant, convenio
+LIMIT $6"""
+
+
+async def find_participants(
+    svc: Services,
+    q: str | None = None,
+    convenio: str | None = None,
+    status: str | None = None,
+    after: tuple[str, str] | None = None,
+    limit: int = 100,
+) -> ParticipantPage:
+    """Participants of every convênio (or of one) whose code or name contains q (case and accents
+    aside), in this status, by participant code then convênio, a page at a time (`after`: the
+    (participant, convênio) the previous page ended with; over HTTP, its next_after). A document
+    is searched with participants.search, never here: it would travel in a URL."""
+    if convenio is not None and not await svc.redis.exists(svc.keys.convenio(convenio)):
+        raise ApiError(ErrorCode.UNKNOWN_CONVENIO)
+    last, last_convenio = after or (None, None)
+    rows = await svc.ledger.fetch(_FOUND, convenios.contains(q), convenio, status, last, last_convenio, limit + 1)
+    page_rows = rows[:limit]
+    keys = [svc.keys.participant(r["convenio"], r["participant"]) for r in page_rows]
+    records = await convenios.live(svc, keys, [r["record"] for r in page_rows])
+    views = [
+        _participant_view(r["convenio"], r["participant"], record) for r, record in zip(page_rows, records, strict=True)
+    ]
+    page = ParticipantPage(participants=views)
+    if len(rows) > limit:
+        page.next_after = f"{views[-1].code}/{views[-1].convenio}"
+    return page

@@ -5,9 +5,13 @@ here, once, so every script is still a single self-contained EVALSHA. Calls go t
 pipelining client in gateway/resp.py, which reloads a script when Redis answers NOSCRIPT
 (after a restart or SCRIPT FLUSH).
 
-Every script's header comment declares its `KEYS[i]` and `ARGV[i]` one by one, `KEYS[n..]` /
-`ARGV[n..]` for a variable tail. Redis checks neither count, so `signature` reads them back from
-the header: a test holds every caller's keys and arguments to it.
+Every script starts with `#!lua` (Redis 7's shebang), so Redis knows its flags (none: a script
+that writes, refused under OOM and on replicas) instead of guessing them; on a Redis Cluster a
+shebang script must touch only keys of its declared KEYS' slot. One server does not enforce that,
+which is why every key a script names comes from KEYS. Every script's header comment declares its
+`KEYS[i]` and `ARGV[i]` one by one, `KEYS[n..]` / `ARGV[n..]` for a variable tail. Redis checks
+neither count, so `signature` reads them back from the header: a test holds every caller's keys
+and arguments to it.
 """
 
 from __future__ import annotations
@@ -56,6 +60,8 @@ def header(text: str) -> str:
     """A script's opening comment block: its lines up to the first line of code."""
     lines = []
     for line in text.splitlines():
+        if line.startswith("#!"):  # the shebang: `#!lua`, and its flags
+            continue
         if not line.startswith("--"):
             break
         lines.append(line)
