@@ -6,18 +6,15 @@ from __future__ import annotations
 import datetime
 import re
 
+from gateway.platform import money
 from gateway.platform.clock import UTC, from_ms, zone
 
 _AMOUNT = re.compile(r"(?:R\$\s*)?(-)?(\d{1,3}(?:\.\d{3})*|\d+)(?:,(\d{1,2}))?")
 
 
 def brl(centavos: int | None) -> str:
-    """578 -> 'R$ 5,78'; 123456 -> 'R$ 1.234,56'; a negative amount keeps its sign."""
-    if centavos is None:
-        return "—"
-    sign = "-" if centavos < 0 else ""
-    reais, cents = divmod(abs(int(centavos)), 100)
-    return f"{sign}R$ {reais:,}".replace(",", ".") + f",{cents:02d}"
+    """The platform's R$ 1.234,56, and a dash where a screen has no amount."""
+    return "—" if centavos is None else money.brl(int(centavos))
 
 
 def parse_brl(text: str) -> int:

@@ -8,9 +8,10 @@ import re
 from gateway.auth.permissions import DECISION_READ, READ_REGISTRY
 from gateway.decisions import log
 from gateway.decisions.schemas import DecisionPage, DecisionView
-from gateway.platform.errors import ApiError, ErrorCode
+from gateway.platform.errors import ErrorCode
 from gateway.platform.http import params
 from gateway.platform.http.endpoint import Call, Endpoint, Reply
+from gateway.stores import scope
 
 E = ErrorCode
 #: a decision's kind: "empenho.hold", "password.verify", "participant.updated", ...
@@ -22,22 +23,12 @@ async def get_decision(c: Call) -> Reply:
     return Reply(await log.decision(c.svc, c.path["protocol"]))
 
 
-def _scoped(c: Call, name: str, value: str | None) -> str | None:
-    """A key scoped to a store (and a terminal) reads only what was decided there."""
-    own = getattr(c.key, name, None)
-    if own is None:
-        return value
-    if value is not None and value != own:
-        raise ApiError(E.STORE_NOT_ALLOWED, f"This API key reads the decisions of {name} {own} only.", field=name)
-    return own
-
-
 async def list_decisions(c: Call) -> Reply:
     f = log.Filter(
         start=params.instant(c, "from"),
         end=params.instant(c, "to"),
-        store=_scoped(c, "store", params.code(c, "store")),
-        terminal=_scoped(c, "terminal", params.code(c, "terminal")),
+        store=scope.reading(c.key, "store", params.code(c, "store")),
+        terminal=scope.reading(c.key, "terminal", params.code(c, "terminal")),
         kind=params.matching(c, "kind", KIND, 'a decision\'s kind, such as "empenho.hold"'),
         outcome=params.choice(c, "outcome", log.OUTCOMES),
         convenio=params.code(c, "convenio"),

@@ -62,6 +62,17 @@ def limits(caller: Caller | None) -> tuple[str, str]:
     return caller.store, caller.terminal or ""
 
 
+def reading(caller: Caller | None, name: str, value: str | None) -> str | None:
+    """The `store` or `terminal` filter of a read: a key scoped to them reads only its own (naming
+    another is STORE_NOT_ALLOWED, on that field); any other caller what it asks for."""
+    own = getattr(caller, name, None)
+    if own is None:
+        return value
+    if value is not None and value != own:
+        raise ApiError(ErrorCode.STORE_NOT_ALLOWED, f"This API key reads {name} {own} only.", field=name)
+    return own
+
+
 def owns(caller: Caller | None, store: str | None, terminal: str | None) -> bool:
     """Whether the caller may read a hold placed at this store and terminal."""
     if caller is None or caller.store is None:

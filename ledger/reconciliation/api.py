@@ -357,17 +357,10 @@ async def run_reconciliation(c: Call) -> Reply:
 
 
 def _own_store(c: Call) -> tuple[str | None, str | None]:
-    """The store and terminal filters: a key scoped to a store reads only its own (naming another
-    is STORE_NOT_ALLOWED); an unscoped key what it asks for."""
-    store, terminal = params.code(c, "store"), params.code(c, "terminal")
-    key = c.key
-    if key is None or key.store is None:
-        return store, terminal
-    if (store is not None and store != key.store) or (
-        key.terminal is not None and terminal is not None and terminal != key.terminal
-    ):
-        raise ApiError(E.STORE_NOT_ALLOWED)
-    return key.store, key.terminal or terminal
+    return (
+        scope.reading(c.key, "store", params.code(c, "store")),
+        scope.reading(c.key, "terminal", params.code(c, "terminal")),
+    )
 
 
 async def list_records(c: Call) -> Reply:
