@@ -11,6 +11,7 @@ from gateway.backoffice import reads
 from gateway.backoffice.pages import Screen, screen
 from gateway.platform.clock import day_bounds, local_today, utc
 from gateway.platform.streams import ledger_lag
+from ledger.month import jobs
 
 
 def bars(rows: list[tuple[str, int]], width: int = 520, bar: int = 22) -> dict:
@@ -38,13 +39,15 @@ async def home(s: Screen) -> Response:
         lag = await ledger_lag(s.svc)
     except Exception:  # noqa: BLE001 - the panel still shows the rest with Redis away
         lag = None
+    async with s.svc.ledger.connection() as conn:
+        verify, recent = await jobs.list_runs(conn, "verify", 1), await jobs.list_runs(conn, None, 12)
     return s.render(
         "painel.html",
         today=today,
         f=figures,
         chart=bars(figures["declines"][:10]),
         lag=lag,
-        verify=await reads.last_verify(s.svc),
-        jobs=await reads.jobs(s.svc, 12),
+        verify=verify[0] if verify else None,
+        jobs=recent,
         yesterday=today - datetime.timedelta(days=1),
     )

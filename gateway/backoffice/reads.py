@@ -23,12 +23,6 @@ _SALES_TODAY = """
 SELECT count(*)::int AS n, coalesce(sum(committed_amount), 0)::bigint AS amount
 FROM empenhos WHERE committed_at >= $1 AND committed_at < $2 AND status IN ('COMMITTED', 'REVERSED')"""
 
-_JOBS = """
-SELECT job, key, outcome, started_at, ended_at FROM job_runs ORDER BY started_at DESC LIMIT $1"""
-
-_LAST_VERIFY = """
-SELECT key, outcome, started_at, ended_at, counts FROM job_runs WHERE job = 'verify' ORDER BY started_at DESC LIMIT 1"""
-
 
 async def empenhos(svc: Services, convenio: str, participant: str, limit: int = 50) -> list[dict[str, Any]]:
     return [dict(r) for r in await svc.ledger.fetch(_EMPENHOS, convenio, participant, limit)]
@@ -49,12 +43,3 @@ async def today(svc: Services, start: datetime.datetime, end: datetime.datetime)
         "declined": sum(declines.values()),
         "declines": sorted(declines.items(), key=lambda kv: -kv[1]),
     }
-
-
-async def jobs(svc: Services, limit: int = 10) -> list[dict[str, Any]]:
-    return [dict(r) for r in await svc.ledger.fetch(_JOBS, limit)]
-
-
-async def last_verify(svc: Services) -> dict[str, Any] | None:
-    rows = await svc.ledger.fetch(_LAST_VERIFY)
-    return dict(rows[0]) if rows else None
