@@ -145,3 +145,9 @@ async def test_an_operator_creates_and_edits_a_convenio_and_blocks_and_resets_a_
     async with svc.ledger.connection() as conn:
         actors = {r["actor"] for r in await conn.fetch("SELECT actor FROM audit_log WHERE target LIKE $1", f"%{code}%")}
     assert actors == {sessions.actor(session)}
+
+
+async def test_running_the_records_ticked_names_a_record_nobody_made(client: httpx.AsyncClient, svc: Services) -> None:
+    session = await signed_in(svc, client, "tesouraria", *Permission)
+    r = await client.post("/backoffice/conciliacao/executar", data={"csrf": session.csrf, "registro": ["999999999"]})
+    assert r.status_code == 422 and "999999999" in r.text

@@ -76,6 +76,7 @@ class Screen:
     session: Session
     form: dict[str, str] = field(default_factory=dict)
     uploads: dict[str, Any] = field(default_factory=dict)  # a form's files (UploadFile)
+    checked: dict[str, list[str]] = field(default_factory=dict)  # fields sent more than once (checkboxes)
 
     @property
     def actor(self) -> str:
@@ -155,7 +156,8 @@ def screen(*needed: Permission, change_password_page: bool = False) -> Callable[
                 if not sessions.csrf_ok(session, form.get("csrf", "")):
                     return render(request, "erro.html", 403, session=session, erro="Formulário inválido (CSRF).")
                 files = {k: v for k, v in raw.items() if not isinstance(v, str)}
-                s = Screen(request, services(request), session, form, files)
+                lists = {k: [v for v in raw.getlist(k) if isinstance(v, str)] for k in raw}
+                s = Screen(request, services(request), session, form, files, lists)
             else:
                 s = Screen(request, services(request), session)
             try:

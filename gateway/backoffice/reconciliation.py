@@ -78,9 +78,7 @@ async def upload(s: Screen) -> Response:
 @screen(*ADMIN)
 async def run(s: Screen) -> Response:
     on = _day(s.field("data")) or local_today(utc(s.svc.now_ms()))
-    chosen = [int(x) for x in s.request.query_params.getlist("registro") if x.isdigit()]
-    raw = await s.request.form()
-    chosen += [int(x) for x in raw.getlist("registro") if isinstance(x, str) and x.isdigit()]
+    chosen = [int(x) for x in s.checked.get("registro", []) if x.isdigit()]
     async with s.svc.ledger.connection() as conn:
         try:
             if chosen:
