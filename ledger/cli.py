@@ -10,6 +10,7 @@ from gateway.platform.config import Settings
 from ledger.audit import cli as audit_cli
 from ledger.month import cli as month_cli
 from ledger.ops import cli as ops_cli
+from ledger.ops import cluster_cli
 from ledger.ops import operators_cli
 from ledger.privacy import cli as privacy_cli
 from ledger.reconciliation import cli as reconciliation_cli
@@ -28,6 +29,7 @@ def main(ctx: click.Context, redis_url: str | None, database_url: str | None) ->
 
 for command in (
     *ops_cli.COMMANDS,
+    *cluster_cli.COMMANDS,
     *operators_cli.COMMANDS,
     *writer_cli.COMMANDS,
     *month_cli.COMMANDS,

@@ -60,6 +60,10 @@ class Settings:
     apikey_cache_s: int = 5
     sweep_interval_ms: int = 1000
     redis_timeout_ms: int = 2000
+    #: replicas that must confirm a decision's write (WAIT) before it is answered; 0 answers at once
+    replica_acks: int = 0
+    #: how long a decision waits for those replicas before the terminal gets 503 (the decision stands)
+    replica_ack_timeout_ms: int = 500
     ledger_lag_max: int = 100_000
     # HTTPS served by the gateway itself (docs/tls.md): PEM files; empty serves plain HTTP
     tls_cert: str = ""
@@ -124,6 +128,8 @@ ENVIRONMENT = {
     "apikey_cache_s": "CONVENIO_APIKEY_CACHE",
     "sweep_interval_ms": "CONVENIO_SWEEP_INTERVAL_MS",
     "redis_timeout_ms": "CONVENIO_REDIS_TIMEOUT_MS",
+    "replica_acks": "CONVENIO_REPLICA_ACKS",
+    "replica_ack_timeout_ms": "CONVENIO_REPLICA_ACK_TIMEOUT_MS",
     "ledger_lag_max": "CONVENIO_LEDGER_LAG_MAX",
     "tls_cert": "CONVENIO_TLS_CERT",
     "tls_key": "CONVENIO_TLS_KEY",

@@ -35,6 +35,15 @@ EXPIRED = Counter(
     "convenio_empenhos_expired_total", "PENDING holds (empenhos and credit holds) released by the sweeper."
 )
 
+REPLICA_ACKS_MISSING = Counter(
+    "convenio_replica_acks_missing_total",
+    "Decisions answered 503 because fewer replicas than CONVENIO_REPLICA_ACKS confirmed them in time.",
+)
+REDIS_RETRIES = Counter(
+    "convenio_redis_cluster_retries_total",
+    "Hot-path calls sent again on a Redis Cluster (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, a node lost).",
+)
+
 
 def render() -> tuple[bytes, str]:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -8,13 +8,16 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.platform.clock import system_ms
 from gateway.platform.config import Settings
 from gateway.platform.ids import new_protocol
 from gateway.platform.passwords import PasswordHasher
 from gateway.platform.postgres import LedgerDB
+from gateway.platform.redis.cluster import ClusterResp
 from gateway.platform.redis.keys import Keys
 from gateway.platform.redis.resp import Resp
 from gateway.platform.redis.scripts import Scripts
@@ -24,15 +27,47 @@ class ShardMismatch(RuntimeError):
     pass
 
 
+async def is_cluster(url: str, wait_s: float = 2.0) -> bool:
+    """Whether the node at `url` is a Redis Cluster node (`INFO cluster`). A node that cannot be
+    reached counts as a single server: the gateway starts and answers 503 until Redis is back."""
+    probe = Redis.from_url(url, socket_timeout=wait_s, socket_connect_timeout=wait_s)
+    try:
+        return bool((await probe.info("cluster")).get("cluster_enabled"))
+    except (RedisConnectionError, RedisTimeoutError, OSError):
+        return False
+    finally:
+        await probe.aclose()
+
+
+async def connect_redis(settings: Settings) -> Redis | RedisCluster:
+    """redis-py on the configured Redis, a server or a cluster, found out by asking it."""
+    timeout = settings.redis_timeout_ms / 1000
+    options: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "health_check_interval": 30,
+        "max_connections": 512,
+    }
+    if await is_cluster(settings.redis_url, timeout):
+        return RedisCluster.from_url(settings.redis_url, **options)
+    return Redis.from_url(settings.redis_url, **options)
+
+
 class Services:
-    def __init__(self, settings: Settings, redis: Redis) -> None:
+    def __init__(self, settings: Settings, redis: Redis | RedisCluster) -> None:
         self.settings = settings
-        #: redis-py, for everything off the hot path
-        self.redis = redis
+        #: redis-py, for everything off the hot path (a RedisCluster when REDIS_URL names a cluster node)
+        self.redis: Any = redis
+        self.cluster = isinstance(redis, RedisCluster)
+        timeout = settings.redis_timeout_ms / 1000
         #: the pipelining client for the hot path: scripts and the idempotency claim
-        self.resp = Resp.from_url(settings.redis_url, timeout=settings.redis_timeout_ms / 1000)
+        self.resp: Resp | ClusterResp = (
+            ClusterResp.from_url(settings.redis_url, timeout=timeout)
+            if self.cluster
+            else Resp.from_url(settings.redis_url, timeout=timeout)
+        )
         self.keys = Keys(settings.key_prefix, settings.shards)
-        self.scripts = Scripts(self.resp)
+        self.scripts = Scripts(self.resp, settings.replica_acks, settings.replica_ack_timeout_ms)
         #: Postgres, for the reads that outlive Redis (decisions, old empenhos, movements)
         self.ledger = LedgerDB(settings.database_url)
         #: milliseconds since the epoch; tests replace it to move time without waiting
@@ -40,15 +75,9 @@ class Services:
 
     @classmethod
     async def open(cls, settings: Settings) -> Services:
-        timeout = settings.redis_timeout_ms / 1000
-        redis = Redis.from_url(
-            settings.redis_url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            health_check_interval=30,
-            max_connections=512,
-        )
-        return cls(settings, redis)
+        """Services on the configured Redis: a single server or, when the node REDIS_URL names
+        says `cluster_enabled:1`, the Redis Cluster it belongs to."""
+        return cls(settings, await connect_redis(settings))
 
     @cached_property
     def passwords(self) -> PasswordHasher:

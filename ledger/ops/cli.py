@@ -321,7 +321,30 @@ def rebuild(force: bool, if_empty: bool) -> None:
     type=click.Path(path_type=Path),
     help="Where private Redis/Postgres keep their files when no URL is configured.",
 )
-def up(host: str, port: int, workers: int, data_dir: Path) -> None:
+@click.option(
+    "--redis-cluster",
+    "cluster_masters",
+    default=0,
+    type=click.IntRange(0, 16),
+    metavar="MASTERS",
+    help="Without REDIS_URL: start a private Redis Cluster of this many masters instead of one server.",
+)
+@click.option(
+    "--redis-replicas",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 3),
+    help="With --redis-cluster: replicas per master (failover; see CONVENIO_REPLICA_ACKS).",
+)
+@click.option(
+    "--writers",
+    default=0,
+    type=click.IntRange(0, 64),
+    help="Ledger writers to run (they share the event streams). Default: one, or one per master on a cluster.",
+)
+def up(
+    host: str, port: int, workers: int, data_dir: Path, cluster_masters: int, redis_replicas: int, writers: int
+) -> None:
     """Run the whole product locally: services (private ones when REDIS_URL/DATABASE_URL are
     unset), migrations, the demo data, the gateway, the ledger writer and the month's
     scheduler. Ctrl-C stops everything it started."""
@@ -331,7 +354,7 @@ def up(host: str, port: int, workers: int, data_dir: Path) -> None:
     for var, value in (("REDIS_URL", options.get("redis_url")), ("DATABASE_URL", options.get("database_url"))):
         if value:
             env[var] = value
-    local.up(host, port, workers, data_dir, env)
+    local.up(host, port, workers, data_dir, env, cluster_masters, redis_replicas, writers)
 
 
 # -- the customers' current accounts --------------------------------------------------------------

@@ -53,9 +53,19 @@ def _first_operator(env: dict[str, str]) -> str:
     )
 
 
-def up(host: str, port: int, workers: int, data_dir: Path, env: dict[str, str]) -> None:
+def up(
+    host: str,
+    port: int,
+    workers: int,
+    data_dir: Path,
+    env: dict[str, str],
+    cluster_masters: int = 0,
+    cluster_replicas: int = 0,
+    writers: int = 0,
+) -> None:
     """Run everything; `env` is the environment the children get (REDIS_URL and DATABASE_URL
-    in it when servers are configured)."""
+    in it when servers are configured). `cluster_masters` > 0 starts a private Redis Cluster
+    (with `cluster_replicas` per master) instead of one Redis server."""
 
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -71,11 +81,27 @@ def up(host: str, port: int, workers: int, data_dir: Path, env: dict[str, str]) 
     try:
         if not env.get("REDIS_URL") or not env.get("DATABASE_URL"):
             console.guard(lambda: embedded.ensure_installed(lambda m: click.echo(m, err=True)))
-        if not env.get("REDIS_URL"):
+        if not env.get("REDIS_URL") and cluster_masters:
+            cluster = console.guard(
+                lambda: embedded.EmbeddedRedisCluster(
+                    data_dir / f"redis-cluster-{cluster_masters}x{cluster_replicas + 1}",
+                    masters=cluster_masters,
+                    replicas=cluster_replicas,
+                ).start()
+            )
+            started.append(cluster)
+            env["REDIS_URL"] = cluster.url
+            click.echo(
+                f"started a private Redis Cluster: {cluster_masters} masters, {cluster_replicas} replica(s) each "
+                f"(AOF appendfsync always); REDIS_URL={cluster.url}",
+                err=True,
+            )
+        elif not env.get("REDIS_URL"):
             redis = console.guard(lambda: embedded.EmbeddedRedis(data_dir / "redis").start())
             started.append(redis)
             env["REDIS_URL"] = redis.url
             click.echo(f"started private Redis (AOF appendfsync always) at {redis.url}", err=True)
+        writers = writers or max(1, cluster_masters)
         if not env.get("DATABASE_URL"):
             pg = console.guard(lambda: embedded.EmbeddedPostgres(data_dir / "postgres").start())
             started.append(pg)
@@ -107,7 +133,8 @@ def up(host: str, port: int, workers: int, data_dir: Path, env: dict[str, str]) 
         children.append(
             subprocess.Popen([*CLI, "serve", "--host", host, "--port", str(port), "--workers", str(workers)], env=env)
         )
-        children.append(subprocess.Popen([*CLI, "ledger"], env=env))
+        for n in range(writers):  # they share the streams among themselves (ledger/writer/writer.py)
+            children.append(subprocess.Popen([*CLI, "ledger", "--consumer", f"writer-{n + 1}"], env=env))
         children.append(subprocess.Popen([*CLI, "scheduler"], env=env))
         while all(c.poll() is None for c in children):
             try:

@@ -68,6 +68,8 @@ PROGRESS = """INSERT INTO ledger_streams (stream, last_id, stored) VALUES ($1, $
               ON CONFLICT (stream) DO UPDATE
               SET last_id = EXCLUDED.last_id, stored = ledger_streams.stored + EXCLUDED.stored, updated_at = now()"""
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
+#: on a cluster, how long a writer whose streams were all empty waits before reading them again
+CLUSTER_POLL_MS = 20
 
 
 async def ensure_groups(svc: Services) -> None:
@@ -183,9 +185,7 @@ class Writer:
             if block_ms:
                 await asyncio.sleep(block_ms / 1000)
             return 0
-        reply = await self.svc.redis.xreadgroup(
-            GROUP, self.consumer, dict.fromkeys(sorted(self.owned), ">"), count=self.batch, block=block_ms
-        )
+        reply = await self._read_new(block_ms)
         now = time.monotonic()
         periodic = now - self._trimmed >= self.trim_s
         claim = self._to_claim | (self.owned if periodic else set())
@@ -195,7 +195,7 @@ class Writer:
             handled += await self.store_pending(stream)
         fresh = {
             _name(raw): entries
-            for raw, entries in _entries(reply)
+            for raw, entries in reply
             if entries and _name(raw) in self.owned and _name(raw) not in claim
         }  # (a claimed stream's fresh entries were stored with its pending ones)
         in_order = await self._oldest_pending(fresh)
@@ -207,6 +207,27 @@ class Writer:
             await self.trim()
             self._trimmed = now
         return handled
+
+    async def _read_new(self, block_ms: int | None) -> list:
+        """The owned streams' new entries, delivered to this writer: (stream, entries) pairs.
+
+        One server: one XREADGROUP over every owned stream, blocking until something arrives.
+        A cluster refuses a command over keys of several slots, and each stream has its own:
+        one non-blocking XREADGROUP per stream, at once, and a short pause when all were empty
+        (blocking on each would hold a busy stream's entries until every idle one timed out)."""
+        redis = self.svc.redis
+        if not self.svc.cluster:
+            reply = await redis.xreadgroup(
+                GROUP, self.consumer, dict.fromkeys(sorted(self.owned), ">"), count=self.batch, block=block_ms
+            )
+            return list(_entries(reply))
+        replies = await asyncio.gather(
+            *(redis.xreadgroup(GROUP, self.consumer, {s: ">"}, count=self.batch) for s in sorted(self.owned))
+        )
+        found = [pair for reply in replies for pair in _entries(reply)]
+        if block_ms and not any(entries for _, entries in found):
+            await asyncio.sleep(min(block_ms, CLUSTER_POLL_MS) / 1000)
+        return found
 
     async def _oldest_pending(self, fresh: dict[str, list]) -> dict[str, list]:
         """The streams whose entries just read are their only pending ones, hence next in

@@ -202,13 +202,61 @@ class Resp:
             raise reply
         return reply
 
-    async def evalsha(self, sha: str, script: str, keys: list[str], args: list[Any]) -> Any:
-        """EVALSHA; when Redis no longer knows the script (restarted, flushed), load it and retry once."""
+    async def evalsha(self, sha: str, script: str, keys: list[str], args: list[Any], resend: bool = True) -> Any:
+        """EVALSHA; when Redis no longer knows the script (restarted, flushed), load it and retry
+        once. (`resend` is for the cluster client: one server's calls are never sent twice.)"""
         try:
             return await self.command("EVALSHA", sha, len(keys), *keys, *args)
         except NoScriptError:
             await self.command("SCRIPT", "LOAD", script)
             return await self.command("EVALSHA", sha, len(keys), *keys, *args)
+
+    async def send_all(self, commands: tuple[tuple[Any, ...], ...], extra_s: float = 0.0) -> list[Any]:
+        """Send commands back to back on the one connection (nothing of another caller's between
+        them: `ASKING` before the command it is for, `WAIT` right after a script) and return
+        their replies, an error reply as its exception object rather than raised. `extra_s`
+        lengthens the deadline, for a command that blocks on purpose (`WAIT`)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout + extra_s
+        conn = self._conn
+        if conn is None or conn.closed or conn.loop is not loop:
+            conn = await self._connection(loop, deadline)
+        futures = [conn.send(hiredis.pack_command(c), deadline) for c in commands]
+        if len(futures) == 1:
+            return [await futures[0]]
+        replies = []
+        for future in futures:
+            try:
+                replies.append(await future)
+            except BaseException:
+                for rest in futures:  # the connection failed them all: retrieved, so not logged
+                    if rest.done() and not rest.cancelled():
+                        rest.exception()
+                raise
+        return replies
+
+    async def evalsha_acked(
+        self,
+        sha: str,
+        script: str,
+        keys: list[str],
+        args: list[Any],
+        replicas: int,
+        timeout_ms: int,
+        resend: bool = True,
+    ) -> tuple[Any, int]:
+        """EVALSHA and then `WAIT replicas timeout_ms` on the same connection: the script's reply
+        and how many replicas confirmed having its writes (and every write before it)."""
+        call = ("EVALSHA", sha, len(keys), *keys, *args)
+        reply, acked = await self.send_all((call, ("WAIT", replicas, timeout_ms)), extra_s=timeout_ms / 1000)
+        if isinstance(reply, NoScriptError):
+            await self.command("SCRIPT", "LOAD", script)
+            reply, acked = await self.send_all((call, ("WAIT", replicas, timeout_ms)), extra_s=timeout_ms / 1000)
+        if isinstance(reply, Exception):
+            raise reply
+        if isinstance(acked, Exception):
+            raise acked
+        return reply, acked
 
     async def aclose(self) -> None:
         if self._connecting is not None:

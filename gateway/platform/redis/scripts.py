@@ -23,8 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
+from gateway.platform import metrics
+from gateway.platform.errors import ApiError, ErrorCode
+from gateway.platform.redis.cluster import ClusterResp
 from gateway.platform.redis.resp import Resp
 
 LUA_DIR = Path(__file__).resolve().parents[2] / "lua"
@@ -102,25 +105,57 @@ def signatures() -> dict[str, Signature]:
 
 
 class Scripts:
-    def __init__(self, resp: Resp) -> None:
+    """Runs the scripts by name.
+
+    On a cluster a call whose node went away is sent again (gateway/platform/redis/cluster.py):
+    every script is idempotent by its arguments except those in NOT_RESENT. A retried
+    `password_result` of a wrong password would count the failure twice (the check it closes is
+    gone, so the retry cannot tell); its caller gets 503 and the check goes stale instead.
+
+    `replicas` > 0: every call waits (`WAIT`) until that many replicas have its writes, at most
+    `ack_timeout_ms`; when fewer confirm, the call raises SERVICE_UNAVAILABLE (503). The script
+    ran and its decision stands: the same request sent again replays it."""
+
+    NOT_RESENT = frozenset({"password_result"})
+
+    def __init__(self, resp: Resp | ClusterResp, replicas: int = 0, ack_timeout_ms: int = 500) -> None:
         self._resp = resp
+        self.replicas = replicas
+        self.ack_timeout_ms = ack_timeout_ms
         #: name → (SHA1 of the text, text)
         self._scripts: dict[str, tuple[str, str]] = {}
         for name in names():
             text = source(name)
             self._scripts[name] = (hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest(), text)
 
-    async def load(self, redis: Redis) -> None:
-        """Load every script at start-up so the first request pays no SCRIPT LOAD."""
+    async def load(self, redis: Redis | RedisCluster) -> None:
+        """Load every script at start-up so the first request pays no SCRIPT LOAD (on a
+        cluster, into every master; a replica promoted later loads them on first use)."""
         for sha, text in self._scripts.values():
             loaded = await redis.script_load(text)
+            if isinstance(loaded, dict):  # a cluster: one reply per master
+                loaded = next(iter(set(loaded.values())))
             loaded = loaded.decode() if isinstance(loaded, bytes) else loaded
             if loaded != sha:  # every call would miss and reload: better to say so at start-up
                 raise RuntimeError(f"Redis gave SHA {loaded} for a script hashed here as {sha}")
 
     async def call(self, name: str, keys: list[str], args: list[Any]) -> dict[str, Any]:
         sha, text = self._scripts[name]
-        return _decode(await self._resp.evalsha(sha, text, keys, args))
+        resend = name not in self.NOT_RESENT
+        if not self.replicas:
+            return _decode(await self._resp.evalsha(sha, text, keys, args, resend=resend))
+        reply, acked = await self._resp.evalsha_acked(
+            sha, text, keys, args, self.replicas, self.ack_timeout_ms, resend
+        )
+        if acked < self.replicas:
+            metrics.REPLICA_ACKS_MISSING.inc()
+            raise ApiError(
+                ErrorCode.SERVICE_UNAVAILABLE,
+                f"The decision was taken but {acked} of {self.replicas} replica(s) confirmed it in time; "
+                "send the same request again (same Idempotency-Key) to read it.",
+                retry_after=1,
+            )
+        return _decode(reply)
 
 
 _decode = msgspec.json.Decoder().decode
