@@ -10,8 +10,7 @@ from gateway.platform.config import Settings
 from ledger.audit import cli as audit_cli
 from ledger.month import cli as month_cli
 from ledger.ops import cli as ops_cli
-from ledger.ops import cluster_cli
-from ledger.ops import operators_cli
+from ledger.ops import cluster_cli, operators_cli
 from ledger.privacy import cli as privacy_cli
 from ledger.reconciliation import cli as reconciliation_cli
 from ledger.writer import cli as writer_cli

@@ -12,6 +12,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -36,8 +37,13 @@ def servers_root() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def redis_url(servers_root: Path) -> Iterator[str]:
+    """One private redis-server; with CONVENIO_TEST_REDIS=cluster a private 3-master Redis
+    Cluster instead (./test runs the cluster's share of the suite that way)."""
     embedded.ensure_installed()
-    server = embedded.EmbeddedRedis(servers_root / "redis", appendfsync="off").start()
+    if os.environ.get("CONVENIO_TEST_REDIS") == "cluster":
+        server: Any = embedded.EmbeddedRedisCluster(servers_root / "cluster", masters=3, appendfsync="off").start()
+    else:
+        server = embedded.EmbeddedRedis(servers_root / "redis", appendfsync="off").start()
     yield server.url
     server.stop()
 

@@ -136,6 +136,202 @@ class EmbeddedRedis:
             self.proc.wait(timeout=30)
 
 
+def cluster_port() -> int:
+    """A free port for a cluster node: its bus port (10000 higher) must be free too. Both below
+    the kernel's ephemeral range (32768 and up), so no outgoing connection takes one meanwhile."""
+    import random
+
+    while True:
+        port = random.randint(10_000, 22_700)  # noqa: S311 - a port, not a secret
+        if not _accepts(port) and not _accepts(port + 10_000):
+            return port
+
+
+def _distinct(count: int) -> list[int]:
+    ports: list[int] = []
+    while len(ports) < count:
+        port = cluster_port()
+        if all(abs(port - p) not in (0, 10_000) for p in ports):
+            ports.append(port)
+    return ports
+
+
+def _redis_cli(port: int, *args: str, timeout: float = 10) -> str:
+    done = subprocess.run(
+        ["redis-cli", "-p", str(port), *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    return done.stdout
+
+
+def _info(port: int, section: str) -> dict[str, str]:
+    """`INFO section` (or `CLUSTER INFO` for "cluster-state") of a node as a dict; {} if it does not answer."""
+    try:
+        text = _redis_cli(port, *(["CLUSTER", "INFO"] if section == "cluster-state" else ["INFO", section]), timeout=2)
+    except subprocess.TimeoutExpired:
+        return {}
+    return dict(line.split(":", 1) for line in text.replace("\r", "").splitlines() if ":" in line)
+
+
+@dataclass
+class EmbeddedRedisCluster:
+    """A private Redis Cluster: `masters` masters with `replicas` replicas each, one
+    redis-server per node under `data_dir/<port>/`.
+
+    The first start creates the cluster (`redis-cli --cluster create`); the ports are kept in
+    `data_dir/ports` and the nodes' `nodes.conf` beside their data, so a later start (`./run`
+    again) brings back the same cluster with its data. A node's timeout of `node_timeout_ms`
+    decides how soon a replica takes over from a master that stopped answering."""
+
+    data_dir: Path
+    masters: int = 3
+    replicas: int = 0
+    appendfsync: str = "always"
+    node_timeout_ms: int = 2000
+    procs: dict[int, subprocess.Popen] = field(default_factory=dict)
+    ports: list[int] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        """Any node will do: clients read the slot map from it. The first live master's."""
+        live = [p for p in self.master_ports() if self._alive(p)] or self.ports
+        return f"redis://127.0.0.1:{live[0]}/0"
+
+    def _alive(self, port: int) -> bool:
+        proc = self.procs.get(port)
+        return proc is not None and proc.poll() is None
+
+    def _node_args(self, port: int) -> list[str]:
+        aof = (
+            ["--appendonly", "no"]
+            if self.appendfsync == "off"
+            else ["--appendonly", "yes", "--appendfsync", self.appendfsync]
+        )
+        folder = self.data_dir / str(port)
+        return [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(folder),
+            "--save",
+            "",
+            *aof,
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            str(self.node_timeout_ms),
+            # a replica may take over however long ago it last heard from its master
+            "--cluster-replica-validity-factor",
+            "0",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(folder / "redis.log"),
+        ]
+
+    def start_node(self, port: int) -> None:
+        folder = self.data_dir / str(port)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.procs[port] = subprocess.Popen(self._node_args(port), stdout=subprocess.DEVNULL)
+        _wait(lambda: _accepts(port), f"redis-server :{port}", self.procs[port], folder / "redis.log")
+
+    def start(self) -> EmbeddedRedisCluster:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        ports_file = self.data_dir / "ports"
+        count = self.masters * (1 + self.replicas)
+        known = [int(p) for p in ports_file.read_text().split()] if ports_file.exists() else []
+        fresh = len(known) != count or not all((self.data_dir / str(p) / "nodes.conf").exists() for p in known)
+        self.ports = _distinct(count) if fresh else known
+        if fresh:
+            for p in known:
+                shutil.rmtree(self.data_dir / str(p), ignore_errors=True)
+            ports_file.write_text(" ".join(map(str, self.ports)))
+        try:
+            for port in self.ports:
+                self.start_node(port)
+            if fresh:
+                created = subprocess.run(
+                    [
+                        "redis-cli",
+                        "--cluster",
+                        "create",
+                        *(f"127.0.0.1:{p}" for p in self.ports),
+                        "--cluster-replicas",
+                        str(self.replicas),
+                        "--cluster-yes",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=False,
+                )
+                if created.returncode != 0:
+                    raise RuntimeError(f"redis-cli --cluster create failed: {created.stdout[-2000:]}{created.stderr}")
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_ready(self, seconds: float = 60.0) -> None:
+        """Until every live node says cluster_state:ok and every live replica's link is up."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if all(self._ready(p) for p in self.ports if self._alive(p)):
+                return
+            time.sleep(0.1)
+        states = {p: _info(p, "cluster-state").get("cluster_state") for p in self.ports if self._alive(p)}
+        raise RuntimeError(f"the Redis Cluster did not become ready within {seconds:.0f} s: {states}")
+
+    def _ready(self, port: int) -> bool:
+        if _info(port, "cluster-state").get("cluster_state") != "ok":
+            return False
+        replication = _info(port, "replication")
+        return replication.get("role") != "slave" or replication.get("master_link_status") == "up"
+
+    def roles(self) -> dict[int, str]:
+        """Each live node's role now: "master" or "slave"."""
+        return {p: _info(p, "replication").get("role", "?") for p in self.ports if self._alive(p)}
+
+    def master_ports(self) -> list[int]:
+        return [p for p, role in self.roles().items() if role == "master"]
+
+    def kill(self, port: int) -> None:
+        """SIGKILL one node: no goodbye, no last write to disk (a failover test's crash)."""
+        proc = self.procs[port]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    def wait_failover(self, dead_port: int, seconds: float = 30.0) -> int:
+        """Until a replica has taken over the dead master's slots and the cluster is ok again;
+        returns the new master's port."""
+        deadline = time.monotonic() + seconds
+        before = set(self.master_ports()) | {dead_port}
+        while time.monotonic() < deadline:
+            promoted = set(self.master_ports()) - before
+            if promoted and all(
+                _info(p, "cluster-state").get("cluster_state") == "ok" for p in self.ports if self._alive(p)
+            ):
+                return promoted.pop()
+            time.sleep(0.1)
+        raise RuntimeError(f"no replica took over from :{dead_port} within {seconds:.0f} s")
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 @dataclass
 class EmbeddedPostgres:
     data_dir: Path

@@ -192,8 +192,11 @@ async def rebuild(
             w.pipe.sadd(k.members(c), code)
             await w.step()
             index = k.participant_convenios(code)
-            w.pipe.evalsha(pconv_add, 1, index, code, c)
-            await w.step()
+            if svc.cluster:  # redis-py refuses EVALSHA queued on a cluster pipeline: one call each
+                await svc.run("pconv_add", [index], [code, c])
+            else:
+                w.pipe.evalsha(pconv_add, 1, index, code, c)
+                await w.step()
             done.add("participants")
     for code, locked in locks.items():
         w.pipe.hset(k.password_lockout(code), mapping={"failures": 0, "locked_until": locked, "at": now})

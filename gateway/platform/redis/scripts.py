@@ -11,12 +11,14 @@ shebang script must touch only keys of its declared KEYS' slot. One server does 
 which is why every key a script names comes from KEYS. Every script's header comment declares its
 `KEYS[i]` and `ARGV[i]` one by one, `KEYS[n..]` / `ARGV[n..]` for a variable tail. Redis checks
 neither count, so `signature` reads them back from the header: a test holds every caller's keys
-and arguments to it.
+and arguments to it. With CONVENIO_LUA_KEYCHECK=1 in the environment every script is loaded
+strict (gateway/platform/redis/keycheck.py): touching a key not in its KEYS raises an error.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,7 @@ from redis.asyncio import Redis, RedisCluster
 
 from gateway.platform import metrics
 from gateway.platform.errors import ApiError, ErrorCode
+from gateway.platform.redis import keycheck
 from gateway.platform.redis.cluster import ClusterResp
 from gateway.platform.redis.resp import Resp
 
@@ -126,6 +129,8 @@ class Scripts:
         self._scripts: dict[str, tuple[str, str]] = {}
         for name in names():
             text = source(name)
+            if os.environ.get("CONVENIO_LUA_KEYCHECK") == "1":
+                text = keycheck.instrument(text)
             self._scripts[name] = (hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest(), text)
 
     async def load(self, redis: Redis | RedisCluster) -> None:
