@@ -98,6 +98,12 @@ async def ledger_url(postgres_server: embedded.EmbeddedPostgres, ledger_template
 
 
 @pytest.fixture
+async def blank_ledger_url(postgres_server: embedded.EmbeddedPostgres, ledger_template: str) -> str:
+    """A fresh, migrated ledger database for a test that builds its own gateway."""
+    return await _copy(postgres_server, f"ledger_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
 async def ledger(ledger_url: str) -> AsyncIterator[asyncpg.Pool]:
     """A connection pool on the test's own ledger database."""
     pool = await asyncpg.create_pool(ledger_url, min_size=1, max_size=4)

@@ -306,6 +306,21 @@ class EmbeddedRedisCluster:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
 
+    def replica_of(self, master_port: int) -> int:
+        """The port of a replica of this master (the first its `INFO replication` names)."""
+        line = _info(master_port, "replication").get("slave0", "")
+        fields = dict(part.split("=", 1) for part in line.split(",") if "=" in part)
+        if "port" not in fields:
+            raise RuntimeError(f"the master :{master_port} has no replica")
+        return int(fields["port"])
+
+    def pause(self, port: int) -> None:
+        """SIGSTOP one node: it stays connected and answers nothing (a replica falling behind)."""
+        self.procs[port].send_signal(signal.SIGSTOP)
+
+    def resume(self, port: int) -> None:
+        self.procs[port].send_signal(signal.SIGCONT)
+
     def wait_failover(self, dead_port: int, seconds: float = 30.0) -> int:
         """Until a replica has taken over the dead master's slots and the cluster is ok again;
         returns the new master's port."""
@@ -323,6 +338,7 @@ class EmbeddedRedisCluster:
     def stop(self) -> None:
         for proc in self.procs.values():
             if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)  # a paused node would not hear SIGTERM
                 proc.terminate()
         for proc in self.procs.values():
             try:

@@ -248,6 +248,8 @@ class Writer:
         """Store entries of several streams (each in stream order) in one transaction, then
         acknowledge them."""
         assert self.conn is not None
+        confirmed = await self._replicated([stream for stream, entries in batches.items() if entries])
+        batches = {stream: entries for stream, entries in batches.items() if stream in confirmed}
         batch: Batch = []
         for stream, entries in batches.items():
             present = [(sid, f) for sid, f in entries if f]
@@ -269,9 +271,32 @@ class Writer:
         handled = 0
         while True:
             _, claimed, *_ = await self.svc.redis.xautoclaim(stream, GROUP, self.consumer, 0, "0-0", count=self.batch)
-            handled += await self.store({stream: claimed})
-            if len(claimed) < self.batch:
+            stored = await self.store({stream: claimed})
+            handled += stored
+            if len(claimed) < self.batch or not stored:
                 return handled
+
+    async def _replicated(self, streams: list[str]) -> set[str]:
+        """Of these streams, those whose entries the replicas confirm having (every one when
+        CONVENIO_REPLICA_ACKS is 0): only they go to Postgres now. The rest stay pending, taken
+        again next round. An entry no replica has can vanish in a failover, and its decision
+        was answered 503: the ledger must not keep what the live state lost."""
+        s = self.svc.settings
+        if not s.replica_acks or not streams:
+            return set(streams)
+        acks = await asyncio.gather(
+            *(
+                self.svc.resp.replicated(
+                    self.svc.keys.replicated(self.streams[st]), s.replica_acks, s.replica_ack_timeout_ms
+                )
+                for st in streams
+            )
+        )
+        behind = [st for st, acked in zip(streams, acks, strict=True) if acked < s.replica_acks]
+        if behind:
+            log.warning("replicas have not confirmed %s yet; storing them later", ", ".join(behind))
+            self._to_claim.update(behind)
+        return set(streams) - set(behind)
 
     async def trim(self) -> None:
         """Drop the entries every writer has acknowledged: they are stored."""

@@ -60,7 +60,8 @@ def _redirect(exc: ResponseError) -> tuple[str, int, str] | None:
 
 
 class ClusterResp:
-    """The `Resp` interface (`command`, `evalsha`, `evalsha_acked`, `aclose`) over a cluster.
+    """The `Resp` interface (`command`, `evalsha`, `evalsha_acked`, `replicated`, `aclose`) over
+    a cluster.
 
     `seeds` are the nodes to read the slot map from at first (the `REDIS_URL`'s node); later
     every master the map names is a seed too. `timeout` bounds a call from the moment it is
@@ -126,6 +127,12 @@ class ClusterResp:
             await self._call(keys[0], (("SCRIPT", "LOAD", script),))
             reply, acked = await self._call(keys[0], (call, wait), extra_s=extra, resend=resend)
         return reply, acked
+
+    async def replicated(self, mark: str, replicas: int, timeout_ms: int) -> int:
+        """How many replicas of the master of `mark`'s slot have every write it made so far."""
+        commands = (("SET", mark, "1", "PX", 60_000), ("WAIT", replicas, timeout_ms))
+        _, acked = await self._call(mark, commands, extra_s=timeout_ms / 1000)
+        return acked
 
     async def aclose(self) -> None:
         if self._refreshing is not None:

@@ -39,6 +39,11 @@ class Keys:
     def events(self, shard: int | str) -> str:
         return f"{self.tag(shard)}:events"
 
+    def replicated(self, shard: int | str) -> str:
+        """A mark the ledger writers set before `WAIT`: a write of their own on the shard's
+        node, so that `WAIT` confirms everything written there before it (the events read)."""
+        return f"{self.tag(shard)}:replicated"
+
     def pending(self, shard: int) -> str:
         """Sorted set of PENDING empenho ids scored by their expiry (ms)."""
         return f"{self.tag(shard)}:pending"

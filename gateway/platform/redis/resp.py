@@ -258,6 +258,16 @@ class Resp:
             raise acked
         return reply, acked
 
+    async def replicated(self, mark: str, replicas: int, timeout_ms: int) -> int:
+        """How many replicas (waiting up to `timeout_ms` for `replicas`) have every write this
+        server made so far: a write of our own (`mark`, short-lived) and `WAIT` after it."""
+        _, acked = await self.send_all(
+            (("SET", mark, "1", "PX", 60_000), ("WAIT", replicas, timeout_ms)), extra_s=timeout_ms / 1000
+        )
+        if isinstance(acked, Exception):
+            raise acked
+        return acked
+
     async def aclose(self) -> None:
         if self._connecting is not None:
             self._connecting.cancel()

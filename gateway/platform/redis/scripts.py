@@ -149,9 +149,7 @@ class Scripts:
         resend = name not in self.NOT_RESENT
         if not self.replicas:
             return _decode(await self._resp.evalsha(sha, text, keys, args, resend=resend))
-        reply, acked = await self._resp.evalsha_acked(
-            sha, text, keys, args, self.replicas, self.ack_timeout_ms, resend
-        )
+        reply, acked = await self._resp.evalsha_acked(sha, text, keys, args, self.replicas, self.ack_timeout_ms, resend)
         if acked < self.replicas:
             metrics.REPLICA_ACKS_MISSING.inc()
             raise ApiError(
