@@ -318,6 +318,11 @@ class EmbeddedRedisCluster:
         """SIGSTOP one node: it stays connected and answers nothing (a replica falling behind)."""
         self.procs[port].send_signal(signal.SIGSTOP)
 
+    def cut_replicas(self, master_port: int) -> None:
+        """Close this master's links to its replicas (`CLIENT KILL TYPE replica`): until a replica
+        connects again, what the master writes reaches no replica."""
+        _redis_cli(master_port, "CLIENT", "KILL", "TYPE", "replica", timeout=2)
+
     def resume(self, port: int) -> None:
         self.procs[port].send_signal(signal.SIGCONT)
 

@@ -117,9 +117,11 @@ class Scripts:
 
     `replicas` > 0: every call waits (`WAIT`) until that many replicas have its writes, at most
     `ack_timeout_ms`; when fewer confirm, the call raises SERVICE_UNAVAILABLE (503). The script
-    ran and its decision stands: the same request sent again replays it."""
+    ran and its decision stands: the same request sent again replays it. Housekeeping that
+    decides nothing (NOT_ACKED) does not wait: the writers confirm what they store themselves."""
 
     NOT_RESENT = frozenset({"password_result"})
+    NOT_ACKED = frozenset({"ledger_trim"})
 
     def __init__(self, resp: Resp | ClusterResp, replicas: int = 0, ack_timeout_ms: int = 500) -> None:
         self._resp = resp
@@ -147,7 +149,7 @@ class Scripts:
     async def call(self, name: str, keys: list[str], args: list[Any]) -> dict[str, Any]:
         sha, text = self._scripts[name]
         resend = name not in self.NOT_RESENT
-        if not self.replicas:
+        if not self.replicas or name in self.NOT_ACKED:
             return _decode(await self._resp.evalsha(sha, text, keys, args, resend=resend))
         reply, acked = await self._resp.evalsha_acked(sha, text, keys, args, self.replicas, self.ack_timeout_ms, resend)
         if acked < self.replicas:
