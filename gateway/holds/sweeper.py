@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 
 from gateway.holds import lifecycle
 from gateway.platform import metrics
+from gateway.platform.errors import ApiError
 from gateway.platform.services import Services
 
 log = logging.getLogger("convenio.sweeper")
@@ -49,5 +50,7 @@ async def run(svc: Services, stopping: asyncio.Event) -> None:
                     log.info("expired %d pending %ss", n, kind.name)
         except RedisError as exc:
             log.warning("sweep skipped: Redis unavailable (%s)", type(exc).__name__)
+        except ApiError as exc:  # the replicas did not confirm an expiry in time: it stands, go on later
+            log.warning("sweep paused: %s", exc.code.value)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), interval)

@@ -1093,6 +1093,7 @@ class Run:
     seed: int = 20261123
     workers: int = 2
     desks: int = 3  # returns desks
+    cluster: bool = False  # Redis Cluster, 3 masters with a replica each; the Redis fault kills a master
 
 
 async def _wait_for(check: Callable[[], Awaitable[bool]], seconds: float, what: str) -> None:
@@ -1105,7 +1106,7 @@ async def _wait_for(check: Callable[[], Awaitable[bool]], seconds: float, what: 
 
 async def bank(run: Run, root: Path, say: Callable[[str], None] = print) -> Verdict:
     rng = random.Random(run.seed)
-    stack = Stack(root, pepper=secrets.token_hex(16), workers=run.workers)
+    stack = Stack(root, pepper=secrets.token_hex(16), workers=run.workers, cluster=run.cluster)
     await asyncio.to_thread(stack.start)
     try:
         reg = await load_registry(stack, run.participants, rng)
@@ -1180,8 +1181,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="gateway (uvicorn) workers")
     parser.add_argument("--desks", type=int, default=3, help="returns desks")
     parser.add_argument("--keep", action="store_true", help="keep the servers' data and logs afterwards")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="on a Redis Cluster (3 masters, a replica each): the Redis fault kills a master",
+    )
     args = parser.parse_args(argv)
-    run = Run(args.duration, args.terminals, args.participants, args.fault_every, args.seed, args.workers, args.desks)
+    run = Run(
+        args.duration,
+        args.terminals,
+        args.participants,
+        args.fault_every,
+        args.seed,
+        args.workers,
+        args.desks,
+        args.cluster,
+    )
     root = Path(tempfile.mkdtemp(prefix="convenio-bank-", dir="/tmp"))
     verdict = asyncio.run(bank(run, root, say=lambda line: print(line, file=sys.stderr)))
     print(json.dumps({"seed": args.seed, **verdict.figures}, indent=2))

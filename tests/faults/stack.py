@@ -46,8 +46,10 @@ class Stack:
     hold_ttl_s: int = 6
     redis_timeout_ms: int = 500
     prefix: str = "bank"
+    #: a Redis Cluster of 3 masters with a replica each (decisions wait for it) instead of one Redis
+    cluster: bool = False
     port: int = field(default_factory=embedded.free_port)
-    redis: embedded.EmbeddedRedis = field(init=False)
+    redis: embedded.EmbeddedRedis | embedded.EmbeddedRedisCluster = field(init=False)
     postgres: embedded.EmbeddedPostgres = field(init=False)
     gateway: subprocess.Popen | None = None
     writer: subprocess.Popen | None = None
@@ -56,7 +58,11 @@ class Stack:
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o755)  # as root, postgres runs as its own user and must reach it
-        self.redis = embedded.EmbeddedRedis(self.root / "redis", appendfsync="always")
+        if self.cluster:
+            self.redis = embedded.EmbeddedRedisCluster(self.root / "redis", masters=3, replicas=1)
+        else:
+            self.redis = embedded.EmbeddedRedis(self.root / "redis", appendfsync="always")
+        self.masters_killed = 0
         self.postgres = embedded.EmbeddedPostgres(self.root / "postgres", durable=True)
 
     # -- the product's environment ---------------------------------------------------------------
@@ -77,6 +83,7 @@ class Stack:
             "CONVENIO_REDIS_TIMEOUT_MS": str(self.redis_timeout_ms),
             "CONVENIO_PASSWORD_THREADS": "2",
             "CONVENIO_SWEEP_INTERVAL_MS": "500",
+            "CONVENIO_REPLICA_ACKS": "1" if self.cluster else "0",
         }
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -85,8 +92,8 @@ class Stack:
     def logs(self) -> dict[str, str]:
         """Every log the run produced, by file name: the gateway's, the writer's, the servers'."""
         paths = [self.root / "gateway.log", self.root / "writer.log"]
-        paths += [self.redis.data_dir / "redis.log", self.postgres.data_dir / "postgres.log"]
-        return {p.name: p.read_text(errors="replace") for p in paths if p.exists()}
+        paths += sorted(self.redis.data_dir.glob("**/redis.log")) + [self.postgres.data_dir / "postgres.log"]
+        return {str(p.relative_to(self.root)): p.read_text(errors="replace") for p in paths if p.exists()}
 
     # -- start and stop ------------------------------------------------------------------------------
     def start(self) -> Stack:
@@ -139,11 +146,28 @@ class Stack:
 
     # -- the nemesis's levers: each kills, waits, and brings the piece back ---------------------------
     def kill_redis(self, down_s: float) -> None:
+        if isinstance(self.redis, embedded.EmbeddedRedisCluster):
+            self.kill_master(down_s)
+            return
         assert self.redis.proc is not None
         self.redis.proc.kill()
         self.redis.proc.wait()
         time.sleep(down_s)
         self.redis.start()  # same port, same appendonly files
+
+    def kill_master(self, down_s: float) -> None:
+        """SIGKILL one master (each in turn); its replica takes over; the dead node comes back
+        after `down_s` and rejoins as the new master's replica."""
+        cluster = self.redis
+        assert isinstance(cluster, embedded.EmbeddedRedisCluster)
+        masters = sorted(cluster.master_ports())
+        victim = masters[self.masters_killed % len(masters)]
+        self.masters_killed += 1
+        cluster.kill(victim)
+        cluster.wait_failover(victim)
+        time.sleep(down_s)
+        cluster.start_node(victim)
+        cluster.wait_ready()
 
     def kill_writer(self, down_s: float) -> None:
         assert self.writer is not None
