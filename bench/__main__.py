@@ -12,7 +12,9 @@ Scenarios: (a) checkout flow, (b) holds and holds+commits over many participants
 shared pool, (d) mixed with cancels, expiries and idempotent retries, (e) the ledger writer
 draining a backlog (bench.ledger_drain), (f) scale: a million participants, (m) the month at
 scale: a million participants rolled over while holds go on, duplicatas over ten million
-journal rows (bench.month, its own stack). Baselines: (i) a bare
+journal rows (bench.month, its own stack), (k) Redis Cluster: holds and Redis CPU per hold on 1
+and 3 masters, the writers' drain with one per master, a shard moved during holds
+(bench.cluster, its own clusters). Baselines: (i) a bare
 Starlette echo, (ii) the raw hold script pipelined into Redis, (iii) the ERP's way in Postgres
 (SELECT ... FOR UPDATE), hot and spread, (iv) raw COPY (within e).
 """
@@ -42,7 +44,7 @@ from gateway.platform.passwords import PasswordHasher
 from ledger.ops import embedded
 
 RESULTS = Path(__file__).with_name("results")
-SCENARIOS = "abcdefm"
+SCENARIOS = "abcdefmk"
 GATEWAY_PHASES = "abcdf"  # the scenarios that run on the stack's gateway (with baseline i)
 HOST = "127.0.0.1"
 
@@ -292,6 +294,20 @@ class Bench:
         self.results["m_month"] = out
         self.ratios.update(out["ratios"])
 
+    def cluster(self) -> None:
+        say("(k) Redis Cluster: 1 and 3 masters, writers one per master, a reshard during holds (bench.cluster)")
+        a = self.args
+        path = self.stack.root / "cluster.json"
+        cmd = [sys.executable, "-m", "bench.cluster", "--out", str(path), "--seed", str(a.seed)]
+        cmd += ["--smoke"] if a.smoke else ["--seconds", str(a.seconds), "--units", str(a.units // 2)]
+        done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=sys.stderr, timeout=1800)
+        if done.returncode != 0:
+            self.notes.append(f"scenario k failed (exit {done.returncode})")
+            return
+        out = json.loads(path.read_text())
+        self.results["k_cluster"] = out
+        self.ratios.update(out["ratios"])
+
     def ledger(self) -> None:
         say("(e) ledger writer draining a backlog, against raw COPY (bench.ledger_drain)")
         cmd = [sys.executable, "-m", "bench.ledger_drain", "--events", str(self.args.ledger_events)]
@@ -322,7 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--month-participants", type=int, default=1_000_000, help="rolled over in scenario (m)")
     ap.add_argument("--month-journal-rows", type=int, default=10_000_000, help="journal rows for scenario (m)")
     ap.add_argument(
-        "--only", default=SCENARIOS + "pr", help="scenarios to run: a-f, m (month), p (postgres), r (redis raw)"
+        "--only",
+        default=SCENARIOS + "pr",
+        help="scenarios to run: a-f, k (cluster), m (month), p (postgres), r (redis raw)",
     )
     ap.add_argument(
         "--quick", action="store_true", help="2 s phases, 100k participants, 20k events, a small month: a short run"
@@ -363,6 +381,11 @@ def main(argv: list[str] | None = None) -> int:
             bench.ledger()
         except Exception as exc:  # a broken phase is a note in the report, not a lost run
             bench.notes.append(f"scenario e failed: {exc!r}")
+    if "k" in args.only:
+        try:
+            bench.cluster()
+        except Exception as exc:
+            bench.notes.append(f"scenario k failed: {exc!r}")
     if "m" in args.only:
         try:
             bench.month()

@@ -22,6 +22,9 @@ from pathlib import Path
 DEBIAN_PACKAGES = {"redis-server": "redis-server", "postgres": "postgresql"}
 
 
+SLOTS = 16384  # a Redis Cluster's hash slots
+
+
 class MissingServer(RuntimeError):
     pass
 
@@ -253,7 +256,9 @@ class EmbeddedRedisCluster:
         try:
             for port in self.ports:
                 self.start_node(port)
-            if fresh:
+            if fresh and self.masters < 3:  # redis-cli --cluster create wants three masters
+                self._create_small()
+            elif fresh:
                 created = subprocess.run(
                     [
                         "redis-cli",
@@ -276,6 +281,18 @@ class EmbeddedRedisCluster:
             self.stop()
             raise
         return self
+
+    def _create_small(self) -> None:
+        """One or two masters, no replicas: the nodes meet and share the slots by hand."""
+        if self.replicas:
+            raise ValueError("a Redis Cluster with replicas needs at least three masters")
+        first, *others = self.ports
+        for port in others:
+            _redis_cli(port, "CLUSTER", "MEET", "127.0.0.1", str(first))
+        share = SLOTS // len(self.ports)
+        for i, port in enumerate(self.ports):
+            last = SLOTS - 1 if i == len(self.ports) - 1 else (i + 1) * share - 1
+            _redis_cli(port, "CLUSTER", "ADDSLOTSRANGE", str(i * share), str(last))
 
     def wait_ready(self, seconds: float = 60.0) -> None:
         """Until every live node says cluster_state:ok and every live replica's link is up."""
