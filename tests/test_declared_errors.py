@@ -455,8 +455,8 @@ async def test_the_registry_s_refusals_are_declared(backoffice: BackOffice, spec
     over = assert_error(await office.update_participant("REG01", "ANA", limit=20_000), 422, "LIMIT_ALLOCATION_EXCEEDED")
     assert over["unallocated"] == 4_000
     assert_error(await office.update_convenio("REG404", name="X"), 404, "UNKNOWN_CONVENIO")
-    assert_error(await office.update_convenio("REG01", stores=["L404"]), 404, "UNKNOWN_STORE", "stores")
-    await office.create_convenio("REG02", total_limit=1, stores=["L404"], expect=404)  # UNKNOWN_STORE
+    assert_error(await office.update_convenio("REG01", stores=["L404"]), 422, "STORE_NOT_REGISTERED", "stores")
+    await office.create_convenio("REG02", total_limit=1, stores=["L404"], expect=422)  # STORE_NOT_REGISTERED
     assert_error(await office.update_participant("REG404", "ANA", name="X"), 404, "UNKNOWN_CONVENIO")
     assert_error(await office.update_participant("REG01", "NOBODY", name="X"), 404, "UNKNOWN_PARTICIPANT")
     # reading what is not there

@@ -197,7 +197,7 @@ async def test_a_convenio_accepted_at_l001_only_declines_a_sale_at_l002(
 
 
 async def test_a_convenio_names_only_registered_stores(chain: dict[str, Checkout], backoffice: BackOffice) -> None:
-    assert_error(await backoffice.update_convenio("EMP001", stores=["L404"]), 404, "UNKNOWN_STORE", "stores")
+    assert_error(await backoffice.update_convenio("EMP001", stores=["L404"]), 422, "STORE_NOT_REGISTERED", "stores")
 
 
 # --- rotation ---------------------------------------------------------------------------------------

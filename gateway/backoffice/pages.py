@@ -57,6 +57,7 @@ MENSAGENS = {
     "PARTICIPANT_EXISTS": "Já existe um participante com este código.",
     "SHARING_MODE_LOCKED": "O modo de compartilhamento não pode mais ser alterado.",
     "UNKNOWN_STORE": "Loja não cadastrada.",
+    "STORE_NOT_REGISTERED": "Loja não cadastrada.",
     "LEDGER_UNAVAILABLE": "O banco de dados do razão está indisponível; tente novamente.",
     "SERVICE_UNAVAILABLE": "O serviço está indisponível; tente novamente.",
     "FULLY_RETURNED": "A venda já foi devolvida por inteiro.",

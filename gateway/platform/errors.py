@@ -24,6 +24,7 @@ class ErrorCode(enum.StrEnum):
     STORE_NOT_ALLOWED = "STORE_NOT_ALLOWED"
     # stores and terminals
     UNKNOWN_STORE = "UNKNOWN_STORE"
+    STORE_NOT_REGISTERED = "STORE_NOT_REGISTERED"
     STORE_EXISTS = "STORE_EXISTS"
     STORE_NOT_ACCEPTED = "STORE_NOT_ACCEPTED"
     # registry
@@ -107,6 +108,8 @@ ERRORS: dict[ErrorCode, tuple[int, str]] = {
         "This API key acts for one store (and terminal) only: the request names, or acts on a hold of, another.",
     ),
     ErrorCode.UNKNOWN_STORE: (404, "No store with this code."),
+    # a body naming a store that does not exist: the URL's resource is there, the request is not valid
+    ErrorCode.STORE_NOT_REGISTERED: (422, "A store the request names is not registered."),
     ErrorCode.STORE_EXISTS: (409, "A store with this code exists already."),
     ErrorCode.STORE_NOT_ACCEPTED: (422, "This convênio is not accepted at this store."),
     ErrorCode.INTEGRATION_KEY_INVALID: (403, "The integration key is not valid."),

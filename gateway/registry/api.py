@@ -229,7 +229,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         permissions=ADMIN,
         request=ConvenioCreate,
         tag="back-office",
-        errors=(E.CONVENIO_EXISTS, E.UNKNOWN_STORE),
+        errors=(E.CONVENIO_EXISTS, E.STORE_NOT_REGISTERED),
         links=CONVENIO_LINKS,
     ),
     Endpoint(
@@ -273,7 +273,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         permissions=ADMIN,
         request=ConvenioUpdate,
         tag="back-office",
-        errors=(E.UNKNOWN_CONVENIO, E.SHARING_MODE_LOCKED, E.LIMIT_ALLOCATION_EXCEEDED, E.UNKNOWN_STORE),
+        errors=(E.UNKNOWN_CONVENIO, E.SHARING_MODE_LOCKED, E.LIMIT_ALLOCATION_EXCEEDED, E.STORE_NOT_REGISTERED),
     ),
     Endpoint(
         "POST",

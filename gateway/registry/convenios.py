@@ -156,7 +156,7 @@ async def save_convenio(
         known = await svc.redis.smismember(k.stores(), list(body.stores))
         unknown = sorted(code for code, found in zip(body.stores, known, strict=True) if not found)
         if unknown:
-            raise ApiError(ErrorCode.UNKNOWN_STORE, f"No store with the code {unknown[0]}.", field="stores")
+            raise ApiError(ErrorCode.STORE_NOT_REGISTERED, f"No store with the code {unknown[0]}.", field="stores")
     res = await svc.run(
         "convenio_save",
         [k.convenio(code), k.members(code), k.events(k.shard_of(code))],
