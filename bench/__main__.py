@@ -396,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "cpu": report.cpu_model()},
         "pinning": PINNING,
-        "settings": vars(args) | {"redis_appendfsync": stack.appendfsync, "hold_ttl_s": stack.hold_ttl_s},
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+        | {"redis_appendfsync": stack.appendfsync, "hold_ttl_s": stack.hold_ttl_s},
         "seconds": round(time.perf_counter() - started, 1),
         "ratios": bench.ratios,
         "targets": report.TARGETS,
