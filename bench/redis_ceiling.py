@@ -43,7 +43,7 @@ def _call(svc: Services, api_key_id: str, convenio: str, participant: str, proof
     )
     idem = digest(f"raw-{proof}")[:32]
     fingerprint = hashlib.sha256(f"{participant}:{n}".encode()).hexdigest()
-    return hold_call(svc, req, api_key_id, idem, fingerprint, svc.now_ms())
+    return hold_call(svc, req, api_key_id, idem, fingerprint, svc.now_ms(), claim=True)
 
 
 async def run(svc: Services, token: str, convenio: str, minted: list[tuple[str, str]], depth: int = 200) -> Result:

@@ -889,8 +889,8 @@ def pair(a) -> tuple[str, str]:
 
 
 def built(a):
-    keys = [a, a, a, a, a, a, a, a, a]
-    args = [a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a]
+    keys = [a, a, a, a, a, a, a, a, a, a]
+    args = [a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a]
     return keys, args
 
 
@@ -958,7 +958,7 @@ async def bad(svc, redis, a, rows, name, given, other: Other):
 """
 LIB = """
 def build(a):
-    return [a, a, a, a, a, a, a, a, a], [a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a]
+    return [a, a, a, a, a, a, a, a, a, a], [a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a]
 """
 
 

@@ -63,10 +63,11 @@ def _outcome(r: dict) -> EmpenhoOutcome:
 
 
 def hold_call(
-    svc: Services, req: EmpenhoRequest, api_key_id: str, idem: str, fingerprint: str, now: int
+    svc: Services, req: EmpenhoRequest, api_key_id: str, idem: str, fingerprint: str, now: int, claim: bool = False
 ) -> tuple[list[str], list[Any]]:
     """The keys and arguments of empenho_hold.lua (its header says what each is) for one request,
-    under a new empenho id: the one place that lays them out, for the API and the bench alike."""
+    under a new empenho id: the one place that lays them out, for the API and the bench alike.
+    `claim`: the script claims the Idempotency-Key too (one server only)."""
     k, s = svc.keys, svc.settings
     shard = k.shard_of(req.convenio)
     eid = new_empenho_id(shard)
@@ -83,6 +84,7 @@ def hold_call(
         k.empenho_history(shard, eid),
         k.pending(shard),
         k.events(shard),
+        k.idempotency_claim(api_key_id, idem) if claim else k.idempotency(req.convenio, api_key_id, idem),
     ]
     args: list[Any] = [
         req.convenio,
@@ -104,14 +106,18 @@ def hold_call(
         idem,
         req.order or "",
         *_window_keys(now),
+        "1" if claim else "0",
     ]
     return keys, args
 
 
 async def hold(svc: Services, api_key_id: str, idempotency_key: str, req: EmpenhoRequest) -> Answer:
     fingerprint = lifecycle.fingerprint(b"", req)
-    idem = await lifecycle.claim(svc, api_key_id, idempotency_key, fingerprint)
-    keys, args = hold_call(svc, req, api_key_id, idem, fingerprint, svc.now_ms())
+    if svc.cluster:  # the claim lies in no shard's slot: its own call first
+        idem = await lifecycle.claim(svc, api_key_id, idempotency_key, fingerprint)
+    else:  # one round trip: the script makes the claim itself
+        idem = lifecycle.key_digest(idempotency_key)
+    keys, args = hold_call(svc, req, api_key_id, idem, fingerprint, svc.now_ms(), claim=not svc.cluster)
     res = await svc.run("empenho_hold", keys, args)
     return lifecycle.placed(res, _held)
 

@@ -110,12 +110,17 @@ def fingerprint(kind: bytes, request: msgspec.Struct) -> str:
     return hashlib.sha256(kind + msgspec.json.encode(request)).hexdigest()
 
 
+def key_digest(idempotency_key: str) -> str:
+    """What the scripts and the claim store of an Idempotency-Key."""
+    return digest(idempotency_key)[:32]
+
+
 async def claim(svc: Services, api_key_id: str, idempotency_key: str, request_fingerprint: str) -> str:
     """Claim the Idempotency-Key for this request, and return the key's digest (what the scripts
     store). A key belongs to the first request that used it, hold or credit hold, whatever
     convênio or customer (and so whatever shard) it named; the answer itself lives beside the
     hold. The same key for another request is IDEMPOTENCY_CONFLICT."""
-    idem = digest(idempotency_key)[:32]
+    idem = key_digest(idempotency_key)
     first = await svc.resp.command(
         "SET",
         svc.keys.idempotency_claim(api_key_id, idem),

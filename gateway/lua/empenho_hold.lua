@@ -1,6 +1,10 @@
 #!lua
 -- empenho_hold.lua: place an empenho (authorization hold) for one sale, or decline it.
 --
+-- 0. On one server (ARGV[21] "1"), the Idempotency-Key's claim in the same call: the first
+--    request to use the key owns it, whatever convênio it named; another request ->
+--    IDEMPOTENCY_CONFLICT. (On a cluster the claim lies in no shard's slot: the caller makes it
+--    first, on its own, and passes this shard's idempotency record in its place, untouched.)
 -- 1. An idempotency record for this key exists: same fingerprint -> replay its answer,
 --    other fingerprint -> IDEMPOTENCY_CONFLICT. Nothing else happens.
 -- 2. Checks, in order: convênio known and ACTIVE and accepted at the store (its `stores`, when
@@ -15,6 +19,7 @@
 -- KEYS[1] convênio hash          KEYS[2] participant hash       KEYS[3] participant vehicles
 -- KEYS[4] password proof         KEYS[5] idempotency record     KEYS[6] new empenho hash
 -- KEYS[7] new empenho history    KEYS[8] shard's pending zset   KEYS[9] shard's event stream
+-- KEYS[10] the Idempotency-Key's claim (on a cluster: KEYS[5] again, left alone)
 -- ARGV[1] convênio code   ARGV[2] participant code   ARGV[3] amount (centavos)
 -- ARGV[4] now (ms)        ARGV[5] expires at (ms)    ARGV[6] new empenho id
 -- ARGV[7] protocol        ARGV[8] request fingerprint ARGV[9] idempotency ttl (s)
@@ -22,6 +27,7 @@
 -- ARGV[13] plate or ""    ARGV[14] odometer km or "" ARGV[15] api key id
 -- ARGV[16] "1" when a proof was given   ARGV[17] idempotency key digest
 -- ARGV[18] order or ""   ARGV[19] the local day (YYYYMMDD)   ARGV[20] the local month (YYYYMM)
+-- ARGV[21] "1": claim the Idempotency-Key here (one server), "0": the caller did
 --
 -- Limit windows: the convênio's and the participant's hashes may cap one order
 -- (w_order), a local day (w_day) and a local month (w_month); the spending of the current
@@ -44,6 +50,11 @@ local convenio, participant, amount = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now, expires_at, id, protocol = ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7]
 local fingerprint, idem_ttl = ARGV[8], tonumber(ARGV[9])
 local plate, km = ARGV[13], ARGV[14]
+
+if ARGV[21] == '1' then
+  local first = redis.call('SET', KEYS[10], fingerprint, 'NX', 'GET', 'EX', idem_ttl)
+  if first and first ~= fingerprint then return fail('IDEMPOTENCY_CONFLICT') end
+end
 
 local replayed = replay_answer(idem_key, fingerprint)
 if replayed then return replayed end
