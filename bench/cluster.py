@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import collections
 import json
-import os
 import random
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from typing import Any
 from bench import http_load, scenarios
 from bench.http_load import Conn, Result, Work
 from bench.redis_ceiling import cpu_seconds
-from bench.stack import PEPPER, PREFIX, stop, wait_healthy
+from bench.stack import PEPPER, PREFIX, gateway_env, stop, wait_healthy
 from gateway.auth import apikeys
 from gateway.auth.permissions import Permission
 from gateway.platform.config import Settings
@@ -37,6 +36,7 @@ from gateway.platform.services import Services
 from gateway.platform.streams import ledger_lag
 from ledger.ops import cluster as topology
 from ledger.ops import embedded
+from ledger.ops.verify import wait_for_ledger
 
 CONVENIOS = 12
 HOST = "127.0.0.1"
@@ -82,14 +82,7 @@ class Cluster:
         return Settings(redis_url=self.redis.url, pepper=PEPPER.encode(), key_prefix=PREFIX, password_threads=2)
 
     def env(self, **extra: str) -> dict[str, str]:
-        return {
-            **os.environ,
-            "REDIS_URL": self.redis.url,
-            "DATABASE_URL": "postgresql://bench@127.0.0.1:1/none",  # the hot path never reads the ledger
-            "CONVENIO_PEPPER": PEPPER,
-            "CONVENIO_KEY_PREFIX": PREFIX,
-            **extra,
-        }
+        return gateway_env(self.redis.url, **extra)
 
     async def start(self) -> scenarios.Population:
         self.redis.start()
@@ -175,7 +168,7 @@ async def reshard(c: Cluster, pop: scenarios.Population, rate: float, args: argp
         seconds = max(args.seconds * 2, 2.0)
         sales = Spread(pop, await c.mint(svc, int(rate * seconds * 1.5) + 50))
         retries = await asyncio.to_thread(_retries, c.port)
-        seed = c.redis.url.removeprefix("redis://").removesuffix("/0")
+        seed = topology.node_of(c.redis.url)[0]
         everyone = await topology.masters(seed)
         slot = slot_of(svc.keys.tag(svc.keys.shard_of(c.codes[0])))
         source = next(m for m in everyone if m.serves(slot))
@@ -231,7 +224,7 @@ async def drain(
         backlog = await ledger_lag(svc)
         started = time.perf_counter()
         procs += [await asyncio.to_thread(c.writer, env, w + 1) for w in range(writers)]
-        left = await _drained(svc, started + 600)
+        left = await wait_for_ledger(svc, 600)
         took = time.perf_counter() - started
     finally:
         for p in procs:
@@ -244,15 +237,6 @@ async def drain(
     return out
 
 
-async def _drained(svc: Services, deadline: float) -> int:
-    """Wait until the writers have stored everything (or the deadline); what is left."""
-    left = await ledger_lag(svc)
-    while left and time.perf_counter() < deadline:
-        await asyncio.sleep(0.05)
-        left = await ledger_lag(svc)
-    return left
-
-
 async def run_all(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(args.seed)
     out: dict[str, Any] = {"convenios": CONVENIOS, "participants_each": args.participants}
@@ -263,7 +247,7 @@ async def run_all(root: Path, args: argparse.Namespace) -> dict[str, Any]:
             pop = await c.start()
             svc = await c.open()
             try:
-                seed = c.redis.url.removeprefix("redis://").removesuffix("/0")
+                seed = topology.node_of(c.redis.url)[0]
                 where = topology.placement(svc.keys, await topology.masters(seed))
                 out.setdefault("shards_per_master", {})[str(masters)] = dict(collections.Counter(where.values()))
             finally:

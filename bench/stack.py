@@ -80,15 +80,7 @@ class BenchStack:
         return svc
 
     def env(self, **extra: str) -> dict[str, str]:
-        return {
-            **os.environ,
-            "REDIS_URL": self.redis.url,
-            "DATABASE_URL": "postgresql://bench@127.0.0.1:1/none",  # the hot path never reads the ledger
-            "CONVENIO_PEPPER": PEPPER,
-            "CONVENIO_KEY_PREFIX": PREFIX,
-            "CONVENIO_HOLD_TTL": str(self.hold_ttl_s),
-            **extra,
-        }
+        return gateway_env(self.redis.url, CONVENIO_HOLD_TTL=str(self.hold_ttl_s), **extra)
 
     def serve_gateway(self, cores: str | None = SERVER_CORES, threads: int = 1) -> tuple[subprocess.Popen, int]:
         port = embedded.free_port()
@@ -107,6 +99,18 @@ class BenchStack:
         proc = subprocess.Popen([*prefix, *cmd], env=env, stdout=log, stderr=log)
         self.servers.append(proc)
         return wait_healthy(proc, port, f"{cmd} did not start; see {log.name}")
+
+
+def gateway_env(redis_url: str, **extra: str) -> dict[str, str]:
+    """The environment a bench's gateway (or writer, or CLI) runs with, on `redis_url`."""
+    return {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": "postgresql://bench@127.0.0.1:1/none",  # the hot path never reads the ledger
+        "CONVENIO_PEPPER": PEPPER,
+        "CONVENIO_KEY_PREFIX": PREFIX,
+        **extra,
+    }
 
 
 def wait_healthy(proc: subprocess.Popen, port: int, failure: str, seconds: float = 30) -> subprocess.Popen:

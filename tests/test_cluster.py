@@ -23,7 +23,7 @@ CLI = [sys.executable, "-m", "ledger.cli"]
 
 
 def _address(svc: Services) -> str:
-    return svc.settings.redis_url.removeprefix("redis://").removesuffix("/0")
+    return topology.node_of(svc.settings.redis_url)[0]
 
 
 def convenio(svc: Services, *args: str) -> subprocess.CompletedProcess[str]:

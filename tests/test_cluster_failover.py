@@ -84,7 +84,7 @@ async def _through_failover(cluster: EmbeddedRedisCluster, settings: Settings) -
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
             terminal = Terminal(client, await demo.load(svc))
-            seed = cluster.url.removeprefix("redis://").removesuffix("/0")
+            seed = topology.node_of(cluster.url)[0]
             convenio_slot = slot_of(svc.keys.convenio(terminal.convenio))
             victim = next(m for m in await topology.masters(seed) if m.serves(convenio_slot))
             victim_port = int(victim.address.rsplit(":", 1)[1])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import Redis
 
@@ -29,6 +30,13 @@ class Master:
 
     def serves(self, slot: int) -> bool:
         return any(a <= slot <= b for a, b in self.slots)
+
+
+def node_of(url: str) -> tuple[str, str | None]:
+    """A `REDIS_URL`'s node as "host:port" (what the functions here take as a seed), and its
+    password."""
+    u = urlsplit(url)
+    return f"{u.hostname or '127.0.0.1'}:{u.port or 6379}", unquote(u.password) if u.password else None
 
 
 def _client(address: str, password: str | None = None) -> Redis:

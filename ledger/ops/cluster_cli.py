@@ -3,7 +3,7 @@ masters, and moving one shard to another master, live (ledger/ops/cluster.py).""
 
 from __future__ import annotations
 
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import click
 
@@ -17,9 +17,8 @@ def _seed() -> tuple[str, str | None, Keys]:
     settings = console.settings()
     if not console.run(is_cluster(settings.redis_url)):
         console.fail(f"{urlsplit(settings.redis_url).netloc} is not a Redis Cluster node (INFO cluster)")
-    u = urlsplit(settings.redis_url)
-    password = unquote(u.password) if u.password else None
-    return f"{u.hostname or '127.0.0.1'}:{u.port or 6379}", password, Keys(settings.key_prefix, settings.shards)
+    seed, password = topology.node_of(settings.redis_url)
+    return seed, password, Keys(settings.key_prefix, settings.shards)
 
 
 @click.group("cluster")

@@ -248,8 +248,9 @@ class Writer:
         """Store entries of several streams (each in stream order) in one transaction, then
         acknowledge them."""
         assert self.conn is not None
-        confirmed = await self._replicated([stream for stream, entries in batches.items() if entries])
-        batches = {stream: entries for stream, entries in batches.items() if stream in confirmed}
+        if self.svc.settings.replica_acks:
+            confirmed = await self._replicated([stream for stream, entries in batches.items() if entries])
+            batches = {stream: entries for stream, entries in batches.items() if stream in confirmed}
         batch: Batch = []
         for stream, entries in batches.items():
             present = [(sid, f) for sid, f in entries if f]
@@ -277,13 +278,13 @@ class Writer:
                 return handled
 
     async def _replicated(self, streams: list[str]) -> set[str]:
-        """Of these streams, those whose entries the replicas confirm having (every one when
-        CONVENIO_REPLICA_ACKS is 0): only they go to Postgres now. The rest stay pending, taken
+        """Of these streams, those whose entries the replicas confirm having (with
+        CONVENIO_REPLICA_ACKS): only they go to Postgres now. The rest stay pending, taken
         again next round. An entry no replica has can vanish in a failover, and its decision
         was answered 503: the ledger must not keep what the live state lost."""
         s = self.svc.settings
-        if not s.replica_acks or not streams:
-            return set(streams)
+        if not streams:
+            return set()
         acks = await asyncio.gather(
             *(
                 self.svc.resp.replicated(

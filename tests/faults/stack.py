@@ -54,6 +54,7 @@ class Stack:
     gateway: subprocess.Popen | None = None
     writer: subprocess.Popen | None = None
     writer_starts: int = 0
+    masters_killed: int = 0
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -62,7 +63,6 @@ class Stack:
             self.redis = embedded.EmbeddedRedisCluster(self.root / "redis", masters=3, replicas=1)
         else:
             self.redis = embedded.EmbeddedRedis(self.root / "redis", appendfsync="always")
-        self.masters_killed = 0
         self.postgres = embedded.EmbeddedPostgres(self.root / "postgres", durable=True)
 
     # -- the product's environment ---------------------------------------------------------------

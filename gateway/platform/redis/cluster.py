@@ -36,7 +36,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.platform import metrics
-from gateway.platform.redis.resp import Resp
+from gateway.platform.redis.resp import Resp, mark_and_wait
 
 log = logging.getLogger("convenio.redis")
 SLOTS = 16384
@@ -130,8 +130,7 @@ class ClusterResp:
 
     async def replicated(self, mark: str, replicas: int, timeout_ms: int) -> int:
         """How many replicas of the master of `mark`'s slot have every write it made so far."""
-        commands = (("SET", mark, "1", "PX", 60_000), ("WAIT", replicas, timeout_ms))
-        _, acked = await self._call(mark, commands, extra_s=timeout_ms / 1000)
+        _, acked = await self._call(mark, mark_and_wait(mark, replicas, timeout_ms), extra_s=timeout_ms / 1000)
         return acked
 
     async def aclose(self) -> None:

@@ -53,6 +53,12 @@ def _reply_error(message: str) -> Exception:
     return _ERRORS.get(code, ResponseError)(message)
 
 
+def mark_and_wait(mark: str, replicas: int, timeout_ms: int) -> tuple[tuple[Any, ...], ...]:
+    """A write of our own, then `WAIT`: `WAIT` counts the replicas that have this connection's
+    last write, and with it everything the server wrote before (whoever wrote it)."""
+    return ("SET", mark, "1", "PX", 60_000), ("WAIT", replicas, timeout_ms)
+
+
 class _Connection(asyncio.Protocol):
     """One socket to Redis and the callers waiting on it, oldest first."""
 
@@ -261,9 +267,7 @@ class Resp:
     async def replicated(self, mark: str, replicas: int, timeout_ms: int) -> int:
         """How many replicas (waiting up to `timeout_ms` for `replicas`) have every write this
         server made so far: a write of our own (`mark`, short-lived) and `WAIT` after it."""
-        _, acked = await self.send_all(
-            (("SET", mark, "1", "PX", 60_000), ("WAIT", replicas, timeout_ms)), extra_s=timeout_ms / 1000
-        )
+        _, acked = await self.send_all(mark_and_wait(mark, replicas, timeout_ms), extra_s=timeout_ms / 1000)
         if isinstance(acked, Exception):
             raise acked
         return acked
