@@ -12,14 +12,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import subprocess
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.platform.config import Settings
 from gateway.platform.redis.cluster import slot_of
+from gateway.platform.services import Services
 from ledger.ops import cluster as topology
 from ledger.ops import demo
 from ledger.ops.embedded import EmbeddedRedisCluster
@@ -160,3 +164,106 @@ async def test_no_decision_the_terminal_was_told_about_is_lost_when_a_master_die
         # the holds placed while the replica was behind were told and are gone; verify says so
         assert len(outcome.missing) == BEHIND
         assert any("reserved" in line for line in outcome.drift)
+
+
+async def test_a_node_reading_its_data_again_is_503_to_the_terminal_never_500(
+    tmp_path: Path, settings: Settings, blank_ledger_url: str
+) -> None:
+    """A node loading its data (a master restarted, a replica taking in its master's copy)
+    answers LOADING to every command on connections the gateway already has open."""
+    from gateway.app import create_app
+
+    slow_loading = (
+        "--enable-debug-command", "local",  # DEBUG RELOAD: save, then read it all back
+        "--key-load-delay", "200",  # µs a key: 20,000 keys, some 4 s of LOADING
+        "--loading-process-events-interval-bytes", "1024",  # and answered at once meanwhile
+    )  # fmt: skip
+    cluster = EmbeddedRedisCluster(tmp_path / "loading", masters=1, appendfsync="off", options=slow_loading)
+    cluster.start()
+    try:
+        cluster.wait_ready()
+        own = dataclasses.replace(settings, redis_url=cluster.url, database_url=blank_ledger_url, redis_timeout_ms=500)
+        application = create_app(own)
+        async with application.router.lifespan_context(application):
+            svc = application.state.services
+            transport = httpx.ASGITransport(app=application)
+            async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+                terminal = Terminal(client, await demo.load(svc))
+                filler = "{filler}" + svc.keys.prefix
+                for chunk in range(20):
+                    await svc.redis.mset({f"{filler}{chunk}:{i}": i for i in range(1000)})
+                proof = await terminal.proof()  # and the gateway's connections are open
+                (port,) = cluster.ports
+                reload = asyncio.create_task(
+                    asyncio.to_thread(subprocess.run, ["redis-cli", "-p", str(port), "DEBUG", "RELOAD"], timeout=60)
+                )
+                await asyncio.sleep(0.5)
+
+                answers = [await terminal.check_password(), await terminal.limit(), await terminal.hold(1, proof=proof)]
+                # the hot path's client: a call fails as a lost connection does (503) or is
+                # answered; an error reply is never handed back as if it were the answer
+                participant = svc.keys.participant(terminal.convenio, terminal.participant)
+                outcomes = []
+                for _ in range(10):
+                    try:
+                        reply = await svc.resp.command("HMGET", participant, "status")
+                        outcomes.append(f"answered {type(reply).__name__}")
+                    except (RedisConnectionError, RedisTimeoutError) as exc:
+                        outcomes.append(f"raised {type(exc).__name__}")
+                    await asyncio.sleep(0.05)
+                still_loading = not reload.done()
+                await reload
+                cluster.wait_ready()
+
+                assert still_loading
+                assert [r.status_code for r in answers] == [503, 503, 503], [r.text for r in answers]
+                assert {r.json()["error"]["code"] for r in answers} == {"SERVICE_UNAVAILABLE"}
+                assert "raised BusyLoadingError" in outcomes, outcomes
+                assert {o for o in outcomes if o.startswith("answered")} <= {"answered list"}, outcomes
+                assert (await terminal.hold(1, proof=proof)).status_code == 201
+    finally:
+        cluster.stop()
+
+
+async def test_a_worker_starting_while_its_seed_node_is_down_still_runs_on_the_cluster(
+    tmp_path: Path, settings: Settings, blank_ledger_url: str
+) -> None:
+    """A gateway worker restarts while the node its REDIS_URL names is down. Asked alone, that
+    node cannot say it belongs to a cluster; CONVENIO_REDIS_CLUSTER_NODES says so, and lists
+    the nodes the slot map can be read from meanwhile."""
+    from gateway.app import create_app
+
+    cluster = EmbeddedRedisCluster(tmp_path / "seed", masters=2, appendfsync="always").start()
+    try:
+        cluster.wait_ready()
+        own = dataclasses.replace(
+            settings, redis_url=cluster.url, redis_cluster_nodes=cluster.nodes, database_url=blank_ledger_url
+        )
+        first = create_app(own)
+        async with first.router.lifespan_context(first):
+            creds = await demo.load(first.state.services)
+        seed = topology.node_of(own.redis_url)[0]
+        seed_port = int(seed.rsplit(":", 1)[1])
+        cluster.kill(seed_port)
+
+        alone = await Services.open(dataclasses.replace(own, redis_cluster_nodes=""))
+        assert not alone.cluster  # what a worker told only REDIS_URL would have run as
+        await alone.close()
+
+        restarted = create_app(own)
+        async with restarted.router.lifespan_context(restarted):
+            assert restarted.state.services.cluster
+            transport = httpx.ASGITransport(app=restarted)
+            async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+                terminal = Terminal(client, creds)
+                r = await terminal.limit()
+                assert r.status_code in (200, 503), r.text  # half the slots have no master yet
+                cluster.start_node(seed_port)
+                cluster.wait_ready()
+                available = await terminal.available()
+                for _ in range(3):
+                    r = await terminal.hold(1)
+                    assert r.status_code == 201, r.text
+                assert await terminal.available() == available - 3
+    finally:
+        cluster.stop()

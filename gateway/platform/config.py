@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 
 def _int(name: str, default: int) -> int:
@@ -43,6 +44,10 @@ class MissingDataKey(RuntimeError):
 @dataclass(frozen=True)
 class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
+    #: more nodes of the Redis Cluster REDIS_URL names, "host:port,host:port": set, the product
+    #: runs in cluster mode without asking, and reads the slot map from whichever node answers
+    #: (a worker starting while REDIS_URL's node is down would otherwise take it for one server)
+    redis_cluster_nodes: str = ""
     database_url: str = "postgresql://postgres@127.0.0.1:5432/convenio"
     key_prefix: str = "cv"
     shards: int = 16
@@ -69,6 +74,17 @@ class Settings:
     tls_cert: str = ""
     tls_key: str = ""
     tls_client_ca: str = ""  # set: every terminal presents a certificate this CA issued
+
+    def cluster_seeds(self) -> list[tuple[str, int]]:
+        """REDIS_URL's node and CONVENIO_REDIS_CLUSTER_NODES' ones, (host, port) each."""
+        u = urlsplit(self.redis_url)
+        seeds = [(u.hostname or "127.0.0.1", u.port or 6379)]
+        for node in filter(None, (n.strip() for n in self.redis_cluster_nodes.split(","))):
+            host, _, port = node.rpartition(":")
+            if not port.isdigit():
+                raise ValueError(f"CONVENIO_REDIS_CLUSTER_NODES: {node!r} is not host:port")
+            seeds.append((host or "127.0.0.1", int(port)))
+        return list(dict.fromkeys(seeds))
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -114,6 +130,7 @@ class Settings:
 #: each setting and the environment variable it is read from
 ENVIRONMENT = {
     "redis_url": "REDIS_URL",
+    "redis_cluster_nodes": "CONVENIO_REDIS_CLUSTER_NODES",
     "database_url": "DATABASE_URL",
     "key_prefix": "CONVENIO_KEY_PREFIX",
     "shards": "CONVENIO_SHARDS",

@@ -9,6 +9,7 @@ from functools import cached_property
 from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.cluster import ClusterNode
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -48,8 +49,9 @@ async def connect_redis(settings: Settings) -> Redis | RedisCluster:
         "health_check_interval": 30,
         "max_connections": 512,
     }
-    if await is_cluster(settings.redis_url, timeout):
-        return RedisCluster.from_url(settings.redis_url, **options)
+    if settings.redis_cluster_nodes or await is_cluster(settings.redis_url, timeout):
+        nodes = [ClusterNode(host, port) for host, port in settings.cluster_seeds()]
+        return RedisCluster.from_url(settings.redis_url, startup_nodes=nodes, **options)
     return Redis.from_url(settings.redis_url, **options)
 
 
@@ -62,7 +64,7 @@ class Services:
         timeout = settings.redis_timeout_ms / 1000
         #: the pipelining client for the hot path: scripts and the idempotency claim
         self.resp: Resp | ClusterResp = (
-            ClusterResp.from_url(settings.redis_url, timeout=timeout)
+            ClusterResp.from_url(settings.redis_url, timeout=timeout, more=settings.cluster_seeds())
             if self.cluster
             else Resp.from_url(settings.redis_url, timeout=timeout)
         )
@@ -76,7 +78,8 @@ class Services:
     @classmethod
     async def open(cls, settings: Settings) -> Services:
         """Services on the configured Redis: a single server or, when the node REDIS_URL names
-        says `cluster_enabled:1`, the Redis Cluster it belongs to."""
+        says `cluster_enabled:1` (or CONVENIO_REDIS_CLUSTER_NODES lists more nodes), the Redis
+        Cluster it belongs to."""
         return cls(settings, await connect_redis(settings))
 
     @cached_property

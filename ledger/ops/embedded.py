@@ -190,6 +190,8 @@ class EmbeddedRedisCluster:
     replicas: int = 0
     appendfsync: str = "always"
     node_timeout_ms: int = 2000
+    #: more redis-server options for every node (a test slows their loading down)
+    options: tuple[str, ...] = ()
     procs: dict[int, subprocess.Popen] = field(default_factory=dict)
     ports: list[int] = field(default_factory=list)
 
@@ -198,6 +200,12 @@ class EmbeddedRedisCluster:
         """Any node will do: clients read the slot map from it. The first live master's."""
         live = [p for p in self.master_ports() if self._alive(p)] or self.ports
         return f"redis://127.0.0.1:{live[0]}/0"
+
+    @property
+    def nodes(self) -> str:
+        """Every node, for CONVENIO_REDIS_CLUSTER_NODES: a client that finds the `url`'s node
+        down reads the slot map from another."""
+        return ",".join(f"127.0.0.1:{p}" for p in self.ports)
 
     def _alive(self, port: int) -> bool:
         proc = self.procs.get(port)
@@ -234,6 +242,7 @@ class EmbeddedRedisCluster:
             "no",
             "--logfile",
             str(folder / "redis.log"),
+            *self.options,
         ]
 
     def start_node(self, port: int) -> None:

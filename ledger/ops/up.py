@@ -91,6 +91,7 @@ def up(
             )
             started.append(cluster)
             env["REDIS_URL"] = cluster.url
+            env["CONVENIO_REDIS_CLUSTER_NODES"] = cluster.nodes
             click.echo(
                 f"started a private Redis Cluster: {cluster_masters} masters, {cluster_replicas} replica(s) each "
                 f"(AOF appendfsync always); REDIS_URL={cluster.url}",

@@ -84,6 +84,9 @@ class Stack:
             "CONVENIO_PASSWORD_THREADS": "2",
             "CONVENIO_SWEEP_INTERVAL_MS": "500",
             "CONVENIO_REPLICA_ACKS": "1" if self.cluster else "0",
+            "CONVENIO_REDIS_CLUSTER_NODES": self.redis.nodes
+            if isinstance(self.redis, embedded.EmbeddedRedisCluster)
+            else "",
         }
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
-from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    ConnectionError,
+    RedisClusterException,
+    TimeoutError,
+    TryAgainError,
+)
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -23,8 +30,18 @@ from gateway.platform.http.params import check_path, invalid, whole_number
 log = logging.getLogger("convenio.http")
 
 MAX_BODY = 64 * 1024
-#: what a lost or unreachable Redis raises (the hot-path client raises redis-py's exceptions too)
-UNAVAILABLE = (ConnectionError, TimeoutError, BusyLoadingError, OSError)
+#: what a lost or unreachable Redis raises (the hot-path client raises redis-py's exceptions too);
+#: on a cluster also a failover or a move under way, and redis-py's RedisCluster finding no node
+#: that answers or a slot no node serves (it raises RedisClusterException for those)
+UNAVAILABLE = (
+    ConnectionError,
+    TimeoutError,
+    BusyLoadingError,
+    OSError,
+    ClusterDownError,
+    TryAgainError,
+    RedisClusterException,
+)
 _ENUM_VALUE = re.compile(r"^Invalid enum value .*?(?= - at `|$)", re.DOTALL)
 _FIELD = re.compile(r"at `\$\.?([^`]*)`")
 _NAMED = re.compile(r"(?:missing required|unknown) field `([^`]*)`")

@@ -11,8 +11,10 @@ changed:
   background, and the command is sent there.
 - `ASK slot host:port`: the slot is being moved and this key already left. The command goes to
   the target once, preceded by `ASKING` on the same connection; the map does not change.
-- `TRYAGAIN` (a multi-key call whose keys are split by a move in progress) and `CLUSTERDOWN`
-  (a failover in progress): wait a little and send it again.
+- `TRYAGAIN` (a multi-key call whose keys are split by a move in progress), `CLUSTERDOWN`
+  (a failover in progress) and `LOADING` (a node restarted, reading its data): wait a little and
+  send it again (reading the map again after the last two); past the call's deadline it fails
+  as a lost connection does, which the terminal sees as 503.
 - The node's connection broke or it went silent: read the map again (from the other nodes) and
   send it again, until the call's deadline.
 
@@ -20,8 +22,9 @@ Sending a call again is safe because every script is idempotent by its arguments
 credit hold replays its stored answer under its Idempotency-Key, a commit, cancel or return of a
 hold already in that state answers as the first time did, the password check's scripts name the
 check's protocol, and the plain commands (the Idempotency-Key claim `SET NX GET`, a proof's
-`SET`/`DEL`, reads) give the same result twice. tests/test_cluster_client.py kills the node
-under a stream of holds and counts each once.
+`SET`/`DEL`, reads) give the same result twice. tests/test_cluster_failover.py kills a master
+under a stream of holds and commits and counts each once, and restarts a node that is still
+loading its data when the gateway reaches it.
 """
 
 from __future__ import annotations
@@ -42,6 +45,11 @@ log = logging.getLogger("convenio.redis")
 SLOTS = 16384
 #: how long to wait before sending again a call the cluster answered TRYAGAIN or CLUSTERDOWN
 _PAUSE_S = 0.05
+#: error replies to a call that did not run, so sending it again is safe even when `resend` is
+#: off: a multi-key call split by a move (TRYAGAIN), a failover under way (CLUSTERDOWN), a node
+#: restarted and still reading its data (LOADING; a master that died comes back so, and the map
+#: may still name it until the cluster tells it of its replica's promotion)
+_NOT_RUN = ("TRYAGAIN", "CLUSTERDOWN", "LOADING")
 
 
 def slot_of(key: str | bytes) -> int:
@@ -63,9 +71,9 @@ class ClusterResp:
     """The `Resp` interface (`command`, `evalsha`, `evalsha_acked`, `replicated`, `aclose`) over
     a cluster.
 
-    `seeds` are the nodes to read the slot map from at first (the `REDIS_URL`'s node); later
-    every master the map names is a seed too. `timeout` bounds a call from the moment it is
-    made, redirections and retries included."""
+    `seeds` are the nodes to read the slot map from at first (the `REDIS_URL`'s node and
+    CONVENIO_REDIS_CLUSTER_NODES'); later every master the map names is a seed too. `timeout`
+    bounds a call from the moment it is made, redirections and retries included."""
 
     def __init__(
         self,
@@ -87,9 +95,12 @@ class ClusterResp:
         self.retries = 0
 
     @classmethod
-    def from_url(cls, url: str, timeout: float = 2.0) -> ClusterResp:
+    def from_url(cls, url: str, timeout: float = 2.0, more: list[tuple[str, int]] | None = None) -> ClusterResp:
+        """On the cluster of the node `url` names (its credentials for every node); `more`
+        nodes to read the slot map from when that one does not answer."""
         one = Resp.from_url(url, timeout=timeout)
-        return cls([(one.host, one.port)], one.username, one.password, timeout)
+        seeds = list(dict.fromkeys([(one.host, one.port), *(more or [])]))
+        return cls(seeds, one.username, one.password, timeout)
 
     # -- the interface ------------------------------------------------------------------------------
     async def command(self, *args: str | bytes | int | float) -> Any:
@@ -186,19 +197,25 @@ class ClusterResp:
                 await self._refresh(avoid=address)
                 continue
             replies = replies[1:] if len(sent) > len(commands) else replies
-            error = next((r for r in replies if isinstance(r, ResponseError)), None)
+            # an error reply is an exception object; LOADING's (BusyLoadingError) is no ResponseError
+            error = next((r for r in replies if isinstance(r, Exception)), None)
             if error is None:
                 return replies[0] if len(replies) == 1 else tuple(replies)
-            redirect = _redirect(error)
+            redirect = _redirect(error) if isinstance(error, ResponseError) else None
             code = str(error).split(" ", 1)[0]
-            if loop.time() >= deadline or (redirect is None and code not in ("TRYAGAIN", "CLUSTERDOWN")):
+            if redirect is None and code not in _NOT_RUN:
                 raise error
+            if loop.time() >= deadline:
+                # the cluster is still moving: unavailable for now (a 503), not an error of ours
+                if isinstance(error, RedisConnectionError):
+                    raise error
+                raise RedisConnectionError(f"Redis Cluster still answers {code} for slot {slot}") from error
             self.retries += 1
             metrics.REDIS_RETRIES.inc()
-            if redirect is None:  # TRYAGAIN, CLUSTERDOWN: a move or a failover in progress
+            if redirect is None:  # nothing ran: a move, a failover or a node's restart in progress
                 await asyncio.sleep(_PAUSE_S)
-                if code == "CLUSTERDOWN":
-                    await self._refresh()
+                if code in ("CLUSTERDOWN", "LOADING"):
+                    await self._refresh(avoid=address)
             elif redirect[0] == "MOVED":
                 self._slots[redirect[1]] = redirect[2]
                 self._refresh_soon()
