@@ -3,6 +3,8 @@ must present (bound to its convênio and participant, short-lived)."""
 
 import asyncio
 
+import pytest
+
 from tests.checkout import Clock, Terminal, assert_error
 
 
@@ -63,9 +65,26 @@ async def test_checks_whose_verdict_never_came_are_not_failures(seed: Terminal, 
     assert (await seed.check_password(wrong)).json()["attempts_left"] == s.password_max_failures - 1
 
 
-async def test_guesses_in_flight_when_the_lock_falls_are_told_none_are_left(seed: Terminal, svc) -> None:
+async def test_guesses_in_flight_when_the_lock_falls_are_told_none_are_left(
+    seed: Terminal, svc, monkeypatch: pytest.MonkeyPatch
+) -> None:
     wrong = "999999" if seed.password != "999999" else "888888"
-    answers = await asyncio.gather(*[seed.check_password(wrong) for _ in range(svc.settings.password_max_failures)])
+    guesses = svc.settings.password_max_failures
+    # every guess is in flight (its check opened) before the first verdict, however slowly the
+    # machine runs the others: the hash check of each waits for all of them to get there
+    in_flight, all_in_flight = 0, asyncio.Event()
+    verify = svc.passwords.verify
+
+    async def verify_once_all_are_in_flight(stored_hash: str, password: str) -> bool:
+        nonlocal in_flight
+        in_flight += 1
+        if in_flight == guesses:
+            all_in_flight.set()
+        await asyncio.wait_for(all_in_flight.wait(), 10)
+        return await verify(stored_hash, password)
+
+    monkeypatch.setattr(svc.passwords, "verify", verify_once_all_are_in_flight)
+    answers = await asyncio.gather(*[seed.check_password(wrong) for _ in range(guesses)])
     bodies = [a.json() for a in answers if a.status_code == 200]
     # the last allowed failure locks; no answer may promise attempts the lock already took away
     assert all(b["valid"] is False and b["attempts_left"] == 0 for b in bodies), bodies
