@@ -98,6 +98,15 @@ def spread_plan(keys: Keys, ms: list[Master]) -> list[tuple[str, int, str, str]]
     return moves
 
 
+async def keys_in_slot(master: Master, slot: int, password: str | None = None) -> int:
+    """How many keys `master` holds in `slot` (CLUSTER COUNTKEYSINSLOT)."""
+    r = _client(master.address, password)
+    try:
+        return int(await r.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot))
+    finally:
+        await r.aclose()
+
+
 async def move_slot(
     slot: int,
     source: Master,
