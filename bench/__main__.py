@@ -14,7 +14,9 @@ draining a backlog (bench.ledger_drain), (f) scale: a million participants, (m) 
 scale: a million participants rolled over while holds go on, duplicatas over ten million
 journal rows (bench.month, its own stack), (k) Redis Cluster: holds and Redis CPU per hold on 1
 and 3 masters, the writers' drain with one per master, a shard moved during holds
-(bench.cluster, its own clusters). Baselines: (i) a bare
+(bench.cluster, its own clusters), (g) the ERP's way served like ours: a Starlette + asyncpg
+gateway with the same endpoints, bodies, auth and idempotency over a balance row locked by
+SELECT ... FOR UPDATE (bench.erp_gateway), hot pool and spread. Baselines: (i) a bare
 Starlette echo, (ii) the raw hold script pipelined into Redis, (iii) the ERP's way in Postgres
 (SELECT ... FOR UPDATE), hot and spread, (iv) raw COPY (within e).
 """
@@ -37,14 +39,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import http_load, month, pg_baseline, redis_ceiling, report, scenarios
+from bench import erp, http_load, month, pg_baseline, redis_ceiling, report, scenarios
 from bench.http_load import Result, Work
 from bench.stack import PINNING, BenchStack, pin_here, stop, unpin_here
 from gateway.platform.passwords import PasswordHasher
 from ledger.ops import embedded
 
 RESULTS = Path(__file__).with_name("results")
-SCENARIOS = "abcdefmk"
+SCENARIOS = "abcdefgmk"
 GATEWAY_PHASES = "abcdf"  # the scenarios that run on the stack's gateway (with baseline i)
 HOST = "127.0.0.1"
 
@@ -60,6 +62,7 @@ class Bench:
         self.results: dict[str, Any] = {}
         self.ratios: dict[str, float | None] = {}
         self.notes: list[str] = []
+        self.pop: scenarios.Population | None = None  # who scenarios a-f sold to (g sells to them too)
 
     # -- measuring one scenario: its maximum, then latency at 50 % and 90 % of it -----------------
     async def closed(self, name: str, port: int, work: Work, units: int, concurrency: int, per_unit: int = 1) -> Result:
@@ -107,7 +110,7 @@ class Bench:
         svc = await s.gateway()
         try:
             say("preparing: participants and keys")
-            pop = await scenarios.populate(svc, args.participants, 100, 50, self.rng)
+            pop = self.pop = await scenarios.populate(svc, args.participants, 100, 50, self.rng)
 
             def minter(convenio: str, codes: list[str]):
                 async def mint(n: int) -> list[tuple[str, str]]:
@@ -264,6 +267,18 @@ class Bench:
         finally:
             pg.stop()
 
+    async def erp_gateway(self) -> None:
+        say("(g) the ERP's way served like ours: Starlette + asyncpg, SELECT ... FOR UPDATE (Postgres on all cores)")
+        assert self.pop is not None
+        a = self.args
+        out = await erp.compare(
+            self.stack.root, self.pop, a.seconds, a.units, a.concurrency, self.results, self.rng, self.stack.hold_ttl_s
+        )
+        self.results["erp_gateway"] = out
+        self.ratios.update(out["ratios"])
+        for failure in erp.failures(out):
+            self.notes.append(f"scenario g failed: {failure}")
+
     async def redis_raw(self) -> None:
         say("(ii) the raw hold script pipelined into Redis (client on core 0)")
         os.sched_setaffinity(0, {0})
@@ -312,7 +327,7 @@ class Bench:
         say("(e) ledger writer draining a backlog, against raw COPY (bench.ledger_drain)")
         cmd = [sys.executable, "-m", "bench.ledger_drain", "--events", str(self.args.ledger_events)]
         path = self.stack.root / "ledger.json"
-        cmd += ["--writers", "1", "--repeat", "1", "--out", str(path)]
+        cmd += ["--writers", "1,2", "--repeat", "1", "--out", str(path)]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
         if done.returncode != 0:
             self.notes.append(f"ledger_drain failed: {done.stderr[-500:]}")
@@ -321,10 +336,12 @@ class Bench:
         self.results["e_ledger"] = {k: out.get(k) for k in ("events", "events_per_s", "copy_rows_per_s", "ratios")}
         self.ratios["ledger_vs_copy"] = out["ratios"]["ledger_vs_copy"]
         drained = out["events_per_s"]
-        drained = drained["writers_1"] if isinstance(drained, dict) else drained
-        peak = self.results.get("b_hold", {}).get("max", {}).get("rate")
+        drained = drained if isinstance(drained, dict) else {"writers_1": drained}
+        peak = self.results.get("b_hold", {}).get("max", {}).get("rate")  # the gateway's peak decisions/s
         if peak:
-            self.ratios["ledger_vs_peak_decisions"] = round(drained / peak, 2)
+            self.ratios["ledger_vs_peak"] = round(drained["writers_1"] / peak, 2)
+            if "writers_2" in drained:
+                self.ratios["ledger_vs_peak_2_writers"] = round(drained["writers_2"] / peak, 2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -340,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--only",
         default=SCENARIOS + "pr",
-        help="scenarios to run: a-f, k (cluster), m (month), p (postgres), r (redis raw)",
+        help="scenarios to run: a-g (g: the ERP's gateway; needs b and c first), k (cluster), m (month), "
+        "p (postgres), r (redis raw)",
     )
     ap.add_argument(
         "--quick", action="store_true", help="2 s phases, 100k participants, 20k events, a small month: a short run"
@@ -352,6 +370,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--out", type=Path, help="where the report goes (default bench/results/; --smoke: a temporary one)")
     ap.add_argument("--seed", type=int, default=20261123)
+    ap.add_argument(
+        "--server",
+        choices=["uvicorn", "granian"],
+        default="uvicorn",
+        help="HTTP server of the gateway and the echo alike (granian: measured against uvicorn, not adopted)",
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.seconds, args.units, args.scale, args.ledger_events = 2.0, 5_000, 100_000, 20_000
@@ -362,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     pin_here()
     root = Path(tempfile.mkdtemp(prefix="convenio-bench-", dir="/tmp"))
     root.chmod(0o755)
-    stack = BenchStack(root).start()
+    stack = BenchStack(root, server=args.server).start()
     bench = Bench(args, stack)
     started = time.perf_counter()
     try:
@@ -374,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(bench.redis_raw())
         if "p" in args.only:
             asyncio.run(bench.postgres())
+        if "g" in args.only and bench.pop is not None:
+            asyncio.run(bench.erp_gateway())
     finally:
         stack.stop()
     if "e" in args.only:

@@ -10,8 +10,10 @@ TARGETS: dict[str, list] = {
     "hold_vs_echo": [">=", 0.5],
     "hold_p99_vs_echo_p99_at_50": ["<=", 2.0],
     "hot_pool_vs_postgres": [">=", 10.0],
+    "hot_pool_vs_erp_gateway": [">=", 5.0],
+    "hot_pool_p99_erp_vs_ours": [">=", 10.0],
+    "ledger_vs_peak": [">=", 5.0],
     "ledger_vs_copy": [">=", 0.3],
-    "ledger_vs_peak_decisions": [">=", 5.0],
     "password_vs_ceiling": [">=", 0.9],
     "hold_p99_with_passwords_vs_alone": ["<=", 2.0],
     "aof_always_vs_everysec": [">=", 0.0],  # reported, no target
@@ -89,6 +91,20 @@ def markdown(doc: dict[str, Any], plot_name: str) -> str:
                 f"- Postgres `SELECT … FOR UPDATE` ({label}): {p['rate']:.0f} tx/s, p50 {p['p50_ms']} ms,"
                 f" p99 {p['p99_ms']} ms"
             )
+    if "erp_gateway" in r:
+        g = r["erp_gateway"]
+        for label, ours in (("hot", "c_hot_pool"), ("spread", "b_hold_commit")):
+            w = g.get(label)
+            if not w:
+                continue
+            line = (
+                f"- The ERP's gateway (Starlette + asyncpg, `SELECT … FOR UPDATE`), {label}: {w['max']['rate']:.0f}"
+                f" hold + commit pairs/s (p99 {w['max']['p99_ms']} ms)"
+            )
+            if "at_ours_50" in w:
+                a = w["at_ours_50"]
+                line += f"; at our {ours} 50 % rate ({a.get('target_rate', 0):.0f}/s) p99 {a['p99_ms']} ms"
+            lines.append(line)
     if "redis_raw_hold" in r:
         raw = r["redis_raw_hold"]
         lines.append(
@@ -99,9 +115,9 @@ def markdown(doc: dict[str, Any], plot_name: str) -> str:
         lines.append(f"- Starlette echo, one worker: {r['echo']['max']['rate']:.0f} requests/s")
     if "e_ledger" in r:
         e = r["e_ledger"]
-        lines.append(
-            f"- Ledger drain (one writer): {e['events_per_s']} events/s; COPY ceiling {e['copy_rows_per_s']} rows/s"
-        )
+        drained = e["events_per_s"] if isinstance(e["events_per_s"], dict) else {"writers_1": e["events_per_s"]}
+        writers = ", ".join(f"{k.split('_')[1]} writer(s) {v} events/s" for k, v in sorted(drained.items()))
+        lines.append(f"- Ledger drain: {writers}; COPY ceiling {e['copy_rows_per_s']} rows/s")
     if "password" in r:
         p = r["password"]
         lines.append(

@@ -46,6 +46,9 @@ class BenchStack:
     root: Path
     appendfsync: str = "always"
     hold_ttl_s: int = 10
+    #: the HTTP server of the gateway and the echo alike: "uvicorn" (what `convenio serve` runs)
+    #: or "granian" (its Rust HTTP server, on the same ASGI app; measured, not adopted)
+    server: str = "uvicorn"
     redis: embedded.EmbeddedRedis = field(init=False)
     servers: list[subprocess.Popen] = field(default_factory=list)
 
@@ -85,12 +88,15 @@ class BenchStack:
     def serve_gateway(self, cores: str | None = SERVER_CORES, threads: int = 1) -> tuple[subprocess.Popen, int]:
         port = embedded.free_port()
         cmd = [sys.executable, "-m", "ledger.cli", "serve", "--port", str(port), "--log-level", "warning"]
+        if self.server == "granian":
+            cmd = granian_command("gateway.app:create_app", port)
         env = self.env(CONVENIO_PASSWORD_THREADS=str(threads))
         return self._serve(cmd, env, port, cores), port
 
     def serve_echo(self) -> tuple[subprocess.Popen, int]:
         port = embedded.free_port()
-        return self._serve(echo_command(port), self.env(), port, SERVER_CORES), port
+        cmd = granian_command("bench.echo_app:create_app", port) if self.server == "granian" else echo_command(port)
+        return self._serve(cmd, self.env(), port, SERVER_CORES), port
 
     def _serve(self, cmd: list[str], env: dict[str, str], port: int, cores: str | None) -> subprocess.Popen:
         # this process is pinned to the client's core, and a child inherits that: say "all" explicitly
@@ -137,6 +143,26 @@ def echo_command(port: int) -> list[str]:
         "httptools",
         "--no-access-log",
         "--no-proxy-headers",
+        "--log-level",
+        "warning",
+    ]
+
+
+def granian_command(factory: str, port: int) -> list[str]:
+    """The same ASGI app served by granian instead of uvicorn: one worker, one runtime thread,
+    uvloop, no access log (as uvicorn is run)."""
+    return [str(Path(sys.executable).with_name("granian")), "--interface", "asgi", "--factory", factory] + [
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--runtime-threads",
+        "1",
+        "--loop",
+        "uvloop",
+        "--no-ws",
         "--log-level",
         "warning",
     ]
