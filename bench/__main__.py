@@ -287,11 +287,25 @@ class Bench:
             pop = await scenarios.populate(svc, 200, 1, 1, self.rng)
             minted = await scenarios.mint(svc, "SPREAD", pop.spread, self.args.units * 2, self.rng)
             assert self.stack.redis.proc is not None
+            cost = redis_ceiling.Cost(svc, self.stack.redis.proc.pid)
+            held: list[tuple[str, str]] = []
             cpu = redis_ceiling.cpu_seconds(self.stack.redis.proc.pid)
-            r = await redis_ceiling.run(svc, pop.token, "SPREAD", minted)
+            await cost.start()
+            r = await redis_ceiling.run(svc, pop.token, "SPREAD", minted, held=held)
+            hold_cost = await cost.stop(r.requests)
             busy = (redis_ceiling.cpu_seconds(self.stack.redis.proc.pid) - cpu) / r.seconds
             say(f"  raw empenho_hold.lua          {r.rate:>8.0f}/s  redis busy {busy:.0%}  {r.statuses}")
+            say(f"    per hold: {hold_cost}")
             self.results["redis_raw_hold"] = r.summary() | {"pipeline_depth": 200, "redis_busy": round(busy, 2)}
+            self.results["redis_raw_hold"]["cost"] = hold_cost
+            self.ratios["redis_us_per_hold"] = hold_cost["redis_us_per_call"]
+            await cost.start()
+            c = await redis_ceiling.commits(svc, "SPREAD", held)
+            commit_cost = await cost.stop(c.requests)
+            say(f"  raw empenho_commit.lua        {c.rate:>8.0f}/s  {c.statuses}")
+            say(f"    per commit: {commit_cost}")
+            self.results["redis_raw_commit"] = c.summary() | {"cost": commit_cost}
+            self.ratios["redis_us_per_commit"] = commit_cost["redis_us_per_call"]
             # the client (one Python process) may be the limit: Redis's own capacity at 100 % busy
             self.results["redis_raw_hold"]["redis_capacity_estimate_per_s"] = round(r.rate / max(busy, 0.01))
             hold = self.results.get("b_hold", {}).get("max", {}).get("rate")

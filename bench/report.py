@@ -13,6 +13,7 @@ TARGETS: dict[str, list] = {
     "hot_pool_vs_erp_gateway": [">=", 5.0],
     "hot_pool_p99_erp_vs_ours": [">=", 10.0],
     "ledger_vs_peak": [">=", 5.0],
+    "redis_us_per_hold": ["<=", 40.0],
     "ledger_vs_copy": [">=", 0.3],
     "password_vs_ceiling": [">=", 0.9],
     "hold_p99_with_passwords_vs_alone": ["<=", 2.0],
@@ -111,6 +112,16 @@ def markdown(doc: dict[str, Any], plot_name: str) -> str:
             f"- Raw `empenho_hold.lua`, pipelined from one Python client: {raw['rate']:.0f} holds/s with Redis"
             f" {raw.get('redis_busy', 0):.0%} busy (about {raw.get('redis_capacity_estimate_per_s', 0)}/s at 100 %)"
         )
+    for name, what in (("redis_raw_hold", "hold"), ("redis_raw_commit", "commit")):
+        cost = r.get(name, {}).get("cost")
+        if cost:
+            top = ", ".join(f"{k} {v}" for k, v in list(cost["commands_us"].items())[:6])
+            lines.append(
+                f"- Redis per {what} (pipelined, `appendfsync always`): {cost['redis_us_per_call']} µs of its CPU,"
+                f" of which the script {cost['script_us_per_call']} µs (its Redis commands"
+                f" {cost['commands_us_per_call']} µs: {top}; Lua and cjson {cost['lua_us_per_call']} µs);"
+                f" {cost['aof_bytes_per_call']} bytes of AOF, {cost['stream_bytes_per_call']} bytes of stream"
+            )
     if "echo" in r:
         lines.append(f"- Starlette echo, one worker: {r['echo']['max']['rate']:.0f} requests/s")
     if "e_ledger" in r:

@@ -125,31 +125,42 @@ async def hold(svc: Services, api_key_id: str, idempotency_key: str, req: Empenh
 async def commit(svc: Services, empenho_id: str, req: CommitRequest, scope: tuple[str, str] = ("", "")) -> Answer:
     """Post the hold; `scope`: the store (and terminal) a scoped key acts for (gateway/stores/scope.py)."""
     shard, (conv, part) = await lifecycle.locate(svc, EMPENHO, empenho_id)
-    k = svc.keys
-    res = await svc.run(
-        "empenho_commit",
-        [
-            k.empenho(shard, empenho_id),
-            k.empenho_history(shard, empenho_id),
-            k.convenio(conv),
-            k.participant(conv, part),
-            k.vehicles(conv, part),
-            k.pending(shard),
-            k.events(shard),
-        ],
-        [
-            empenho_id,
-            svc.now_ms(),
-            svc.protocol(),
-            req.coupon,
-            "" if req.amount is None else req.amount,
-            svc.settings.final_empenho_ttl_s,
-            conv,
-            part,
-            *scope,
-        ],
-    )
+    res = await svc.run("empenho_commit", *commit_call(svc, shard, empenho_id, conv, part, req, scope))
     return lifecycle.settled(res, _outcome)
+
+
+def commit_call(
+    svc: Services,
+    shard: int,
+    empenho_id: str,
+    convenio: str,
+    participant: str,
+    req: CommitRequest,
+    scope: tuple[str, str] = ("", ""),
+) -> tuple[list[str], list[Any]]:
+    """The keys and arguments of empenho_commit.lua for one empenho (the API's and the bench's)."""
+    k = svc.keys
+    keys = [
+        k.empenho(shard, empenho_id),
+        k.empenho_history(shard, empenho_id),
+        k.convenio(convenio),
+        k.participant(convenio, participant),
+        k.vehicles(convenio, participant),
+        k.pending(shard),
+        k.events(shard),
+    ]
+    args: list[Any] = [
+        empenho_id,
+        svc.now_ms(),
+        svc.protocol(),
+        req.coupon,
+        "" if req.amount is None else req.amount,
+        svc.settings.final_empenho_ttl_s,
+        convenio,
+        participant,
+        *scope,
+    ]
+    return keys, args
 
 
 async def cancel(
