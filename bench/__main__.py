@@ -14,9 +14,10 @@ draining a backlog (bench.ledger_drain), (f) scale: a million participants, (m) 
 scale: a million participants rolled over while holds go on, duplicatas over ten million
 journal rows (bench.month, its own stack), (k) Redis Cluster: holds and Redis CPU per hold on 1
 and 3 masters, the writers' drain with one per master, a shard moved during holds
-(bench.cluster, its own clusters), (g) the ERP's way served like ours: a Starlette + asyncpg
-gateway with the same endpoints, bodies, auth and idempotency over a balance row locked by
-SELECT ... FOR UPDATE (bench.erp_gateway), hot pool and spread. Baselines: (i) a bare
+(bench.cluster, its own clusters), (w) holds on 1 and 2 gateway workers, (g) the ERP's way
+served like ours: a Starlette + asyncpg gateway with the same endpoints, bodies, auth and
+idempotency over a balance row locked by SELECT ... FOR UPDATE (bench.erp_gateway), hot pool
+and spread. Baselines: (i) a bare
 Starlette echo, (ii) the raw hold script pipelined into Redis, (iii) the ERP's way in Postgres
 (SELECT ... FOR UPDATE), hot and spread, (iv) raw COPY (within e).
 """
@@ -46,8 +47,8 @@ from gateway.platform.passwords import PasswordHasher
 from ledger.ops import embedded
 
 RESULTS = Path(__file__).with_name("results")
-SCENARIOS = "abcdefgmk"
-GATEWAY_PHASES = "abcdf"  # the scenarios that run on the stack's gateway (with baseline i)
+SCENARIOS = "abcdefgwmk"
+GATEWAY_PHASES = "abcdfw"  # the scenarios that run on the stack's gateway (with baseline i)
 HOST = "127.0.0.1"
 
 
@@ -157,6 +158,8 @@ class Bench:
             finally:
                 stop(gw_proc)
                 stop(echo_proc)
+            if "w" in args.only:
+                await self.workers(pop, spread)
             if "a" in args.only:
                 await self.passwords(pop, spread)
             if "f" in args.only:
@@ -174,6 +177,24 @@ class Bench:
         await svc.redis.config_set("appendfsync", self.stack.appendfsync)
         self.results["aof"] = rates
         self.ratios["aof_always_vs_everysec"] = round(rates["always"]["rate"] / rates["everysec"]["rate"], 3)
+
+    async def workers(self, pop: scenarios.Population, spread) -> None:
+        say("(w) holds on 1 and then 2 gateway workers, unpinned (the machine's cores shared with Redis and the load)")
+        out: dict[str, Any] = {}
+        for n in (1, 2):
+            proc, port = self.stack.serve_gateway(cores=None, workers=n)
+            try:
+                sales = scenarios.Sales(pop, "SPREAD", [], self.rng)
+                sales.supply(await spread(self.args.units + 200))
+                await http_load.closed(HOST, port, sales.hold(), 200, self.args.concurrency, 10)  # warm-up
+                r = await self.closed(
+                    f"b_hold, {n} worker(s)", port, sales.hold(), self.args.units, self.args.concurrency
+                )
+                out[f"workers_{n}"] = r.summary()
+            finally:
+                stop(proc)
+        self.results["w_workers"] = out
+        self.ratios["holds_2_vs_1_workers"] = round(out["workers_2"]["rate"] / out["workers_1"]["rate"], 3)
 
     async def passwords(self, pop: scenarios.Population, spread) -> None:
         say("password checks against the cores' ceiling (gateway unpinned, 2 argon2 threads)")
@@ -348,6 +369,12 @@ class Bench:
             return
         out = json.loads(path.read_text())
         self.results["e_ledger"] = {k: out.get(k) for k in ("events", "events_per_s", "copy_rows_per_s", "ratios")}
+        one = out.get("results", {}).get("writers_1", {}).get("runs", [{}])[0]
+        if one.get("cpu_s") and one.get("events"):  # CPU per stored event: the writer's and Postgres's
+            self.results["e_ledger"]["writer_us_per_event"] = round(
+                one["cpu_s"]["bench_process"] * 1e6 / one["events"], 1
+            )
+            self.results["e_ledger"]["postgres_us_per_event"] = round(one["cpu_s"]["postgres"] * 1e6 / one["events"], 1)
         self.ratios["ledger_vs_copy"] = out["ratios"]["ledger_vs_copy"]
         drained = out["events_per_s"]
         drained = drained if isinstance(drained, dict) else {"writers_1": drained}
@@ -371,7 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--only",
         default=SCENARIOS + "pr",
-        help="scenarios to run: a-g (g: the ERP's gateway; needs b and c first), k (cluster), m (month), "
+        help="scenarios to run: a-g (g: the ERP's gateway; needs b and c first), w (1 and 2 gateway workers), "
+        "k (cluster), m (month), "
         "p (postgres), r (redis raw)",
     )
     ap.add_argument(
@@ -442,6 +470,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratios": bench.ratios,
         "targets": report.TARGETS,
         "results": bench.results,
+        "capacity": report.capacity(bench.results),
         "notes": bench.notes,
     }
     out = args.out or (root / "report" if args.smoke else RESULTS)

@@ -38,6 +38,66 @@ def percentiles(latencies_ms: list[float]) -> dict[str, float]:
     return {str(p): round(data[min(len(data) - 1, int(len(data) * p / 100))], 3) for p in POINTS}
 
 
+def capacity(results: dict[str, Any]) -> dict[str, Any] | None:
+    """What one core serves, from this run's CPU per unit of work: the gateway's (one worker
+    pinned at its max rate is one core busy), Redis's (scenario ii), the ledger writer's and
+    Postgres's per event (e), argon2's per password check. A checkout (limit, password, hold,
+    commit) costs two single requests, a hold + commit pair, one argon2 verify, and three events
+    (password.verified, empenho.held, empenho.committed) for the writer and Postgres."""
+    try:
+        hold_us = 1e6 / results["b_hold"]["max"]["rate"]
+        pair_us = 1e6 / results["b_hold_commit"]["max"]["rate"]
+        redis_hold = results["redis_raw_hold"]["cost"]["redis_us_per_call"]
+        redis_commit = results["redis_raw_commit"]["cost"]["redis_us_per_call"]
+        writer_us = results["e_ledger"]["writer_us_per_event"]
+        postgres_us = results["e_ledger"]["postgres_us_per_event"]
+        argon2_us = results["password"]["one_verify_ms"] * 1000
+    except (KeyError, TypeError, ZeroDivisionError):
+        return None
+    checkout = {
+        "gateway": round(pair_us + 2 * hold_us),
+        "argon2": round(argon2_us),
+        "redis": round(redis_hold + redis_commit + 2 * redis_hold / 3),  # limit and password: lighter calls
+        "writer": round(3 * writer_us),
+        "postgres": round(3 * postgres_us),
+    }
+    total = sum(checkout.values())
+    hold = {
+        "gateway": round(hold_us),
+        "redis": round(redis_hold),
+        "writer": round(writer_us),
+        "postgres": round(postgres_us),
+    }
+    return {
+        "us_per_checkout": checkout,
+        "checkouts_per_core_s": round(1e6 / total, 1),
+        "us_per_hold": hold,
+        "holds_per_core_s": round(1e6 / sum(hold.values())),
+        "redis_holds_per_core_s": round(1e6 / redis_hold),
+    }
+
+
+def capacity_lines(c: dict[str, Any]) -> list[str]:
+    ck, h = c["us_per_checkout"], c["us_per_hold"]
+    parts = ", ".join(f"{k} {v:,}" for k, v in ck.items())
+    lines = [
+        "",
+        "## What a machine serves (arithmetic from this run's CPU per unit of work)",
+        "",
+        f"- A checkout (limit, password, hold, commit) takes {sum(ck.values()):,} µs of CPU: {parts}; one core"
+        f" serves {c['checkouts_per_core_s']} checkouts a second, so N cores about N × that (argon2 is"
+        f" {ck['argon2'] / sum(ck.values()):.0%} of it).",
+        f"- A hold alone takes {sum(h.values())} µs: "
+        + ", ".join(f"{k} {v}" for k, v in h.items())
+        + f"; {c['holds_per_core_s']:,} holds a second per core, all parts included. Redis runs on one core"
+        f" per shard master: {c['redis_holds_per_core_s']:,} holds a second each.",
+        "- A chain with T terminals each doing one checkout every S seconds at its peak needs"
+        " T / S checkouts a second: cores = T / S / the figure above, gateway workers = one per core"
+        " left after Redis and Postgres, Redis masters = holds a second / the Redis figure.",
+    ]
+    return lines
+
+
 def _met(name: str, value: float | None) -> str:
     if value is None or name not in TARGETS:
         return ""
@@ -148,6 +208,14 @@ def markdown(doc: dict[str, Any], plot_name: str) -> str:
             f"- AOF: holds {a['always']['rate']:.0f}/s with `appendfsync always`,"
             f" {a['everysec']['rate']:.0f}/s with `everysec`"
         )
+    if "w_workers" in r:
+        w = r["w_workers"]
+        lines.append(
+            f"- Gateway workers (unpinned, sharing the 2 cores with Redis and the load): holds"
+            f" {w['workers_1']['rate']:.0f}/s on 1, {w['workers_2']['rate']:.0f}/s on 2"
+        )
+    if doc.get("capacity"):
+        lines += capacity_lines(doc["capacity"])
     if "m_month" in r:
         lines += month_lines(r["m_month"])
     for note in doc.get("notes", []):

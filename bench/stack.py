@@ -85,9 +85,12 @@ class BenchStack:
     def env(self, **extra: str) -> dict[str, str]:
         return gateway_env(self.redis.url, CONVENIO_HOLD_TTL=str(self.hold_ttl_s), **extra)
 
-    def serve_gateway(self, cores: str | None = SERVER_CORES, threads: int = 1) -> tuple[subprocess.Popen, int]:
+    def serve_gateway(
+        self, cores: str | None = SERVER_CORES, threads: int = 1, workers: int = 1
+    ) -> tuple[subprocess.Popen, int]:
         port = embedded.free_port()
         cmd = [sys.executable, "-m", "ledger.cli", "serve", "--port", str(port), "--log-level", "warning"]
+        cmd += ["--workers", str(workers)]
         if self.server == "granian":
             cmd = granian_command("gateway.app:create_app", port)
         env = self.env(CONVENIO_PASSWORD_THREADS=str(threads))
