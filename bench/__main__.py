@@ -17,7 +17,7 @@ and 3 masters, the writers' drain with one per master, a shard moved during hold
 (bench.cluster, its own clusters), (w) holds on 1 and 2 gateway workers, (g) the ERP's way
 served like ours: a Starlette + asyncpg gateway with the same endpoints, bodies, auth and
 idempotency over a balance row locked by SELECT ... FOR UPDATE (bench.erp_gateway), hot pool
-and spread. Baselines: (i) a bare
+and spread, (y) where a hold's microseconds go (bench.profile, py-spy; not in --smoke). Baselines: (i) a bare
 Starlette echo, (ii) the raw hold script pipelined into Redis, (iii) the ERP's way in Postgres
 (SELECT ... FOR UPDATE), hot and spread, (iv) raw COPY (within e).
 """
@@ -47,7 +47,7 @@ from gateway.platform.passwords import PasswordHasher
 from ledger.ops import embedded
 
 RESULTS = Path(__file__).with_name("results")
-SCENARIOS = "abcdefgwmk"
+SCENARIOS = "abcdefgwmky"
 GATEWAY_PHASES = "abcdfw"  # the scenarios that run on the stack's gateway (with baseline i)
 HOST = "127.0.0.1"
 
@@ -358,6 +358,16 @@ class Bench:
         self.results["k_cluster"] = out
         self.ratios.update(out["ratios"])
 
+    def profile(self) -> None:
+        say("(y) where a hold's time goes: py-spy on one gateway worker at max rate (bench.profile)")
+        path = self.stack.root / "profile.md"
+        cmd = [sys.executable, "-m", "bench.profile", "--holds", str(self.args.units * 2), "--out", str(path)]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            self.notes.append(f"scenario y failed: {done.stderr[-300:]}")
+            return
+        self.results["y_profile"] = path.read_text()
+
     def ledger(self) -> None:
         say("(e) ledger writer draining a backlog, against raw COPY (bench.ledger_drain)")
         cmd = [sys.executable, "-m", "bench.ledger_drain", "--events", str(self.args.ledger_events)]
@@ -399,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         default=SCENARIOS + "pr",
         help="scenarios to run: a-g (g: the ERP's gateway; needs b and c first), w (1 and 2 gateway workers), "
-        "k (cluster), m (month), "
+        "k (cluster), m (month), y (profile), "
         "p (postgres), r (redis raw)",
     )
     ap.add_argument(
@@ -449,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
             bench.ledger()
         except Exception as exc:  # a broken phase is a note in the report, not a lost run
             bench.notes.append(f"scenario e failed: {exc!r}")
+    if "y" in args.only and not args.smoke:  # py-spy samples a process: a profile is no smoke test
+        bench.profile()
     if "k" in args.only:
         try:
             bench.cluster()

@@ -2,10 +2,11 @@
 sampled by py-spy, each sample put in one part of the hot path by its innermost frame that
 belongs to one; the worker's CPU time per hold split in those shares.
 
-    .venv/bin/pip install py-spy==0.4.3   # a profiler, not a dependency of the product
     .venv/bin/python -m bench.profile [--holds N] [--out bench/results/DATE-profile.md]
 
 The echo (baseline i) is measured the same way, in the same run, for the per-request floor.
+py-spy (a profiler, not a dependency of the product) comes with the bench extra; bench/run
+runs this as scenario (y) and puts its table in the dated report.
 """
 
 from __future__ import annotations

@@ -218,6 +218,8 @@ def markdown(doc: dict[str, Any], plot_name: str) -> str:
         lines += capacity_lines(doc["capacity"])
     if "m_month" in r:
         lines += month_lines(r["m_month"])
+    if "y_profile" in r:  # bench.profile's own page, one level down
+        lines += [""] + ["#" + ln if ln.startswith("# ") else ln for ln in r["y_profile"].strip().splitlines()]
     for note in doc.get("notes", []):
         lines.append(f"- Note: {note}")
     lines += ["", f"![latency]({plot_name})", ""]
