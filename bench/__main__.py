@@ -388,6 +388,10 @@ class Bench:
         self.ratios["ledger_vs_copy"] = out["ratios"]["ledger_vs_copy"]
         drained = out["events_per_s"]
         drained = drained if isinstance(drained, dict) else {"writers_1": drained}
+        two = out.get("results", {}).get("writers_2", {}).get("events_per_s")
+        if two:
+            drained["writers_2"] = two
+            self.results["e_ledger"]["events_per_s"] = drained
         peak = self.results.get("b_hold", {}).get("max", {}).get("rate")  # the gateway's peak decisions/s
         if peak:
             self.ratios["ledger_vs_peak"] = round(drained["writers_1"] / peak, 2)
