@@ -65,14 +65,16 @@ async def run(
     started = time.perf_counter()
     for start in range(0, len(calls), depth):
         pipe = svc.redis.pipeline(transaction=False)
-        for keys, args in calls[start : start + depth]:
+        batch = calls[start : start + depth]
+        for keys, args in batch:
             pipe.evalsha(sha, len(keys), *keys, *args)
         sent = time.perf_counter()
-        for (_, args), raw in zip(calls[start : start + depth], await pipe.execute(), strict=True):
+        replies = await pipe.execute()
+        for n, raw in enumerate(replies):
             r = msgspec.json.decode(raw)["r"]
             statuses[r["s"]] = statuses.get(r["s"], 0) + 1
             if held is not None and r["s"] == 201:
-                held.append((r["id"], args[1]))
+                held.append((r["id"], minted[start + n][0]))
         latencies.append((time.perf_counter() - sent) * 1000)
     seconds = time.perf_counter() - started
     return Result(len(calls), seconds, latencies, statuses)

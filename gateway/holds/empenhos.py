@@ -125,7 +125,8 @@ async def hold(svc: Services, api_key_id: str, idempotency_key: str, req: Empenh
 async def commit(svc: Services, empenho_id: str, req: CommitRequest, scope: tuple[str, str] = ("", "")) -> Answer:
     """Post the hold; `scope`: the store (and terminal) a scoped key acts for (gateway/stores/scope.py)."""
     shard, (conv, part) = await lifecycle.locate(svc, EMPENHO, empenho_id)
-    res = await svc.run("empenho_commit", *commit_call(svc, shard, empenho_id, conv, part, req, scope))
+    keys, args = commit_call(svc, shard, empenho_id, conv, part, req, scope)
+    res = await svc.run("empenho_commit", keys, args)
     return lifecycle.settled(res, _outcome)
 
 
