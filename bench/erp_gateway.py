@@ -32,11 +32,12 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
+from gateway.auth import apikeys
 from gateway.auth.apikeys import ApiKey
 from gateway.auth.permissions import Permission
 from gateway.holds.lifecycle import REPLAYED, fingerprint, key_digest
 from gateway.holds.schemas import CancelRequest, CommitRequest, EmpenhoHeld, EmpenhoOutcome, EmpenhoRequest, LimitView
-from gateway.platform.clock import rfc3339
+from gateway.platform.clock import rfc3339, system_ms
 from gateway.platform.digests import digest
 from gateway.platform.errors import ApiError, ErrorCode
 from gateway.platform.http import idempotency, operations
@@ -144,37 +145,20 @@ class Erp:
     hold_ttl_s: int
 
 
-class KeyCache:
-    """API keys by their SHA-256 digest in Postgres, each looked up once per cache time, as ours
-    (gateway/auth/apikeys.py `ApiKeyCache`) looks them up in Redis."""
+class KeyCache(apikeys.KeyCache):
+    """API keys by their SHA-256 digest in Postgres, each looked up once per cache time: ours
+    (gateway/auth/apikeys.py) with the lookup in Postgres instead of Redis."""
 
     def __init__(self, pool: asyncpg.Pool, ttl_s: float) -> None:
-        self._pool, self._ttl = pool, ttl_s
-        self._entries: dict[str, tuple[float, ApiKey | None]] = {}
+        super().__init__(ttl_s, system_ms)
+        self._pool = pool
 
-    async def authenticate(self, authorization: str | None) -> ApiKey:
-        if not authorization or authorization[:7].lower() != "bearer ":
-            raise ApiError(E.UNAUTHORIZED)
-        token = authorization[7:].strip()
-        if not token or len(token) > 256:
-            raise ApiError(E.UNAUTHORIZED)
-        d = digest(token)
-        now = time.monotonic()
-        hit = self._entries.get(d)
-        if hit is not None and hit[0] > now:
-            key = hit[1]
-        else:
-            row = await self._pool.fetchrow(KEY_LOOKUP, d)
-            key = None
-            if row is not None:
-                codes = frozenset(Permission(int(c)) for c in row["permissions"].split(",") if c)
-                key = ApiKey(row["id"], codes, lineage=row["id"])
-            if len(self._entries) > 10_000:
-                self._entries.clear()
-            self._entries[d] = (now + self._ttl, key)
-        if key is None:
-            raise ApiError(E.UNAUTHORIZED)
-        return key
+    async def _lookup(self, d: str) -> ApiKey | None:
+        row = await self._pool.fetchrow(KEY_LOOKUP, d)
+        if row is None:
+            return None
+        codes = frozenset(Permission(int(c)) for c in row["permissions"].split(",") if c)
+        return ApiKey(row["id"], codes, lineage=row["id"])
 
 
 def _at(ms: int) -> datetime.datetime:

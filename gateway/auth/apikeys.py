@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.auth.permissions import Permission
@@ -173,10 +174,13 @@ async def listing(svc: Services) -> list[KeyInfo]:
     return sorted(found, key=lambda k: (k.created_at, k.id))
 
 
-class ApiKeyCache:
-    def __init__(self, svc: Services) -> None:
-        self._svc = svc
-        self._ttl = svc.settings.apikey_cache_s
+class KeyCache:
+    """A bearer key checked: the header read, the key found by its digest (`_lookup`) and kept
+    `ttl_s` in this process, an expired one refused. `now_ms` is the clock expiry reads."""
+
+    def __init__(self, ttl_s: float, now_ms: Callable[[], int]) -> None:
+        self._ttl = ttl_s
+        self._now_ms = now_ms
         self._entries: dict[str, tuple[float, ApiKey | None]] = {}
 
     async def authenticate(self, authorization: str | None) -> ApiKey:
@@ -196,9 +200,20 @@ class ApiKeyCache:
             if len(self._entries) > 10_000:
                 self._entries.clear()
             self._entries[d] = (now + self._ttl, key)
-        if key is None or (key.expires_at is not None and key.expires_at <= self._svc.now_ms()):
+        if key is None or (key.expires_at is not None and key.expires_at <= self._now_ms()):
             raise ApiError(ErrorCode.UNAUTHORIZED)
         return key
+
+    async def _lookup(self, d: str) -> ApiKey | None:
+        raise NotImplementedError
+
+
+class ApiKeyCache(KeyCache):
+    """The gateway's keys, in Redis (each lookup stamps when the key was last used)."""
+
+    def __init__(self, svc: Services) -> None:
+        super().__init__(svc.settings.apikey_cache_s, svc.now_ms)
+        self._svc = svc
 
     async def _lookup(self, d: str) -> ApiKey | None:
         record = self._svc.keys.api_key(d)
