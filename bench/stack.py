@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import redis
 
 from gateway.platform.config import Settings
+from gateway.platform.redis.keys import Keys
 from gateway.platform.services import Services
 from ledger.ops import embedded
 
@@ -76,6 +78,29 @@ class BenchStack:
             hold_ttl_s=self.hold_ttl_s,
             password_threads=2,
         )
+
+    def settle(self, most_s: float = 120.0, every_hold: bool = False) -> float:
+        """Wait until Redis is doing nothing in the background for the phase about to start, and
+        say how long that took: no rewrite of its AOF (or snapshot) running, a forked child that
+        takes a whole core; and no empenho of an earlier phase left overdue, which the running
+        gateway's sweeper would be expiring (tens of thousands after the holds phases: the
+        event loop busy with them, and Redis too) while the phase measures something else;
+        `every_hold`: no empenho left pending at all (they expire within the bench's hold TTL)."""
+        client = redis.Redis.from_url(self.redis.url)
+        keys = Keys(PREFIX, self.settings.shards)
+        started = time.monotonic()
+        try:
+            while time.monotonic() - started < most_s:
+                info = client.info("persistence")
+                rewriting = info.get("aof_rewrite_in_progress") or info.get("rdb_bgsave_in_progress")
+                now_ms = "+inf" if every_hold else int(time.time() * 1000)
+                overdue = sum(client.zcount(keys.pending(s), "-inf", now_ms) for s in range(keys.shards))
+                if not rewriting and not overdue:
+                    break
+                time.sleep(0.1)
+        finally:
+            client.close()
+        return time.monotonic() - started
 
     async def gateway(self) -> Services:
         svc = await Services.open(self.settings)
