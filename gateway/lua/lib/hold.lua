@@ -22,12 +22,16 @@ end
 -- A decision on placing a hold, approved or declined: keep its answer under the Idempotency-Key
 -- (a decline is a decision too, replayed like an approval) and append its event, which carries
 -- the request and the answer.
+-- The answer is encoded once and spliced into the record, the event and the reply: cjson is most
+-- of a script's own time (the fingerprint is hex, the request a non-empty table).
 local function decide(idem_key, idem_ttl, fingerprint, stream, etype, protocol, now, request, result)
   result.protocol = protocol
-  redis.call('SET', idem_key, cjson.encode({fp = fingerprint, r = result}), 'EX', idem_ttl)
-  request.answer = result
-  emit(stream, etype, protocol, now, request)
-  return ok(result)
+  local answer = cjson.encode(result)
+  redis.call('SET', idem_key, '{"fp":"' .. fingerprint .. '","r":' .. answer .. '}', 'EX', idem_ttl)
+  local event = cjson.encode(request)
+  redis.call('XADD', stream, '*', 'type', etype, 'protocol', protocol, 'at', now,
+             'data', string.sub(event, 1, -2) .. ',"answer":' .. answer .. '}')
+  return '{"ok":true,"r":' .. answer .. '}'
 end
 
 -- The amount a commit asks for: ARGV's text, or '' for the whole hold.
