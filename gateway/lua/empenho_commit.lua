@@ -75,14 +75,15 @@ if vehicle then
 end
 local result = {s = 200, id = id, status = 'COMMITTED', amount = amount, balance = balance,
                 protocol = protocol}
+local answer = cjson.encode(result)  -- once: stored for a replay, in the event, the reply
 redis.call('HSET', emp_key, 'status', 'COMMITTED', 'committed_amount', amount,
-           'coupon', coupon, 'ended_at', now, 'commit_result', cjson.encode(result))
+           'coupon', coupon, 'ended_at', now, 'commit_result', answer)
 redis.call('ZREM', pending_key, id)
 push_history(hist_key, 'COMMITTED', now, protocol, amount)
 retire(emp_key, hist_key, final_ttl)
-emit(stream, 'empenho.committed', protocol, now,
-     {id = id, convenio = emp.convenio, participant = emp.participant, held = held,
-      amount = amount, coupon = coupon, balance = balance, reserved = reserved, pool = emp.pool,
-      plate = emp.plate, odometer_km = emp.odometer_km, terminal = emp.terminal,
-      store = emp.store, sale = emp.sale, answer = result})
-return ok(result)
+emit_answered(stream, 'empenho.committed', protocol, now,
+              {id = id, convenio = emp.convenio, participant = emp.participant, held = held,
+               amount = amount, coupon = coupon, balance = balance, reserved = reserved,
+               pool = emp.pool, plate = emp.plate, odometer_km = emp.odometer_km,
+               terminal = emp.terminal, store = emp.store, sale = emp.sale}, answer)
+return ok_encoded(answer)

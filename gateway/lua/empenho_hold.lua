@@ -180,10 +180,7 @@ if #counted > 0 then
   request.counted_in = {}
   for i = 1, #counted, 2 do request.counted_in[counted[i]] = counted[i + 1] end
 end
--- written out rather than by cjson, which costs more than the command (now and amount are
--- digits, the protocol one of our ids)
-redis.call('RPUSH', hist_key, '{"status":"PENDING","at":' .. now .. ',"protocol":"' .. protocol
-           .. '","amount":' .. amount .. '}')
+redis.call('RPUSH', hist_key, history_entry('PENDING', now, protocol, amount))
 redis.call('ZADD', pending_key, expires_at, id)
 available = available - amount
 request.id = id

@@ -32,8 +32,22 @@ local function emit(stream, etype, protocol, now, data)
              'data', cjson.encode(data))
 end
 
+-- The same with the answer already encoded (`answer`, a JSON object) spliced in as its
+-- `answer` field: a script that also stores its answer encodes it once (cjson is most of a
+-- script's own time). `data` must not be empty.
+local function emit_answered(stream, etype, protocol, now, data, answer)
+  local event = cjson.encode(data)
+  redis.call('XADD', stream, '*', 'type', etype, 'protocol', protocol, 'at', now,
+             'data', string.sub(event, 1, -2) .. ',"answer":' .. answer .. '}')
+end
+
 local function ok(result)
   return cjson.encode({ok = true, r = result})
+end
+
+-- ok() of an answer already encoded
+local function ok_encoded(answer)
+  return '{"ok":true,"r":' .. answer .. '}'
 end
 
 local function fail(code, extra)

@@ -9,9 +9,7 @@ local function pool_key(emp, conv_key, part_key)
 end
 
 local function push_history(hist_key, status, now, protocol, amount)
-  redis.call('RPUSH', hist_key,
-             cjson.encode({status = status, at = tonumber(now), protocol = protocol,
-                           amount = tonumber(amount)}))
+  redis.call('RPUSH', hist_key, history_entry(status, tonumber(now), protocol, tonumber(amount)))
 end
 
 -- A final empenho stays hot in Redis for a while, then lives on in Postgres.
