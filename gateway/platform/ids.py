@@ -6,13 +6,13 @@ commit and cancel find them without an index.
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 import time
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_FROM_RFC4648 = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _CROCKFORD.encode())
+#: every 10-bit value as its two Crockford digits: a ULID is 13 lookups (this runs twice per hold)
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
 ULID = "[0-9A-Z]{26}"
 
 #: what each kind of id looks like (the HTTP edge checks path parameters against these)
@@ -21,13 +21,27 @@ CREDIT_HOLD_ID = re.compile(rf"^C([0-9]{{1,4}})-({ULID})$")
 DUPLICATA_ID = re.compile(rf"^D{ULID}$")
 LIMIT_REQUEST_ID = re.compile(rf"^L{ULID}$")
 
+_ms_text = ["", -1]  # the last millisecond's 10 digits, and that millisecond
+
 
 def _ulid() -> str:
-    """A 26-character ULID: 48 bits of ms time then 80 random bits; sorts by time."""
-    value = (time.time_ns() // 1_000_000 << 80) | int.from_bytes(os.urandom(10), "big")
-    # 130 bits (2 leading zeros + 128) are the first 26 of base32's 32 digits for 160 bits; the
-    # C encoder then one translate beat 26 divmods in Python (this runs twice per hold)
-    return base64.b32encode((value << 30).to_bytes(20, "big"))[:26].translate(_FROM_RFC4648).decode()
+    """A 26-character ULID: 48 bits of ms time (10 digits, two leading zero bits) then 80 random
+    bits (16 digits); sorts by time. The time's digits are made once per millisecond."""
+    ms = time.time_ns() // 1_000_000
+    if ms != _ms_text[1]:
+        _ms_text[0], _ms_text[1] = "".join(_PAIRS[(ms >> s) & 1023] for s in (40, 30, 20, 10, 0)), ms
+    r, p = int.from_bytes(os.urandom(10), "big"), _PAIRS
+    return (
+        _ms_text[0]
+        + p[r >> 70]
+        + p[(r >> 60) & 1023]
+        + p[(r >> 50) & 1023]
+        + p[(r >> 40) & 1023]
+        + p[(r >> 30) & 1023]
+        + p[(r >> 20) & 1023]
+        + p[(r >> 10) & 1023]
+        + p[r & 1023]
+    )
 
 
 def new_protocol() -> str:
