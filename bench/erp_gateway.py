@@ -43,7 +43,7 @@ from gateway.platform.errors import ApiError, ErrorCode
 from gateway.platform.http import idempotency, operations
 from gateway.platform.http.edge import wrap
 from gateway.platform.http.endpoint import Call, Endpoint, Handler, Reply
-from gateway.platform.http.fast_path import FastPath
+from gateway.platform.http.fast_path import FastPathApp
 from gateway.platform.http.header_limit import HeaderLimit
 from gateway.platform.ids import new_empenho_id, new_protocol
 
@@ -427,7 +427,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 )
 
 
-def create_app() -> Starlette:
+def create_app() -> FastPathApp:
     """Application factory (uvicorn --factory); settings from the environment (module docstring)."""
     url = os.environ["ERP_DATABASE_URL"]
     size = int(os.environ.get("ERP_POOL_SIZE", "64"))
@@ -451,13 +451,11 @@ def create_app() -> Starlette:
             await pool.close()
 
     wrapped = [(ep, wrap(ep)) for ep in ENDPOINTS]
-    return Starlette(
-        routes=[Route(ep.path, fn, methods=[ep.method], name=ep.name) for ep, fn in wrapped],
+    return FastPathApp(
+        [(ep.method, ep.path, fn.asgi) for ep, fn in wrapped],
+        routes=[Route(ep.path, fn.endpoint, methods=[ep.method], name=ep.name) for ep, fn in wrapped],
         lifespan=lifespan,
-        middleware=[
-            Middleware(HeaderLimit),
-            Middleware(FastPath, routes=[(ep.method, ep.path, fn) for ep, fn in wrapped]),
-        ],
+        middleware=[Middleware(HeaderLimit)],
     )
 
 

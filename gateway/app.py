@@ -37,7 +37,7 @@ from gateway.platform.errors import ApiError, ErrorCode
 from gateway.platform.http import openapi, operations, tls
 from gateway.platform.http.edge import UNAVAILABLE, error_response, wrap
 from gateway.platform.http.endpoint import JSON, Endpoint
-from gateway.platform.http.fast_path import AllowedMethods, FastPath
+from gateway.platform.http.fast_path import AllowedMethods, FastPathApp
 from gateway.platform.http.header_limit import HeaderLimit
 from gateway.platform.services import Services
 from gateway.registry import api as registry_api
@@ -72,7 +72,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 OPERATIONS: tuple[Endpoint, ...] = operations.ENDPOINTS
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(settings: Settings | None = None) -> FastPathApp:
     """Application factory (uvicorn --factory); settings come from the environment by default."""
     settings = settings or Settings.from_env()
     settings.secret_pepper()  # the gateway checks passwords: refuse to start without the pepper
@@ -106,7 +106,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     endpoints = ENDPOINTS + OPERATIONS
     bind = tls.bind if settings.tls_client_ca else None  # keys held to the terminals' certificates
     wrapped = [(ep, wrap(ep, bind)) for ep in endpoints]
-    routes = [Route(ep.path, fn, methods=[ep.method], name=ep.name) for ep, fn in wrapped]
+    routes = [Route(ep.path, fn.endpoint, methods=[ep.method], name=ep.name) for ep, fn in wrapped]
     spec = msgspec.json.encode(openapi.document(endpoints, VERSION))
 
     async def openapi_json(request: Request) -> Response:
@@ -130,13 +130,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         code = ErrorCode.METHOD_NOT_ALLOWED if exc.status_code == 405 else ErrorCode.NOT_FOUND
         return error_response(ApiError(code, headers=headers))
 
-    return Starlette(
+    return FastPathApp(
+        [(ep.method, ep.path, fn.asgi) for ep, fn in wrapped],
         routes=routes,
         lifespan=lifespan,
-        middleware=[
-            Middleware(HeaderLimit),
-            Middleware(FastPath, routes=[(ep.method, ep.path, fn) for ep, fn in wrapped]),
-        ],
+        middleware=[Middleware(HeaderLimit)],
         exception_handlers={HTTPException: http_error},
     )
 

@@ -8,6 +8,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -19,8 +20,9 @@ from redis.exceptions import (
     TimeoutError,
     TryAgainError,
 )
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from gateway.platform import metrics
 from gateway.platform.errors import ApiError, ErrorCode
@@ -57,13 +59,20 @@ async def read_body(request: Request) -> bytes:
         if not whole_number(declared):
             raise invalid("Content-Length", "Content-Length must be a whole number.")
         raise ApiError(ErrorCode.BODY_TOO_LARGE)
+    # the ASGI messages themselves (Request.stream's async generator costs every hold): a body
+    # comes in one message or several, and a disconnect ends it as Starlette's would
     chunks, size = [], 0
-    async for chunk in request.stream():
+    while True:
+        message = await request.receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY:
             raise ApiError(ErrorCode.BODY_TOO_LARGE)
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _whole_floats(value: Any) -> Any:
@@ -108,8 +117,21 @@ def decode(decoder: msgspec.json.Decoder, raw: bytes) -> Any:
         raise invalid("body", "The body is not valid UTF-8.") from None
 
 
-def wrap(ep: Endpoint, bind: Callable[[Caller, Any], Caller] | None = None) -> Callable[[Request], Awaitable[Response]]:
-    """The Starlette endpoint for `ep`; the app's lifespan puts `services` and `apikeys` on its state.
+@dataclass(frozen=True)
+class Wrapped:
+    """An endpoint served two ways: `endpoint`, Starlette's (a Request in, a Response out), and
+    `asgi`, the same answer sent straight through the ASGI `send` (gateway/platform/http/fast_path.py
+    calls it for the table's routes, without Starlette's router, middleware and Response)."""
+
+    endpoint: Callable[[Request], Awaitable[Response]]
+    asgi: Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+_JSON_HEADER = (b"content-type", JSON.encode())
+
+
+def wrap(ep: Endpoint, bind: Callable[[Caller, Any], Caller] | None = None) -> Wrapped:
+    """`ep` served; the app's lifespan puts `services` and `apikeys` on its state.
     `bind(key, scope)`, given when terminals present client certificates (gateway/platform/http/tls.py),
     holds each authenticated key to the connection's certificate."""
     decoder = msgspec.json.Decoder(ep.request) if ep.request else None
@@ -117,7 +139,8 @@ def wrap(ep: Endpoint, bind: Callable[[Caller, Any], Caller] | None = None) -> C
     latency = metrics.LATENCY.labels(ep.name)
     counters: dict[tuple[int, str], Any] = {}  # (status, code) -> its counter, made once
 
-    async def endpoint(request: Request) -> Response:
+    async def answer(request: Request) -> tuple[int, bytes, dict[str, str]]:
+        """The status, body and headers of the answer to `request`, counted."""
         started = time.perf_counter()
         code = ""
         state = request.app.state
@@ -138,25 +161,40 @@ def wrap(ep: Endpoint, bind: Callable[[Caller, Any], Caller] | None = None) -> C
                     raw = b"{}"
                 body = decode(decoder, raw)
             reply = await ep.handler(Call(request, state.services, key, body, path))
-            response = Response(encoder.encode(reply.body), reply.status, reply.headers, JSON)
+            status, content, headers = reply.status, encoder.encode(reply.body), reply.headers
         except ApiError as exc:
             code = str(exc.code)
-            response = error_response(exc)
+            status, content, headers = exc.status, msgspec.json.encode(exc.body()), exc.headers
         except UNAVAILABLE as exc:
             log.warning("%s: Redis unavailable: %s", ep.name, type(exc).__name__)
             code = str(ErrorCode.SERVICE_UNAVAILABLE)
-            response = error_response(ApiError(ErrorCode.SERVICE_UNAVAILABLE, retry_after=1))
+            refusal = ApiError(ErrorCode.SERVICE_UNAVAILABLE, retry_after=1)
+            status, content, headers = refusal.status, msgspec.json.encode(refusal.body()), refusal.headers
         except Exception:
             log.exception("%s: unexpected error", ep.name)
             code = str(ErrorCode.INTERNAL_ERROR)
-            response = error_response(ApiError(ErrorCode.INTERNAL_ERROR))
-        counter = counters.get((response.status_code, code))
+            failure = ApiError(ErrorCode.INTERNAL_ERROR)
+            status, content, headers = failure.status, msgspec.json.encode(failure.body()), failure.headers
+        counter = counters.get((status, code))
         if counter is None:
-            counter = counters[(response.status_code, code)] = metrics.REQUESTS.labels(
-                ep.name, str(response.status_code), code
-            )
+            counter = counters[(status, code)] = metrics.REQUESTS.labels(ep.name, str(status), code)
         counter.inc()
         latency.observe(time.perf_counter() - started)
-        return response
+        return status, content, headers
 
-    return endpoint
+    async def endpoint(request: Request) -> Response:
+        status, content, headers = await answer(request)
+        return Response(content, status, headers, JSON)
+
+    async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
+        status, content, headers = await answer(Request(scope, receive))
+        if status < 200 or status in (204, 304):  # no body, no length: Starlette's rules apply
+            await Response(content, status, headers, JSON)(scope, receive, send)
+            return
+        raw = [_JSON_HEADER, (b"content-length", str(len(content)).encode())]
+        if headers:
+            raw += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": content})
+
+    return Wrapped(endpoint, asgi)

@@ -1,33 +1,43 @@
-"""The endpoint table's routes dispatched straight to their endpoints.
+"""The gateway's application: Starlette, with the endpoint table's routes dispatched straight to
+their endpoints.
 
-Starlette's router tries each route's pattern in turn and wraps every call in its exception
-middleware and request/response adapters; our endpoints (gateway/platform/http/edge.py `wrap`) already
-turn every failure into the contract's JSON error, so for them that machinery only costs time
-on every hold. This middleware matches (method, path) against the same patterns, in the same
-order, and calls the endpoint itself. Anything it does not match (HEAD, an unknown path, a
-wrong method, /openapi.json, /metrics) goes on to Starlette unchanged, with its 404 and 405; the
-405's Allow header comes from `AllowedMethods` (Starlette's names only the first route that
-matched the path, one method of the several the table may have there).
+Starlette's router tries each route's pattern in turn, and every request goes through its error
+middleware (which wraps `send`), our header limit, and request/response adapters; our endpoints
+(gateway/platform/http/edge.py `wrap`) already turn every failure into the contract's JSON error
+and can send their answer themselves, so for them that machinery only costs time on every hold.
+`FastPathApp` matches (method, path) against the same patterns, in the same order, checks the
+header limit itself, and calls the endpoint's ASGI form. Anything it does not match (HEAD, an
+unknown path, a wrong method, /openapi.json, /metrics, the back office, the lifespan) goes on to
+Starlette unchanged, with its 404 and 405; the 405's Allow header comes from `AllowedMethods`
+(Starlette's names only the first route that matched the path, one method of the several the
+table may have there).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.applications import Starlette
 from starlette.routing import compile_path
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
-Endpoint = Callable[[Request], Awaitable[Response]]
+from gateway.platform.errors import ApiError, ErrorCode
+from gateway.platform.http.edge import error_response
+from gateway.platform.http.header_limit import MAX_HEADER_BYTES, header_bytes
+
+Asgi = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class FastPath:
-    def __init__(self, app: ASGIApp, routes: list[tuple[str, str, Endpoint]]) -> None:
-        self.app = app
-        self._by_method: dict[str, list[tuple[re.Pattern[str], Endpoint]]] = {}
-        for method, path, endpoint in routes:  # Starlette's order: the first full match wins
+class FastPathApp(Starlette):
+    """Starlette (its `routes`, middleware, lifespan and state as given) with `fast`, (method,
+    path, ASGI endpoint) in the order Starlette would match them: the first full match wins."""
+
+    def __init__(self, fast: Sequence[tuple[str, str, Asgi]], **starlette: Any) -> None:
+        super().__init__(**starlette)
+        self._by_method: dict[str, list[tuple[re.Pattern[str], Asgi]]] = {}
+        for method, path, endpoint in fast:
             self._by_method.setdefault(method, []).append((compile_path(path)[0], endpoint))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -36,11 +46,15 @@ class FastPath:
             for pattern, endpoint in self._by_method.get(scope["method"], ()):
                 match = pattern.match(path)
                 if match is not None:
+                    scope["app"] = self  # what Request.app (the state) reads, as Starlette sets it
+                    if header_bytes(scope["headers"]) > MAX_HEADER_BYTES:
+                        refusal = ApiError(ErrorCode.HEADERS_TOO_LARGE, headers={"Connection": "close"})
+                        await error_response(refusal)(scope, receive, send)
+                        return
                     scope["path_params"] = match.groupdict()
-                    response = await endpoint(Request(scope, receive))
-                    await response(scope, receive, send)
+                    await endpoint(scope, receive, send)
                     return
-        await self.app(scope, receive, send)
+        await super().__call__(scope, receive, send)
 
 
 def _specificity(path: str) -> tuple[int, ...]:
