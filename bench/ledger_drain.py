@@ -436,8 +436,8 @@ class Breakdown:
         self.wrap_async(svc, "run", lambda a: f"redis script {a[0]}")  # e.g. ledger_trim
         self.wrap_sync(writer, "to_event", "to_event (json decode, datetime)")
         self.wrap_async(writer, "store_events", "store_events (one transaction)")
-        self.wrap_async(projections, "apply", "  projections.apply")
-        self.wrap_async(projections.Fold, "write", "    projections write")
+        self.wrap_sync(projections.Fold, "add", "  projections fold (Python)")
+        self.wrap_async(projections.Fold, "write", "  projections write")
 
         def sql(args: tuple) -> str:
             text = " ".join(str(args[1]).split())
@@ -462,8 +462,6 @@ class Breakdown:
 
     def report(self, total: float) -> dict[str, dict[str, float]]:
         seconds = dict(self.seconds)
-        apply = seconds.get("  projections.apply", 0.0)
-        seconds["    projections fold (Python)"] = apply - seconds.get("    projections write", 0.0)
         top = sum(v for k, v in seconds.items() if not k.startswith(" "))
         seconds["rest: the writer's own Python, event loop"] = total - top
         order = [
@@ -473,9 +471,8 @@ class Breakdown:
             "store_events (one transaction)",
             "  BEGIN [execute]",
             "  journal INSERT .. unnest .. RETURNING [fetch]",
-            "  projections.apply",
-            "    projections fold (Python)",
-            "    projections write",
+            "  projections fold (Python)",
+            "  projections write",
         ]
         keys = [k for k in order if k in seconds]
         keys += sorted((k for k in seconds if k.startswith("      ")), key=lambda k: -seconds[k])
