@@ -187,6 +187,10 @@ class Bench:
         await svc.redis.config_set("appendfsync", self.stack.appendfsync)
         self.results["aof"] = rates
         self.ratios["aof_always_vs_everysec"] = round(rates["always"]["rate"] / rates["everysec"]["rate"], 3)
+        # hold_vs_echo without each decision's fsync: what the gateway worker itself reaches
+        echo = self.results.get("echo", {}).get("max", {}).get("rate")
+        if echo:
+            self.ratios["hold_everysec_vs_echo"] = round(rates["everysec"]["rate"] / echo, 3)
 
     async def workers(self, pop: scenarios.Population, spread) -> None:
         say("(w) holds on 1 and then 2 gateway workers, unpinned (the machine's cores shared with Redis and the load)")
