@@ -378,7 +378,9 @@ class Bench:
     def profile(self) -> None:
         say("(y) where a hold's time goes: py-spy on one gateway worker at max rate (bench.profile)")
         path = self.stack.root / "profile.md"
-        cmd = [sys.executable, "-m", "bench.profile", "--holds", str(self.args.units * 2), "--out", str(path)]
+        # enough holds to outlast py-spy's 3 s of sampling at this machine's rate (a short run sampled ~200)
+        holds = max(self.args.units * 2, 40_000)
+        cmd = [sys.executable, "-m", "bench.profile", "--holds", str(holds), "--out", str(path)]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
         if done.returncode != 0:
             self.notes.append(f"scenario y failed: {done.stderr[-300:]}")
