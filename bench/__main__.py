@@ -101,11 +101,22 @@ class Bench:
         units: int | None = None,
     ) -> dict[str, Any]:
         units = units or self.args.units
+        # The max is the best of two loads: the given connections and four times as many. Where
+        # each decision waits for Redis's fsync (appendfsync always), 32 connections leave both
+        # cores part idle, with every request in flight waiting on the same fsync; the echo is
+        # already at its best with them. (A small given load, the checkout's, is kept as it is.)
+        levels = [concurrency, concurrency * 4] if concurrency >= self.args.concurrency else [concurrency]
         if sales is not None:
-            sales.supply(await mint(min(200, units // 10) + units))
+            sales.supply(await mint(min(200, units // 10) + units * len(levels)))
         await http_load.closed(HOST, port, work, min(200, units // 10), concurrency, 10)  # warm-up
-        peak = await self.closed(name, port, work, units, concurrency, per_unit)
-        out: dict[str, Any] = {"max": peak.summary(), "concurrency": concurrency}
+        tried = {n: await self.closed(f"{name} ({n} conns)", port, work, units, n, per_unit) for n in levels}
+        best = max(tried, key=lambda n: tried[n].rate)
+        peak = tried[best]
+        out: dict[str, Any] = {
+            "max": peak.summary(),
+            "concurrency": best,
+            "max_by_concurrency": {str(n): r.summary() for n, r in tried.items()},
+        }
         for share in (0.5, 0.9):
             rate = peak.rate * share
             if sales is not None:

@@ -150,16 +150,25 @@ async def _workload(
     sales = scenarios.Sales(pop, convenio, [], rng)
     work = sales.hold_commit()
     warm = min(200, units // 10)
-    sales.supply(await mint(url, convenio, codes, warm + units, rng))
+    levels = (concurrency, concurrency * 4)  # the best of two loads, as Bench.scenario measures ours
+    sales.supply(await mint(url, convenio, codes, warm + units * len(levels), rng))
     await http_load.closed(HOST, port, work, warm, concurrency, 10)
-    cpu = redis_ceiling.cpu_seconds(pid)
-    peak = await http_load.closed(HOST, port, work, units, concurrency, seconds, per_unit=2)
-    busy = (redis_ceiling.cpu_seconds(pid) - cpu) / peak.seconds
-    say(
-        f"  erp {convenio:<7} max {peak.rate:>8.0f}/s  p50 {peak.pct(0.5):6.2f} ms  p99 {peak.pct(0.99):7.2f} ms  "
-        f"gateway busy {busy:.0%}  {peak.statuses}"
-    )
-    out: dict[str, Any] = {"max": peak.summary() | {"gateway_busy": round(busy, 2)}, "concurrency": concurrency}
+    tried = {}
+    for n in levels:
+        cpu = redis_ceiling.cpu_seconds(pid)
+        r = await http_load.closed(HOST, port, work, units, n, seconds, per_unit=2)
+        tried[n] = (r, (redis_ceiling.cpu_seconds(pid) - cpu) / r.seconds)
+        say(
+            f"  erp {convenio:<7} max {r.rate:>8.0f}/s ({n} conns)  p50 {r.pct(0.5):6.2f} ms  "
+            f"p99 {r.pct(0.99):7.2f} ms  gateway busy {tried[n][1]:.0%}  {r.statuses}"
+        )
+    best = max(tried, key=lambda n: tried[n][0].rate)
+    peak, busy = tried[best]
+    out: dict[str, Any] = {
+        "max": peak.summary() | {"gateway_busy": round(busy, 2)},
+        "concurrency": best,
+        "max_by_concurrency": {str(n): r.summary() for n, (r, _) in tried.items()},
+    }
     rates = {"at_50": peak.rate * 0.5}
     if ours:  # the very rate ours was measured at
         rates["at_ours_50"] = ours["at_50"].get("target_rate") or ours["max"]["rate"] * 0.5

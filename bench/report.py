@@ -128,7 +128,8 @@ def markdown(doc: dict[str, Any], plot_name: str) -> str:
         "",
         "## Scenarios",
         "",
-        "Max: closed loop (each connection sends its next unit when the last is answered). At 50 % and 90 %:"
+        "Max: closed loop (each connection sends its next unit when the last is answered), the best of"
+        " the run's connections and four times as many (the ERP's gateway likewise). At 50 % and 90 %:"
         " open loop at that share of the max, latency from each unit's due time. A unit is one request,"
         " or hold + commit (b_hold_commit, c_hot_pool), or the whole checkout (a_checkout: 4 requests).",
         "",
@@ -138,7 +139,7 @@ def markdown(doc: dict[str, Any], plot_name: str) -> str:
     for name, out in r.items():
         if not isinstance(out, dict) or "max" not in out or "at_50" not in out:
             continue
-        cells = [f"{out['max']['rate']:.0f}"]
+        cells = [f"{out['max']['rate']:.0f}" + (f" ({out['concurrency']} conns)" if "concurrency" in out else "")]
         for share in ("at_50", "at_90"):
             a = out[share]
             cells.append(f"{a['p50_ms']:.2f} / {a['p99_ms']:.2f} / {a['p999_ms']:.2f}")

@@ -140,23 +140,27 @@ def _id(body: bytes) -> str:
 
 
 class Sales:
-    """Hands out minted proofs in order; each unit of work takes the next one."""
+    """Hands out minted proofs in order; each unit of work takes the next one. Each proof's hold
+    request is written when it is supplied, before a phase: the load generator shares a core
+    with Redis, and the echo's request is written once too, so that neither pays for it while
+    measured."""
 
     def __init__(self, pop: Population, convenio: str, minted: list[tuple[str, str]], rng: random.Random) -> None:
         self.pop, self.convenio, self.rng = pop, convenio, rng
-        self._queue = collections.deque(minted)
+        self._queue: collections.deque[tuple[bytes, str]] = collections.deque()
+        self.supply(minted)
 
     def supply(self, minted: list[tuple[str, str]]) -> None:
-        self._queue.extend(minted)
+        for participant, proof in minted:
+            key = f"bench-{proof[:32]}"
+            self._queue.append((hold_request(self.pop, self.convenio, participant, proof, key), key))
 
     @property
     def left(self) -> int:
         return len(self._queue)
 
     def _hold(self) -> tuple[bytes, str]:
-        participant, proof = self._queue.popleft()
-        key = f"bench-{proof[:32]}"
-        return hold_request(self.pop, self.convenio, participant, proof, key), key
+        return self._queue.popleft()
 
     def _commit(self, eid: str) -> bytes:
         return request("POST", f"/v1/empenhos/{eid}/commit", b'{"coupon":"CUPOM-1"}', self.pop.auth)
