@@ -74,9 +74,19 @@ class Bench:
             say(f"  (waited {waited:.1f} s for the sweeper and Redis's background work before {name})")
             self.results.setdefault("settled_before_s", {})[name] = round(waited, 1)
 
+    def saw_saves(self, name: str, before: int) -> None:
+        """Note a phase during which Redis forked for an AOF rewrite (it grows with every
+        decision; past twice its last rewritten size Redis rewrites it): its figures include that."""
+        during = self.stack.background_saves() - before
+        if during:
+            say(f"  ({name}: Redis rewrote its AOF during this phase)")
+            self.results.setdefault("aof_rewrite_during", []).append(name)
+
     async def closed(self, name: str, port: int, work: Work, units: int, concurrency: int, per_unit: int = 1) -> Result:
         self.settle(name)
+        saves = self.stack.background_saves()
         r = await http_load.closed(HOST, port, work, units, concurrency, self.args.seconds, per_unit)
+        self.saw_saves(name, saves)
         say(f"  {name:<24} max {r.rate:>8.0f}/s  p50 {r.pct(0.5):6.2f} ms  p99 {r.pct(0.99):7.2f} ms  {r.statuses}")
         return r
 
@@ -85,7 +95,9 @@ class Bench:
         # sweeping would land in this phase's latencies (only holds that are never committed,
         # as in b_hold, all expire; a checkout's do not)
         self.settle(name, every_hold=not self.args.smoke)
+        saves = self.stack.background_saves()
         r = await http_load.open_loop(HOST, port, work, rate, self.args.seconds, per_unit=per_unit)
+        self.saw_saves(name, saves)
         say(
             f"  {name:<24} @{rate:>7.0f}/s  p50 {r.pct(0.5):6.2f} ms  p99 {r.pct(0.99):7.2f} ms  "
             f"p99.9 {r.pct(0.999):7.2f} ms  late {r.late}  {r.statuses}"

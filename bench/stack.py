@@ -4,6 +4,7 @@ core 1. Postgres, when a phase needs it, is not pinned (the ERP baseline gets ev
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -82,7 +83,8 @@ class BenchStack:
     def settle(self, most_s: float = 120.0, every_hold: bool = False) -> float:
         """Wait until Redis is doing nothing in the background for the phase about to start, and
         say how long that took: no rewrite of its AOF (or snapshot) running, a forked child that
-        takes a whole core; and no empenho of an earlier phase left overdue, which the running
+        takes a whole core, nor one due soon (an AOF grown by half since its last rewrite is
+        rewritten first); and no empenho of an earlier phase left overdue, which the running
         gateway's sweeper would be expiring (tens of thousands after the holds phases: the
         event loop busy with them, and Redis too) while the phase measures something else;
         `every_hold`: no empenho left pending at all (they expire within the bench's hold TTL)."""
@@ -90,6 +92,14 @@ class BenchStack:
         keys = Keys(PREFIX, self.settings.shards)
         started = time.monotonic()
         try:
+            info = client.info("persistence")
+            grown = int(info.get("aof_current_size", 0)) - int(info.get("aof_base_size", 0))
+            if info.get("aof_enabled") and grown > max(16 << 20, int(info.get("aof_base_size", 0)) // 2):
+                # past twice its last rewritten size Redis rewrites the AOF by itself, forking a
+                # child for a core, in the middle of whatever phase runs then: rewrite it now
+                with contextlib.suppress(redis.ResponseError):  # one already under way
+                    client.bgrewriteaof()
+                time.sleep(0.1)
             while time.monotonic() - started < most_s:
                 info = client.info("persistence")
                 rewriting = info.get("aof_rewrite_in_progress") or info.get("rdb_bgsave_in_progress")
@@ -101,6 +111,15 @@ class BenchStack:
         finally:
             client.close()
         return time.monotonic() - started
+
+    def background_saves(self) -> int:
+        """How many AOF rewrites and snapshots Redis has made so far (a phase that saw one says so)."""
+        client = redis.Redis.from_url(self.redis.url)
+        try:
+            info = client.info("persistence")
+            return int(info.get("aof_rewrites", 0)) + int(info.get("rdb_saves", 0))
+        finally:
+            client.close()
 
     async def gateway(self) -> Services:
         svc = await Services.open(self.settings)
