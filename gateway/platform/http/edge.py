@@ -53,6 +53,11 @@ def error_response(exc: ApiError) -> Response:
     return Response(msgspec.json.encode(exc.body()), exc.status, exc.headers, JSON)
 
 
+def _refusal(exc: ApiError) -> tuple[int, bytes, dict[str, str]]:
+    """An error's answer as `wrap`'s answers are: status, body, headers."""
+    return exc.status, msgspec.json.encode(exc.body()), exc.headers
+
+
 async def read_body(request: Request) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and (not whole_number(declared) or int(declared) > MAX_BODY):
@@ -164,17 +169,15 @@ def wrap(ep: Endpoint, bind: Callable[[Caller, Any], Caller] | None = None) -> W
             status, content, headers = reply.status, encoder.encode(reply.body), reply.headers
         except ApiError as exc:
             code = str(exc.code)
-            status, content, headers = exc.status, msgspec.json.encode(exc.body()), exc.headers
+            status, content, headers = _refusal(exc)
         except UNAVAILABLE as exc:
             log.warning("%s: Redis unavailable: %s", ep.name, type(exc).__name__)
             code = str(ErrorCode.SERVICE_UNAVAILABLE)
-            refusal = ApiError(ErrorCode.SERVICE_UNAVAILABLE, retry_after=1)
-            status, content, headers = refusal.status, msgspec.json.encode(refusal.body()), refusal.headers
+            status, content, headers = _refusal(ApiError(ErrorCode.SERVICE_UNAVAILABLE, retry_after=1))
         except Exception:
             log.exception("%s: unexpected error", ep.name)
             code = str(ErrorCode.INTERNAL_ERROR)
-            failure = ApiError(ErrorCode.INTERNAL_ERROR)
-            status, content, headers = failure.status, msgspec.json.encode(failure.body()), failure.headers
+            status, content, headers = _refusal(ApiError(ErrorCode.INTERNAL_ERROR))
         counter = counters.get((status, code))
         if counter is None:
             counter = counters[(status, code)] = metrics.REQUESTS.labels(ep.name, str(status), code)

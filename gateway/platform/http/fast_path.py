@@ -23,9 +23,7 @@ from starlette.applications import Starlette
 from starlette.routing import compile_path
 from starlette.types import Receive, Scope, Send
 
-from gateway.platform.errors import ApiError, ErrorCode
-from gateway.platform.http.edge import error_response
-from gateway.platform.http.header_limit import MAX_HEADER_BYTES, header_bytes
+from gateway.platform.http.header_limit import refused
 
 Asgi = Callable[[Scope, Receive, Send], Awaitable[None]]
 
@@ -47,9 +45,7 @@ class FastPathApp(Starlette):
                 match = pattern.match(path)
                 if match is not None:
                     scope["app"] = self  # what Request.app (the state) reads, as Starlette sets it
-                    if header_bytes(scope["headers"]) > MAX_HEADER_BYTES:
-                        refusal = ApiError(ErrorCode.HEADERS_TOO_LARGE, headers={"Connection": "close"})
-                        await error_response(refusal)(scope, receive, send)
+                    if await refused(scope, receive, send):  # the header limit, as HeaderLimit would
                         return
                     scope["path_params"] = match.groupdict()
                     await endpoint(scope, receive, send)

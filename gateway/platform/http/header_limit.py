@@ -25,6 +25,15 @@ def header_bytes(headers: Iterable[tuple[bytes, bytes]]) -> int:
     return sum(len(name) + len(value) + 4 for name, value in headers)
 
 
+async def refused(scope: Scope, receive: Receive, send: Send) -> bool:
+    """Whether the HTTP request `scope` has headers over MAX_HEADER_BYTES, and was answered 431 unread."""
+    if header_bytes(scope["headers"]) <= MAX_HEADER_BYTES:
+        return False
+    refusal = ApiError(ErrorCode.HEADERS_TOO_LARGE, headers={"Connection": "close"})
+    await error_response(refusal)(scope, receive, send)
+    return True
+
+
 class HeaderLimit:
     """ASGI middleware: a request whose headers exceed MAX_HEADER_BYTES is answered 431 unread."""
 
@@ -32,9 +41,7 @@ class HeaderLimit:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and header_bytes(scope["headers"]) > MAX_HEADER_BYTES:
-            refusal = ApiError(ErrorCode.HEADERS_TOO_LARGE, headers={"Connection": "close"})
-            await error_response(refusal)(scope, receive, send)
+        if scope["type"] == "http" and await refused(scope, receive, send):
             return
         await self.app(scope, receive, send)
 
