@@ -66,10 +66,11 @@ class Bench:
         self.pop: scenarios.Population | None = None  # who scenarios a-f sold to (g sells to them too)
 
     # -- measuring one scenario: its maximum, then latency at 50 % and 90 % of it -----------------
-    def settle(self, name: str, every_hold: bool = False) -> None:
+    async def settle(self, name: str, every_hold: bool = False) -> None:
         """Each phase starts with nothing left for the sweeper and Redis rewriting nothing in the
-        background (see BenchStack.settle)."""
-        waited = self.stack.settle(every_hold=every_hold)
+        background (see BenchStack.settle; in a thread: a load started in the background before
+        a phase keeps running while this waits)."""
+        waited = await asyncio.to_thread(self.stack.settle, every_hold=every_hold)
         if waited >= 0.1:
             say(f"  (waited {waited:.1f} s for the sweeper and Redis's background work before {name})")
             self.results.setdefault("settled_before_s", {})[name] = round(waited, 1)
@@ -83,18 +84,21 @@ class Bench:
             self.results.setdefault("aof_rewrite_during", []).append(name)
 
     async def closed(self, name: str, port: int, work: Work, units: int, concurrency: int, per_unit: int = 1) -> Result:
-        self.settle(name)
+        await self.settle(name)
         saves = self.stack.background_saves()
         r = await http_load.closed(HOST, port, work, units, concurrency, self.args.seconds, per_unit)
         self.saw_saves(name, saves)
         say(f"  {name:<24} max {r.rate:>8.0f}/s  p50 {r.pct(0.5):6.2f} ms  p99 {r.pct(0.99):7.2f} ms  {r.statuses}")
         return r
 
-    async def opened(self, name: str, port: int, work: Work, rate: float, per_unit: int = 1) -> Result:
+    async def opened(
+        self, name: str, port: int, work: Work, rate: float, per_unit: int = 1, settle: bool = True
+    ) -> Result:
         # a latency phase starts once the holds of the phases before it have all expired: their
         # sweeping would land in this phase's latencies (only holds that are never committed,
         # as in b_hold, all expire; a checkout's do not)
-        self.settle(name, every_hold=not self.args.smoke)
+        if settle:  # (False: the caller settled before starting a background load of its own)
+            await self.settle(name, every_hold=not self.args.smoke)
         saves = self.stack.background_saves()
         r = await http_load.open_loop(HOST, port, work, rate, self.args.seconds, per_unit=per_unit)
         self.saw_saves(name, saves)
@@ -255,7 +259,7 @@ class Bench:
             await http_load.closed(HOST, port, work, 20, 4, 10)
             # the holds phases' empenhos all expire first: the argon2 threads run at nice 10, so
             # the sweeper expiring thousands of them would take the cores the checks are measured on
-            self.settle("password checks", every_hold=True)
+            await self.settle("password checks", every_hold=True)
             r = await self.closed("password checks", port, work, 100_000, 4 * cores)
             self.results["password"] = r.summary() | {"one_verify_ms": round(one * 1000, 2), "ceiling_per_s": ceiling}
             self.ratios["password_vs_ceiling"] = round(r.rate / ceiling, 3)
@@ -263,11 +267,15 @@ class Bench:
             sales = scenarios.Sales(pop, "SPREAD", [], self.rng)
             peak = self.results.get("b_hold", {}).get("max", {}).get("rate", 1000)
             rate = peak * 0.5
-            sales.supply(await spread(int(rate * self.args.seconds * 2) + 20))
+            sales.supply(await spread(int(rate * self.args.seconds * 2) + 220))
+            # this gateway has served password checks only: warm its holds path up first
+            await http_load.closed(HOST, port, sales.hold(), 200, 8, 10)
             alone = await self.opened("holds alone (unpinned)", port, sales.hold(), rate)
+            # settled before the password load starts: the holds phase must run inside that load
+            await self.settle("holds + password load", every_hold=not self.args.smoke)
             load = asyncio.create_task(http_load.closed(HOST, port, work, 100_000, 4 * cores, self.args.seconds + 2))
             await asyncio.sleep(0.5)
-            with_pw = await self.opened("holds + password load", port, sales.hold(), rate)
+            with_pw = await self.opened("holds + password load", port, sales.hold(), rate, settle=False)
             await load
             self.results["holds_under_password_load"] = {"alone": alone.summary(), "with_passwords": with_pw.summary()}
             self.ratios["hold_p99_with_passwords_vs_alone"] = round(with_pw.pct(0.99) / alone.pct(0.99), 2)

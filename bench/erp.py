@@ -222,7 +222,9 @@ async def compare(
     try:
         url = await create_database(pg.url.rsplit("/", 1)[0] + "/postgres")
         await prepare(url, pop)
-        pool_size = max(64, concurrency)  # every connection the load generator opens (the open loop's 64)
+        # a Postgres connection per load connection up to 64 (the open loop's 64); at the max's
+        # four-times load (128 in a full run) requests queue for one, as an ERP's pool would make them
+        pool_size = max(64, concurrency)
         out: dict[str, Any] = {"settings": await pg_baseline.settings(url) | {"gateway_pool": pool_size}}
         proc, port = serve(root, url, pool_size, hold_ttl_s)
         for label, convenio, name in WORKLOADS:
