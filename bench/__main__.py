@@ -120,11 +120,8 @@ class Bench:
         units: int | None = None,
     ) -> dict[str, Any]:
         units = units or self.args.units
-        # The max is the best of two loads: the given connections and four times as many. Where
-        # each decision waits for Redis's fsync (appendfsync always), 32 connections leave both
-        # cores part idle, with every request in flight waiting on the same fsync; the echo is
-        # already at its best with them. (A small given load, the checkout's, is kept as it is.)
-        levels = [concurrency, concurrency * 4] if concurrency >= self.args.concurrency else [concurrency]
+        # the best of http_load.max_loads (a small given load, the checkout's, is kept as it is)
+        levels = http_load.max_loads(concurrency) if concurrency >= self.args.concurrency else (concurrency,)
         if sales is not None:
             sales.supply(await mint(min(200, units // 10) + units * len(levels)))
         await http_load.closed(HOST, port, work, min(200, units // 10), concurrency, 10)  # warm-up

@@ -150,7 +150,7 @@ async def _workload(
     sales = scenarios.Sales(pop, convenio, [], rng)
     work = sales.hold_commit()
     warm = min(200, units // 10)
-    levels = (concurrency, concurrency * 4)  # the best of two loads, as Bench.scenario measures ours
+    levels = http_load.max_loads(concurrency)  # the best of them, as Bench.scenario measures ours
     sales.supply(await mint(url, convenio, codes, warm + units * len(levels), rng))
     await http_load.closed(HOST, port, work, warm, concurrency, 10)
     tried = {}

@@ -21,18 +21,21 @@ CREDIT_HOLD_ID = re.compile(rf"^C([0-9]{{1,4}})-({ULID})$")
 DUPLICATA_ID = re.compile(rf"^D{ULID}$")
 LIMIT_REQUEST_ID = re.compile(rf"^L{ULID}$")
 
-_ms_text = ["", -1]  # the last millisecond's 10 digits, and that millisecond
+_ms_text = (-1, "")  # the last millisecond and its 10 digits, rebound together
 
 
 def _ulid() -> str:
     """A 26-character ULID: 48 bits of ms time (10 digits, two leading zero bits) then 80 random
     bits (16 digits); sorts by time. The time's digits are made once per millisecond."""
+    global _ms_text
     ms = time.time_ns() // 1_000_000
-    if ms != _ms_text[1]:
-        _ms_text[0], _ms_text[1] = "".join(_PAIRS[(ms >> s) & 1023] for s in (40, 30, 20, 10, 0)), ms
+    cached, text = _ms_text  # one read: a thread never pairs one millisecond with another's digits
+    if ms != cached:
+        text = "".join(_PAIRS[(ms >> s) & 1023] for s in (40, 30, 20, 10, 0))
+        _ms_text = (ms, text)
     r, p = int.from_bytes(os.urandom(10), "big"), _PAIRS
     return (
-        _ms_text[0]
+        text
         + p[r >> 70]
         + p[(r >> 60) & 1023]
         + p[(r >> 50) & 1023]
